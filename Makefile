@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DATA   ?= ../shared/data
+RUNS   ?= runs
+# CPU wheel of PyTorch: pinned, so pip never pulls a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+
+.PHONY: install demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[test,embeddings,plots]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Prepare raw 20 Newsgroups, train with early stopping, print topics and metrics.
+demo: install
+	@if [ -f "$(DATA)/20news-bydate.jsonl.gz" ]; then \
+	  src="$(DATA)/20news-bydate.jsonl.gz"; \
+	else \
+	  echo "$(DATA)/20news-bydate.jsonl.gz not found: downloading with scikit-learn"; \
+	  $(BIN)/python examples/fetch_20newsgroups.py $(RUNS)/20news-bydate.jsonl.gz || exit 1; \
+	  src="$(RUNS)/20news-bydate.jsonl.gz"; \
+	fi; \
+	$(BIN)/etm prepare "$$src" -o $(RUNS)/20ng-corpus --label-field label --split-field split \
+	  --strip-newsgroup --min-df 10 --max-df 0.5 && \
+	$(BIN)/etm train $(RUNS)/20ng-corpus -o $(RUNS)/20ng-model --num-topics 20 --epochs 60 --patience 8 && \
+	$(BIN)/etm evaluate $(RUNS)/20ng-model $(RUNS)/20ng-corpus
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks examples
+
+clean:
+	rm -rf $(RUNS) .pytest_cache

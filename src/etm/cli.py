@@ -1,0 +1,427 @@
+"""The ``etm`` command line: prepare | train | evaluate | topics | transform.
+
+Human-readable output goes to stdout, logs to stderr; ``--json`` prints one
+JSON document instead, for scripts. Option names follow the authors'
+``main.py`` (``--num_topics`` and ``--num-topics`` both work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+logger = logging.getLogger("etm.cli")
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _flag(*names: str) -> list[str]:
+    """``--num-topics`` plus the authors' ``--num_topics`` spelling."""
+    out: list[str] = []
+    for name in names:
+        out.append(name)
+        if "-" in name[2:]:
+            out.append("--" + name[2:].replace("-", "_"))
+    return out
+
+
+def _add_reading_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("reading the input")
+    g.add_argument("--format", default="auto",
+                   choices=["auto", "text", "jsonl", "csv", "tsv", "folder", "authors", "octis"],
+                   help="input format (default: from the file name; a directory with vocab.pkl is the authors' "
+                        "format, one with corpus.tsv is OCTIS's)")
+    g.add_argument(*_flag("--text-field"), default="text", help="JSONL field / CSV column with the text")
+    g.add_argument(*_flag("--label-field"), default=None, help="JSONL field / CSV column with a label")
+    g.add_argument(*_flag("--split-field"), default=None, help="JSONL field / CSV column with train/valid/test")
+    g.add_argument(*_flag("--id-field"), default=None, help="JSONL field / CSV column with a document id")
+    g.add_argument("--encoding", default="utf-8", help="text encoding of the input (default utf-8)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="etm",
+        description="Embedded Topic Model (Dieng, Ruiz & Blei, 2020): prepare a corpus, train, evaluate, "
+                    "list topics and infer topic proportions.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    # prepare ---------------------------------------------------------------
+    p = sub.add_parser("prepare", help="raw text -> bag-of-words corpus directory",
+                       description="Read documents, build the vocabulary on the training split and write a "
+                                   "corpus directory (vocab.txt, sparse .npz, meta.json).")
+    p.add_argument("input", help="file or directory with the documents")
+    p.add_argument("-o", "--output", required=True, help="corpus directory to write")
+    _add_reading_options(p)
+    g = p.add_argument_group("preprocessing (scikit-learn CountVectorizer)")
+    g.add_argument(*_flag("--min-df"), type=float, default=1, help="ignore words in fewer documents "
+                   "(an integer count, or a fraction below 1; default 1)")
+    g.add_argument(*_flag("--max-df"), type=float, default=1.0, help="ignore words in more documents "
+                   "(a fraction, or an integer count above 1; default 1.0)")
+    g.add_argument(*_flag("--max-features"), type=int, default=None, help="keep only the most frequent words")
+    g.add_argument(*_flag("--stop-words"), default="english", help="'english' (default) or 'none'")
+    g.add_argument(*_flag("--extra-stop-words"), default=None,
+                   help="more stop words: a comma-separated list or a file with one word per line")
+    g.add_argument(*_flag("--token-pattern"), default=None, help="regular expression of a token")
+    g.add_argument(*_flag("--no-lowercase"), action="store_true", help="keep the case of words")
+    g.add_argument(*_flag("--strip-newsgroup"), action="store_true",
+                   help="remove e-mail headers, signatures and quoted replies (newsgroup-style text)")
+    g = p.add_argument_group("splits")
+    g.add_argument(*_flag("--valid-size"), type=float, default=0.1, help="validation share (default 0.1)")
+    g.add_argument(*_flag("--test-size"), type=float, default=0.1,
+                   help="test share when the input has no split column (default 0.1)")
+    g.add_argument("--seed", type=int, default=0, help="seed of splits and completion halves (default 0)")
+    p.add_argument(*_flag("--export-authors"), default=None, metavar="DIR",
+                   help="also write the corpus in the ETM authors' .mat/vocab.pkl format")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+
+    # train -------------------------------------------------------------------
+    p = sub.add_parser("train", help="train an ETM on a prepared corpus",
+                       description="Train with the authors' defaults; the best epoch is chosen on the "
+                                   "validation split's document-completion perplexity.")
+    p.add_argument("corpus", help="corpus directory from `etm prepare`, or an authors'/OCTIS directory")
+    p.add_argument("-o", "--output", required=True, help="model directory to write")
+    g = p.add_argument_group("model")
+    g.add_argument(*_flag("--num-topics"), type=int, default=50, help="K (default 50)")
+    g.add_argument(*_flag("--t-hidden-size"), type=int, default=800, help="encoder width H (default 800)")
+    g.add_argument(*_flag("--rho-size"), *_flag("--emb-size"), dest="rho_size", type=int, default=300,
+                   help="embedding size E of words and topics (default 300)")
+    g.add_argument(*_flag("--theta-act"), default="relu",
+                   choices=["tanh", "softplus", "relu", "rrelu", "leakyrelu", "elu", "selu", "glu"],
+                   help="encoder activation (default relu)")
+    g.add_argument(*_flag("--enc-drop"), type=float, default=0.0, help="encoder dropout (default 0.0)")
+    g = p.add_argument_group("optimisation (the authors' defaults)")
+    g.add_argument("--epochs", type=int, default=20, help="maximum epochs (default 20)")
+    g.add_argument(*_flag("--batch-size"), type=int, default=1000, help="documents per step (default 1000)")
+    g.add_argument("--lr", type=float, default=0.005, help="learning rate (default 0.005)")
+    g.add_argument("--optimizer", default="adam", choices=["adam", "adagrad", "adadelta", "rmsprop", "asgd", "sgd"])
+    g.add_argument("--wdecay", type=float, default=1.2e-6, help="weight decay (default 1.2e-6)")
+    g.add_argument("--clip", type=float, default=0.0, help="gradient-norm clipping, 0 = off (default 0)")
+    g.add_argument(*_flag("--bow-norm"), type=int, default=1, choices=[0, 1],
+                   help="normalise bags of words for the encoder (default 1)")
+    g.add_argument(*_flag("--anneal-lr"), type=int, default=0, choices=[0, 1],
+                   help="divide lr by lr_factor when validation stalls (default 0)")
+    g.add_argument("--nonmono", type=int, default=10, help="epochs of the annealing rule (default 10)")
+    g.add_argument(*_flag("--lr-factor"), type=float, default=4.0, help="annealing divisor (default 4.0)")
+    g.add_argument("--patience", type=int, default=None,
+                   help="stop after this many epochs without a better validation perplexity (default: off)")
+    g.add_argument("--seed", type=int, default=2019, help="random seed (default 2019)")
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    g = p.add_argument_group("checkpoints")
+    g.add_argument(*_flag("--checkpoint-dir"), default=None,
+                   help="where resumable checkpoints go (default: OUTPUT/checkpoints)")
+    g.add_argument(*_flag("--checkpoint-every"), type=int, default=5, help="epochs between checkpoints (default 5)")
+    g.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--topics", type=int, default=10, help="topics to print at the end (default 10)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+
+    # evaluate ------------------------------------------------------------------
+    p = sub.add_parser("evaluate", help="perplexity, coherence, diversity and quality of a model",
+                       description="Document-completion perplexity on the corpus's test halves, NPMI coherence "
+                                   "(top 10) over its training documents, diversity (top 25) and quality.")
+    p.add_argument("model", help="model directory")
+    p.add_argument("corpus", help="corpus directory (same vocabulary as the model)")
+    p.add_argument("--split", default="test", choices=["test", "valid"], help="halves to score (default test)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true")
+
+    # topics ----------------------------------------------------------------------
+    p = sub.add_parser("topics", help="list the top words of each topic")
+    p.add_argument("model", help="model directory")
+    p.add_argument("-n", "--words", type=int, default=10, help="words per topic (default 10)")
+    p.add_argument("--json", action="store_true")
+
+    # transform -----------------------------------------------------------------
+    p = sub.add_parser("transform", help="topic proportions of new documents",
+                       description="Map documents through the model's vocabulary (unknown words are counted) "
+                                   "and write one row of K topic proportions per document.")
+    p.add_argument("model", help="model directory")
+    p.add_argument("input", help="documents (any `etm prepare` input format) or a corpus directory")
+    p.add_argument("-o", "--output", required=True, help="output file: .csv, .tsv or .npy")
+    _add_reading_options(p)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+# -- commands ----------------------------------------------------------------------
+def _read_stop_words(value: str | None) -> list[str]:
+    if not value:
+        return []
+    path = Path(value)
+    if path.is_file():
+        from etm._io import read_text_checked
+
+        return [w.strip() for w in read_text_checked(path).splitlines() if w.strip()]
+    return [w.strip() for w in value.split(",") if w.strip()]
+
+
+def _load_any_corpus(path: str, fmt: str = "auto"):  # -> PreparedCorpus
+    from etm.corpus import PreparedCorpus
+    from etm.readers import read_authors_format, read_octis
+
+    root = Path(path)
+    if fmt == "authors" or (fmt == "auto" and (root / "vocab.pkl").is_file()):
+        return read_authors_format(root)
+    if fmt == "octis" or (fmt == "auto" and (root / "corpus.tsv").is_file()):
+        return read_octis(root)
+    return PreparedCorpus.load(root)
+
+
+def cmd_prepare(args: argparse.Namespace) -> dict[str, Any]:
+    from etm.preprocessing import Preprocessor
+    from etm.readers import prepare_corpus, read_documents
+
+    if args.format in ("authors", "octis") or (
+        args.format == "auto" and Path(args.input).is_dir()
+        and ((Path(args.input) / "vocab.pkl").is_file() or (Path(args.input) / "corpus.tsv").is_file())
+    ):
+        prepared = _load_any_corpus(args.input, args.format)
+        report: dict[str, Any] = {"source": str(args.input)}
+    else:
+        raw = read_documents(args.input, format=args.format, encoding=args.encoding, text_field=args.text_field,
+                             label_field=args.label_field, split_field=args.split_field, id_field=args.id_field)
+        pre = Preprocessor(
+            lowercase=not args.no_lowercase,
+            stop_words=None if args.stop_words.lower() == "none" else args.stop_words,
+            extra_stop_words=tuple(_read_stop_words(args.extra_stop_words)),
+            min_df=int(args.min_df) if float(args.min_df).is_integer() and args.min_df >= 1 else args.min_df,
+            max_df=int(args.max_df) if args.max_df > 1 else args.max_df,
+            max_features=args.max_features,
+            strip_newsgroup=args.strip_newsgroup,
+            **({"token_pattern": args.token_pattern} if args.token_pattern else {}),
+        )
+        prepared, report = prepare_corpus(raw, pre, valid_size=args.valid_size, test_size=args.test_size,
+                                          random_state=args.seed)
+    prepared.save(args.output)
+    if args.export_authors:
+        prepared.to_authors_format(args.export_authors)
+    summary = {"output": str(args.output), **prepared.summary(), "report": report}
+    if not args.json:
+        print(f"wrote {args.output}: vocabulary {summary['vocabulary_size']} words")
+        for name, part in prepared.parts():
+            print(f"  {name:5s} {part.n_docs:7d} documents {part.n_tokens:9d} tokens")
+        for key, value in report.items():
+            if key.startswith("dropped") or key.startswith("empty"):
+                print(f"  {key}: {value}")
+        if prepared.n_unsplittable:
+            print(f"  left out of document completion (fewer than 2 tokens): {prepared.n_unsplittable}")
+    return summary
+
+
+def _print_topics(topics: Sequence[Sequence[str]], limit: int | None = None) -> None:
+    for k, words in enumerate(topics[: limit or len(topics)]):
+        print(f"  topic {k:3d}: {' '.join(words)}")
+
+
+def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    from etm.estimator import TopicModel
+
+    corpus = _load_any_corpus(args.corpus)
+    if corpus.valid_halves is None:
+        logger.warning("%s has no validation split: the last epoch is kept", args.corpus)
+    out = Path(args.output)
+    ckpt = Path(args.checkpoint_dir) if args.checkpoint_dir else out / "checkpoints"
+    est = TopicModel(
+        args.num_topics, hidden_size=args.t_hidden_size, embedding_size=args.rho_size, activation=args.theta_act,
+        dropout=args.enc_drop, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        optimizer=args.optimizer, weight_decay=args.wdecay, clip=args.clip, bow_norm=bool(args.bow_norm),
+        anneal_lr=bool(args.anneal_lr), nonmono=args.nonmono, lr_factor=args.lr_factor, patience=args.patience,
+        device=args.device, random_state=args.seed, checkpoint_dir=str(ckpt),
+        checkpoint_every=args.checkpoint_every, verbose=not (args.quiet or args.json),
+    )
+    est.provenance_ = {"corpus": str(Path(args.corpus).resolve()), "command": "etm train"}
+    pre = corpus.settings.get("preprocessing") if corpus.settings else None
+    t0 = time.perf_counter()
+    try:
+        est.fit(corpus, resume=args.resume)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: a resumable checkpoint is in {ckpt / 'last'}; continue with the same "
+              f"command plus --resume", file=sys.stderr)
+        raise
+    if pre is not None:
+        from etm.preprocessing import Preprocessor
+
+        est.preprocessor_ = Preprocessor.from_settings(pre, vocabulary=est.vocabulary_)
+    est.save(out)
+    from etm._io import atomic_write_text
+
+    atomic_write_text(out / "history.json", json.dumps(est.history_, indent=1))
+    summary = {
+        "output": str(out),
+        "epochs_run": est.n_iter_,
+        "best_epoch": est.best_epoch_,
+        "valid_perplexity": est.valid_perplexity_,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "device": est.device_,
+        "topics": est.get_topics(10),
+    }
+    if not args.json:
+        ppl = "n/a" if est.valid_perplexity_ is None else f"{est.valid_perplexity_:.1f}"
+        print(f"trained {est.n_iter_} epochs in {summary['seconds']} s on {est.device_}; best epoch "
+              f"{est.best_epoch_}, validation perplexity {ppl}; model saved to {out}")
+        _print_topics(summary["topics"], args.topics)
+    return summary
+
+
+def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from etm.estimator import TopicModel
+
+    est = TopicModel.load(args.model, device=args.device)
+    corpus = _load_any_corpus(args.corpus)
+    halves = corpus.test_halves if args.split == "test" else corpus.valid_halves
+    if halves is None:
+        raise ValueError(f"{args.corpus} has no {args.split} halves to score; prepare it with a {args.split} split")
+    from etm.corpus import check_same_vocabulary
+    from etm.metrics import completion_loglik, perplexity_per_document, perplexity_per_token
+
+    check_same_vocabulary(corpus.vocabulary, est.vocabulary_, left="corpus", right="model")
+    t0 = time.perf_counter()
+    theta = est.transform(halves[0])
+    ll = completion_loglik(theta, est.topic_word_, halves[1])
+    n = np.asarray(halves[1].sum(axis=1)).ravel()
+    scores = est.evaluate(corpus.train)
+    result = {
+        "split": args.split,
+        "completion_documents": int(halves[0].shape[0]),
+        "perplexity_per_document": perplexity_per_document(ll, n),
+        "perplexity_per_token": perplexity_per_token(ll, n),
+        **scores,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    if not args.json:
+        print(f"document-completion perplexity on {args.split} halves ({result['completion_documents']} documents)")
+        print(f"  per document (authors' form): {result['perplexity_per_document']:.1f}")
+        print(f"  per token (corpus level):     {result['perplexity_per_token']:.1f}")
+        print(f"topic coherence (NPMI, top 10, over {corpus.train.n_docs} training documents): "
+              f"{result['coherence']:.4f}")
+        print(f"topic diversity (top 25): {result['diversity']:.4f}")
+        print(f"topic quality (coherence x diversity): {result['quality']:.4f}")
+    return result
+
+
+def cmd_topics(args: argparse.Namespace) -> dict[str, Any]:
+    from etm.estimator import TopicModel
+
+    est = TopicModel.load(args.model, device="cpu")
+    topics = est.get_topics(args.words)
+    if not args.json:
+        _print_topics(topics)
+    return {"topics": topics}
+
+
+def cmd_transform(args: argparse.Namespace) -> dict[str, Any]:
+    from etm._io import atomic_write_bytes, atomic_write_text
+    from etm.estimator import TopicModel
+
+    est = TopicModel.load(args.model, device=args.device)
+    src = Path(args.input)
+    ids: list[str] | None = None
+    if src.is_dir() and (src / "meta.json").is_file():
+        corpus = _load_any_corpus(args.input)
+        parts = [part for _, part in corpus.parts()]
+        import scipy.sparse as sp
+
+        from etm.corpus import Corpus
+
+        X: Any = Corpus(sp.vstack([p.counts for p in parts]), corpus.vocabulary)
+    else:
+        from etm.readers import read_documents
+
+        raw = read_documents(args.input, format=args.format, encoding=args.encoding, text_field=args.text_field,
+                             label_field=args.label_field, split_field=args.split_field, id_field=args.id_field)
+        X, ids = raw.texts, raw.doc_ids
+    theta, report = est.transform_with_report(X)
+    out = Path(args.output)
+    if out.suffix == ".npy":
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, theta, allow_pickle=False)
+        atomic_write_bytes(out, buf.getvalue())
+    elif out.suffix in (".csv", ".tsv"):
+        sep = "," if out.suffix == ".csv" else "\t"
+        header = sep.join(["document"] + [f"topic_{k}" for k in range(theta.shape[1])])
+        names = ids if ids is not None else [str(i) for i in range(theta.shape[0])]
+        rows = [sep.join([_csv_field(str(name), sep)] + [f"{v:.6g}" for v in row]) for name, row in zip(names, theta)]
+        atomic_write_text(out, header + "\n" + "\n".join(rows) + "\n")
+    else:
+        raise ValueError(f"unsupported output {out}: use a .csv, .tsv or .npy file name")
+    summary = {"output": str(out), "shape": list(theta.shape), **report}
+    if not args.json:
+        print(f"wrote {theta.shape[0]} x {theta.shape[1]} topic proportions to {out}")
+        if report.get("unknown_tokens"):
+            print(f"  {report['unknown_tokens']} tokens were not in the model's vocabulary and were ignored")
+        if report.get("empty_documents"):
+            print(f"  {report['empty_documents']} documents had no word of the model's vocabulary")
+    return summary
+
+
+def _csv_field(value: str, sep: str) -> str:
+    if sep in value or '"' in value or "\n" in value:
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+COMMANDS = {
+    "prepare": cmd_prepare,
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "topics": cmd_topics,
+    "transform": cmd_transform,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from etm import __version__
+
+        print(f"etm {__version__}")
+        return 0
+    if not args.command:
+        parser.print_help()
+        return EXIT_USAGE
+    level = logging.WARNING - 10 * min(args.verbose + 1, 2) if args.verbose else logging.WARNING
+    if args.command == "train" and not args.verbose:
+        level = logging.INFO if not getattr(args, "json", False) else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        result = COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except (FileNotFoundError, ValueError, TypeError, KeyError, UnicodeDecodeError, RuntimeError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        if isinstance(err, UnicodeDecodeError):
+            message = err.reason
+        print(f"etm {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=1, default=_json_default))
+    return 0
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

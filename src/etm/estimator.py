@@ -1,0 +1,519 @@
+"""``TopicModel``: a scikit-learn-style estimator around :class:`etm.ETM`.
+
+For analysts: ``TopicModel(n_topics=50).fit(texts)`` preprocesses, trains with
+validation-based checkpoint selection and exposes the results as fitted
+attributes and NumPy arrays. ``get_params`` / ``set_params`` / ``clone`` work as
+in scikit-learn; ``__init__`` only stores its arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError
+
+from etm.corpus import Corpus, PreparedCorpus, check_same_vocabulary, split_halves
+from etm.device import resolve_device
+from etm.metrics import (
+    completion_loglik,
+    perplexity_per_document,
+    perplexity_per_token,
+    top_word_indices,
+    top_words,
+    topic_coherence,
+    topic_diversity,
+    topic_quality,
+)
+from etm.model import ACTIVATIONS, ETM
+from etm.persistence import load_model, save_model
+from etm.preprocessing import Preprocessor
+from etm.training import OPTIMIZERS, TrainingConfig, get_topic_word, infer_theta, train
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TopicModel"]
+
+#: Declarative parameter checks, applied when ``fit`` starts.
+_PARAMETER_CONSTRAINTS: dict[str, tuple[Any, ...]] = {
+    "n_topics": ("int", 1, None),
+    "hidden_size": ("int", 1, None),
+    "embedding_size": ("int", 1, None),
+    "activation": ("options", tuple(sorted(ACTIVATIONS))),
+    "dropout": ("real", 0.0, 0.999999),
+    "epochs": ("int", 1, None),
+    "batch_size": ("int", 1, None),
+    "lr": ("real", 1e-12, None),
+    "optimizer": ("options", OPTIMIZERS),
+    "weight_decay": ("real", 0.0, None),
+    "clip": ("real", 0.0, None),
+    "bow_norm": ("bool",),
+    "anneal_lr": ("bool",),
+    "nonmono": ("int", 1, None),
+    "lr_factor": ("real", 1.000001, None),
+    "patience": ("int_or_none", 1, None),
+    "valid_size": ("real", 0.0, 0.9),
+    "device": ("str",),
+    "random_state": ("int_or_none", 0, None),
+    "checkpoint_dir": ("path_or_none",),
+    "checkpoint_every": ("int", 1, None),
+    "verbose": ("bool",),
+}
+
+
+def _check_parameter(name: str, value: Any, rule: tuple[Any, ...]) -> None:
+    kind = rule[0]
+    if kind in ("int", "int_or_none"):
+        if value is None and kind == "int_or_none":
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+        lo, hi = rule[1], rule[2]
+        if value < lo or (hi is not None and value > hi):
+            raise ValueError(f"{name} must be >= {lo}{'' if hi is None else f' and <= {hi}'}, got {value!r}")
+    elif kind == "real":
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise TypeError(f"{name} must be a number, got {value!r}")
+        lo, hi = rule[1], rule[2]
+        if not np.isfinite(value) or value < lo or (hi is not None and value > hi):
+            raise ValueError(f"{name} must be in [{lo}, {'inf' if hi is None else hi}], got {value!r}")
+    elif kind == "options":
+        if value not in rule[1]:
+            raise ValueError(f"{name}={value!r} is not one of {list(rule[1])}")
+    elif kind == "bool":
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+    elif kind == "str":
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, got {value!r}")
+    elif kind == "path_or_none":
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"{name} must be a path or None, got {value!r}")
+
+
+def _check_documents_input(X: Any, method: str) -> None:
+    if isinstance(X, str):
+        raise TypeError(
+            f"TopicModel.{method} expects a list of documents, got a single string; wrap it: [text]"
+        )
+    if isinstance(X, Iterator):
+        raise TypeError(
+            f"TopicModel.{method} got a one-shot iterator ({type(X).__name__}); pass a list or another "
+            "re-iterable collection, since the documents are read more than once"
+        )
+
+
+class TopicModel(TransformerMixin, BaseEstimator):
+    """Embedded Topic Model with a scikit-learn interface.
+
+    Parameters
+    ----------
+    n_topics : int, default 50
+        K, the number of topics.
+    hidden_size : int, default 800
+        H, width of the encoder (``t_hidden_size`` in the authors' code).
+    embedding_size : int, default 300
+        E, size of word and topic embeddings (``rho_size`` / ``emb_size``).
+    activation : str, default "relu"
+        Encoder activation (``theta_act``), one of ``etm.model.ACTIVATIONS``.
+    dropout : float, default 0.0
+        Encoder dropout (``enc_drop``).
+    epochs, batch_size, lr, optimizer, weight_decay, clip, bow_norm, anneal_lr, nonmono, lr_factor
+        Training settings; defaults are the authors' (see
+        :class:`etm.training.TrainingConfig`).
+    patience : int or None, default None
+        Early stopping after this many epochs without a better validation
+        perplexity.
+    valid_size : float, default 0.1
+        Share of training documents held out for validation when ``fit`` is
+        given texts or a single corpus (0 disables validation).
+    preprocessor : Preprocessor or None
+        Tokenisation and vocabulary for text input; None uses
+        ``Preprocessor()``. Ignored for bag-of-words input.
+    device : str, default "auto"
+        "auto", "cpu", "cuda", "cuda:N" or "mps".
+    random_state : int or None, default 2019
+        Seed of splitting, initialisation and training.
+    checkpoint_dir : path or None
+        Where to keep resumable checkpoints and the best model.
+    checkpoint_every : int, default 5
+        Epochs between checkpoints (one is also written at the end, on early
+        stopping and on Ctrl-C).
+    verbose : bool, default False
+        Progress bar during training.
+
+    Attributes
+    ----------
+    model_ : ETM
+        The trained torch module (on CPU, eval mode).
+    vocabulary_ : list of str of length V
+    topic_word_ : ndarray of shape (K, V)
+        ``beta`` in Dieng et al.
+    topic_embeddings_ : ndarray of shape (K, E)
+        ``alpha`` in Dieng et al.
+    word_embeddings_ : ndarray of shape (V, E)
+        ``rho`` in Dieng et al.
+    preprocessor_ : Preprocessor or None
+        Fitted preprocessor when trained on texts.
+    history_ : list of dict
+        One record per epoch.
+    n_iter_ : int
+        Epochs run.
+    best_epoch_ : int
+    valid_perplexity_ : float or None
+        Best validation document-completion perplexity (per document).
+    random_state_ : int
+        The seed actually used.
+
+    Examples
+    --------
+    >>> model = TopicModel(n_topics=20, epochs=50, patience=5)  # doctest: +SKIP
+    >>> theta = model.fit_transform(texts)                      # doctest: +SKIP
+    >>> model.get_topics(10)[0]                                  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        n_topics: int = 50,
+        *,
+        hidden_size: int = 800,
+        embedding_size: int = 300,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        epochs: int = 20,
+        batch_size: int = 1000,
+        lr: float = 0.005,
+        optimizer: str = "adam",
+        weight_decay: float = 1.2e-6,
+        clip: float = 0.0,
+        bow_norm: bool = True,
+        anneal_lr: bool = False,
+        nonmono: int = 10,
+        lr_factor: float = 4.0,
+        patience: int | None = None,
+        valid_size: float = 0.1,
+        preprocessor: Preprocessor | None = None,
+        device: str = "auto",
+        random_state: int | None = 2019,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        checkpoint_every: int = 5,
+        verbose: bool = False,
+    ) -> None:
+        self.n_topics = n_topics
+        self.hidden_size = hidden_size
+        self.embedding_size = embedding_size
+        self.activation = activation
+        self.dropout = dropout
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.clip = clip
+        self.bow_norm = bow_norm
+        self.anneal_lr = anneal_lr
+        self.nonmono = nonmono
+        self.lr_factor = lr_factor
+        self.patience = patience
+        self.valid_size = valid_size
+        self.preprocessor = preprocessor
+        self.device = device
+        self.random_state = random_state
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
+        self.verbose = verbose
+
+    # -- helpers ----------------------------------------------------------------
+    def _validate_params(self) -> None:
+        for name, rule in _PARAMETER_CONSTRAINTS.items():
+            _check_parameter(name, getattr(self, name), rule)
+        if self.preprocessor is not None and not isinstance(self.preprocessor, Preprocessor):
+            raise TypeError(f"preprocessor must be an etm Preprocessor or None, got {type(self.preprocessor).__name__}")
+
+    def _training_config(self) -> TrainingConfig:
+        return TrainingConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            optimizer=self.optimizer,
+            weight_decay=self.weight_decay,
+            clip=self.clip,
+            bow_norm=self.bow_norm,
+            anneal_lr=self.anneal_lr,
+            nonmono=self.nonmono,
+            lr_factor=self.lr_factor,
+            patience=self.patience,
+            eval_batch_size=max(self.batch_size, 1000),
+            checkpoint_every=self.checkpoint_every,
+            seed=self.random_state_,
+        )
+
+    def _check_is_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError(
+                "This TopicModel instance is not fitted yet. Call 'fit' with appropriate arguments first."
+            )
+
+    def _as_prepared(self, X: Any, vocabulary: Sequence[str] | None) -> PreparedCorpus:
+        """Turn any supported input into train/valid parts; sets ``preprocessor_``."""
+        self.preprocessor_: Preprocessor | None = None
+        if isinstance(X, PreparedCorpus):
+            return X
+        valid = self.valid_size
+        if isinstance(X, Corpus):
+            return X.split(valid_size=valid, test_size=0.0, random_state=self.random_state_)
+        if sp.issparse(X):
+            vocab = list(vocabulary) if vocabulary is not None else [f"w{i}" for i in range(X.shape[1])]
+            corpus, dropped = Corpus(X, vocab).drop_empty()
+            if dropped:
+                logger.warning("%d documents without any word were left out of training", dropped)
+            return corpus.split(valid_size=valid, test_size=0.0, random_state=self.random_state_)
+        if isinstance(X, np.ndarray) and X.dtype.kind in "iuf":
+            raise TypeError("dense count matrices are not accepted: pass scipy.sparse.csr_matrix(X)")
+        _check_documents_input(X, "fit")
+        from etm.readers import RawDocuments, prepare_corpus
+
+        texts = list(X)
+        if vocabulary is not None:
+            raise ValueError("vocabulary= is for bag-of-words input; texts get their vocabulary from the preprocessor")
+        pre = Preprocessor() if self.preprocessor is None else _copy_preprocessor(self.preprocessor)
+        raw = RawDocuments(texts=texts, labels=None, doc_ids=None, splits=None, source="fit(texts)")
+        prepared, report = prepare_corpus(raw, pre, valid_size=valid, test_size=0.0, random_state=self.random_state_)
+        self.preprocessor_ = pre
+        self.prepare_report_ = report
+        return prepared
+
+    def _counts_for(self, X: Any, method: str) -> tuple[sp.csr_matrix, dict[str, int]]:
+        """Bag-of-words over the model's vocabulary for new input, with a report."""
+        self._check_is_fitted()
+        report: dict[str, int] = {}
+        if isinstance(X, PreparedCorpus):
+            X = X.train
+        if isinstance(X, Corpus):
+            check_same_vocabulary(X.vocabulary, self.vocabulary_, left="corpus", right="model")
+            counts = X.counts
+        elif sp.issparse(X):
+            if X.shape[1] != len(self.vocabulary_):
+                raise ValueError(
+                    f"corpus has {X.shape[1]} columns, model vocabulary has {len(self.vocabulary_)} words"
+                )
+            counts = sp.csr_matrix(X)
+        else:
+            _check_documents_input(X, method)
+            if self.preprocessor_ is None:
+                raise TypeError(
+                    f"this model was trained on bags of words, so {method} needs a sparse (D, V) matrix or a "
+                    "Corpus over its vocabulary, not texts"
+                )
+            counts, n_unknown = self.preprocessor_.transform_with_report(list(X))
+            report["unknown_tokens"] = int(n_unknown)
+            if n_unknown:
+                logger.info("%d tokens are not in the model's vocabulary and were ignored", n_unknown)
+        lengths = np.asarray(counts.sum(axis=1)).ravel()
+        report["documents"] = int(counts.shape[0])
+        report["empty_documents"] = int((lengths == 0).sum())
+        if report["empty_documents"]:
+            logger.warning(
+                "%d of %d documents have no word of the model's vocabulary; their topic proportions are "
+                "the encoder's output for an empty document",
+                report["empty_documents"], counts.shape[0],
+            )
+        return sp.csr_matrix(counts, dtype=np.float32), report
+
+    # -- scikit-learn API -----------------------------------------------------
+    def fit(
+        self, X: Any, y: None = None, *, vocabulary: Sequence[str] | None = None, resume: bool = False
+    ) -> "TopicModel":
+        """Train on texts, a :class:`Corpus`, a :class:`PreparedCorpus` or a CSR matrix.
+
+        Parameters
+        ----------
+        X : list of str, Corpus, PreparedCorpus or sparse matrix of shape (D, V)
+        y : ignored
+        vocabulary : sequence of str of length V, optional
+            Column words when ``X`` is a sparse matrix.
+        resume : bool
+            Continue from the checkpoint in ``checkpoint_dir`` when there is one.
+        """
+        self._validate_params()
+        self.random_state_ = (
+            int(self.random_state)
+            if self.random_state is not None
+            else int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
+        )
+        corpus = self._as_prepared(X, vocabulary)
+        vocab = corpus.vocabulary
+        if self.n_topics > len(vocab):
+            raise ValueError(
+                f"n_topics={self.n_topics} is more than the {len(vocab)} words of the vocabulary; "
+                "use fewer topics or a larger vocabulary (lower min_df)"
+            )
+        device = resolve_device(self.device)
+        self.device_ = str(device)
+        config = self._training_config()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.random_state_)
+            model = ETM(
+                self.n_topics,
+                len(vocab),
+                self.hidden_size,
+                self.embedding_size,
+                theta_act=self.activation,
+                enc_drop=self.dropout,
+            )
+        result = train(
+            model,
+            corpus,
+            config,
+            device=device,
+            checkpoint_dir=self.checkpoint_dir,
+            resume=resume,
+            verbose=self.verbose,
+            extra_metadata=self._metadata(),
+        )
+        self._set_fitted(result.model.to("cpu"), list(vocab))
+        self.history_ = result.history
+        self.n_iter_ = len(result.history)
+        self.best_epoch_ = result.best_epoch
+        self.valid_perplexity_ = result.best_valid_perplexity
+        self.training_seconds_ = result.seconds
+        return self
+
+    def _set_fitted(self, model: ETM, vocabulary: list[str]) -> None:
+        self.model_ = model.eval()
+        self.vocabulary_ = vocabulary
+        with torch.no_grad():
+            self.topic_word_ = get_topic_word(model)
+            self.topic_embeddings_ = model.alphas.weight.detach().cpu().numpy().copy()
+            self.word_embeddings_ = model.rho.weight.detach().cpu().numpy().copy()
+
+    def _metadata(self) -> dict[str, Any]:
+        params = {k: v for k, v in self.get_params().items() if k != "preprocessor"}
+        params["checkpoint_dir"] = None if self.checkpoint_dir is None else str(self.checkpoint_dir)
+        pre = getattr(self, "preprocessor_", None)
+        return {
+            "estimator": params,
+            "random_state": self.random_state_,
+            "preprocessing": None if pre is None else pre.settings(),
+        }
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Topic proportions theta of each document, shape (D, K).
+
+        Deterministic: uses the posterior mean. Words outside the model's
+        vocabulary are ignored and counted (logged at INFO).
+        """
+        counts, _ = self._counts_for(X, "transform")
+        return self._theta(counts)
+
+    def transform_with_report(self, X: Any) -> tuple[np.ndarray, dict[str, int]]:
+        """:meth:`transform` plus counts of documents, empty documents and unknown tokens."""
+        counts, report = self._counts_for(X, "transform")
+        return self._theta(counts), report
+
+    def _theta(self, counts: sp.csr_matrix) -> np.ndarray:
+        device = resolve_device(self.device)
+        self.model_.to(device)
+        try:
+            return infer_theta(self.model_, counts, batch_size=max(self.batch_size, 1000), bow_norm=self.bow_norm,
+                               device=device)
+        finally:
+            self.model_.to("cpu")
+
+    def get_topics(self, n: int = 10) -> list[list[str]]:
+        """The ``n`` most probable words of each topic."""
+        self._check_is_fitted()
+        return top_words(self.topic_word_, self.vocabulary_, n)
+
+    def perplexity(self, X: Any, *, per: str = "document") -> float:
+        """Document-completion perplexity on ``X``.
+
+        Each document's tokens are split into two seeded random halves; theta
+        is inferred from the first and the second is scored. ``per`` is
+        "document" (the authors' average) or "token" (corpus level).
+        A :class:`PreparedCorpus` is scored on its test halves.
+        """
+        if per not in ("document", "token"):
+            raise ValueError(f"per must be 'document' or 'token', got {per!r}")
+        if isinstance(X, PreparedCorpus):
+            if X.test_halves is None:
+                raise ValueError("the prepared corpus has no test halves to score")
+            check_same_vocabulary(X.vocabulary, self.vocabulary_, left="corpus", right="model")
+            first, second = X.test_halves
+        else:
+            counts, _ = self._counts_for(X, "perplexity")
+            first, second, kept = split_halves(counts.astype(np.int64), self.random_state_)
+            if kept.size == 0:
+                raise ValueError("no document has the 2 or more known tokens document completion needs")
+        theta = self._theta(sp.csr_matrix(first, dtype=np.float32))
+        ll = completion_loglik(theta, self.topic_word_, second)
+        n = np.asarray(second.sum(axis=1)).ravel()
+        return perplexity_per_document(ll, n) if per == "document" else perplexity_per_token(ll, n)
+
+    def score(self, X: Any, y: None = None) -> float:
+        """Negative document-completion perplexity (greater is better, as scikit-learn expects)."""
+        return -self.perplexity(X)
+
+    def evaluate(self, reference: Any, completion: Any | None = None) -> dict[str, float]:
+        """Coherence (top 10, NPMI over ``reference``), diversity (top 25), quality, and perplexities.
+
+        ``reference`` is the corpus whose document co-occurrences define
+        coherence (the authors use the training documents); ``completion`` is
+        scored for perplexity when given.
+        """
+        counts, _ = self._counts_for(reference, "evaluate")
+        coherence = topic_coherence(top_word_indices(self.topic_word_, 10), counts)
+        diversity = topic_diversity(top_word_indices(self.topic_word_, 25))
+        out = {"coherence": coherence, "diversity": diversity, "quality": topic_quality(coherence, diversity)}
+        if completion is not None:
+            out["perplexity_per_document"] = self.perplexity(completion, per="document")
+            out["perplexity_per_token"] = self.perplexity(completion, per="token")
+        return out
+
+    # -- persistence ------------------------------------------------------------
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        """Save as ``model.safetensors`` + ``config.json`` + ``vocab.txt`` (no pickles)."""
+        self._check_is_fitted()
+        extra = self._metadata()
+        extra.update(
+            {
+                "history": self.history_,
+                "best_epoch": self.best_epoch_,
+                "valid_perplexity": self.valid_perplexity_,
+                "provenance": getattr(self, "provenance_", None),
+            }
+        )
+        save_model(directory, self.model_, self.vocabulary_, extra=extra)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str], *, device: str = "auto") -> "TopicModel":
+        """Load a model saved by :meth:`save` or by ``etm train``."""
+        model, vocab, config = load_model(directory)
+        params = dict(config.get("estimator") or {})
+        valid = set(cls().get_params())
+        unknown = sorted(set(params) - valid)
+        if unknown:
+            logger.warning("ignoring unknown estimator settings in %s: %s", directory, unknown)
+        params = {k: v for k, v in params.items() if k in valid}
+        params["device"] = device
+        est = cls(**params)
+        est.random_state_ = int(config.get("random_state") or 0)
+        pre = config.get("preprocessing")
+        est.preprocessor_ = None if pre is None else Preprocessor.from_settings(pre, vocabulary=vocab)
+        est._set_fitted(model, vocab)
+        est.history_ = list(config.get("history") or [])
+        est.n_iter_ = len(est.history_)
+        est.best_epoch_ = config.get("best_epoch")
+        est.valid_perplexity_ = config.get("valid_perplexity")
+        est.provenance_ = config.get("provenance")
+        return est
+
+
+def _copy_preprocessor(pre: Preprocessor) -> Preprocessor:
+    return Preprocessor(**pre.get_params())

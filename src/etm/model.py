@@ -1,0 +1,439 @@
+"""The Embedded Topic Model as a plain ``torch.nn.Module``.
+
+The module keeps the constructor arguments, attribute names and ``forward``
+contract of the authors' ``ETM`` (Dieng, Ruiz & Blei, 2020) so that code written
+against it keeps working, and adds a sparse path: batches may arrive as
+:class:`SparseBatch` (CSR pieces of a ``scipy.sparse`` matrix), in which case the
+first encoder layer is a sparse x dense product and the reconstruction term is
+gathered on the non-zero entries only. Memory then grows with the number of
+non-zeros, not with documents x vocabulary.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ETM", "SparseBatch", "ACTIVATIONS"]
+
+#: Activation names accepted by ``theta_act`` (the authors' set).
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "softplus": nn.Softplus,
+    "rrelu": nn.RReLU,
+    "leakyrelu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "selu": nn.SELU,
+    "glu": lambda: nn.GLU(dim=-1),
+}
+
+
+@dataclass(frozen=True)
+class SparseBatch:
+    """A batch of bags of words in CSR form, ready for :class:`ETM`.
+
+    Attributes
+    ----------
+    indices : torch.LongTensor of shape (nnz,)
+        Word index of each non-zero entry.
+    values : torch.FloatTensor of shape (nnz,)
+        Count (or normalised count) of each non-zero entry.
+    offsets : torch.LongTensor of shape (B,)
+        Start of each document's entries in ``indices``.
+    rows : torch.LongTensor of shape (nnz,)
+        Document (row) of each non-zero entry.
+    n_docs : int
+        B, the number of documents.
+    n_words : int
+        V, the vocabulary size.
+    """
+
+    indices: torch.Tensor
+    values: torch.Tensor
+    offsets: torch.Tensor
+    rows: torch.Tensor
+    n_docs: int
+    n_words: int
+
+    @classmethod
+    def from_scipy(
+        cls, matrix: sp.spmatrix, device: torch.device | str | None = None
+    ) -> "SparseBatch":
+        """Build a batch from a scipy sparse matrix of shape (B, V)."""
+        csr = sp.csr_matrix(matrix)
+        if not csr.has_canonical_format:
+            csr = csr.copy()
+            csr.sum_duplicates()
+        lengths = np.diff(csr.indptr)
+        rows = np.repeat(np.arange(csr.shape[0], dtype=np.int64), lengths)
+        return cls(
+            indices=torch.from_numpy(csr.indices.astype(np.int64)).to(device),
+            values=torch.from_numpy(csr.data.astype(np.float32)).to(device),
+            offsets=torch.from_numpy(csr.indptr[:-1].astype(np.int64)).to(device),
+            rows=torch.from_numpy(rows).to(device),
+            n_docs=csr.shape[0],
+            n_words=csr.shape[1],
+        )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n_docs, self.n_words)
+
+    def with_values(self, values: torch.Tensor) -> "SparseBatch":
+        """Same sparsity pattern, new values (e.g. normalised counts)."""
+        return SparseBatch(self.indices, values, self.offsets, self.rows, self.n_docs, self.n_words)
+
+    def row_sums(self) -> torch.Tensor:
+        """Total count per document, shape (B,)."""
+        out = torch.zeros(self.n_docs, dtype=self.values.dtype, device=self.values.device)
+        return out.index_add_(0, self.rows, self.values)
+
+    def normalized(self) -> "SparseBatch":
+        """Each row divided by its sum (the authors' ``bow_norm``)."""
+        sums = self.row_sums().clamp_min(1e-12)
+        return self.with_values(self.values / sums[self.rows])
+
+    def to_dense(self) -> torch.Tensor:
+        """Dense (B, V) tensor: for small batches and tests only."""
+        out = torch.zeros(self.n_docs, self.n_words, dtype=self.values.dtype, device=self.values.device)
+        out.index_put_((self.rows, self.indices), self.values, accumulate=True)
+        return out
+
+
+class BagOfWordsLinear(nn.Module):
+    """First encoder layer, ``nn.Linear(V, H)`` that also takes sparse batches.
+
+    The weight is stored as (V, H) so that a sparse batch is a single
+    ``embedding_bag`` (a weighted row gather), whose backward pass scatters
+    into only the rows of the words present. ``weight`` still reads as the
+    (H, V) matrix of ``nn.Linear`` and state dicts use the ``nn.Linear`` key and
+    layout, so checkpoints of the authors' module load unchanged.
+
+    Shape
+    -----
+    Input: dense (B, V) tensor or :class:`SparseBatch`. Output: (B, H).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight_t = nn.Parameter(torch.empty(in_features, out_features, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(out_features, device=device, dtype=dtype))
+        self._register_state_dict_hook(BagOfWordsLinear._save_hook)
+        self._register_load_state_dict_pre_hook(BagOfWordsLinear._load_hook, with_module=True)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Same initialisation as ``nn.Linear`` (uniform, bound 1/sqrt(V))."""
+        bound = 1.0 / max(self.in_features, 1) ** 0.5
+        nn.init.uniform_(self.weight_t, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The (H, V) weight as ``nn.Linear`` exposes it (a view)."""
+        return self.weight_t.t()
+
+    @staticmethod
+    def _save_hook(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+        state_dict[prefix + "weight"] = state_dict.pop(prefix + "weight_t").t().contiguous()
+
+    def _load_hook(self, state_dict: dict, prefix: str, *args: object) -> None:
+        if prefix + "weight" in state_dict:
+            state_dict[prefix + "weight_t"] = state_dict.pop(prefix + "weight").t()
+
+    def forward(self, bows: torch.Tensor | SparseBatch) -> torch.Tensor:
+        if isinstance(bows, SparseBatch):
+            return F.embedding_bag(
+                bows.indices,
+                self.weight_t,
+                bows.offsets,
+                mode="sum",
+                per_sample_weights=bows.values,
+            ) + self.bias
+        if bows.is_sparse or bows.layout != torch.strided:
+            bows = bows.to_dense()
+        return torch.addmm(self.bias, bows, self.weight_t)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+class FixedEmbedding(nn.Module):
+    """Pretrained word embeddings held fixed: ``weight`` is a buffer.
+
+    A buffer moves with ``.to()`` and is saved in the state dict, so a model
+    on fixed embeddings is self-contained, but it never receives gradients.
+    """
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, {self.weight.shape[1]}, fixed"
+
+
+class ETM(nn.Module):
+    """Embedded Topic Model (Dieng, Ruiz & Blei, TACL 2020).
+
+    Parameters
+    ----------
+    num_topics : int
+        K, the number of topics.
+    vocab_size : int
+        V, the vocabulary size.
+    t_hidden_size : int, default 800
+        H, the width of both hidden layers of the encoder ``q_theta``
+        (the inference network of theta).
+    rho_size : int, default 300
+        E, the embedding size shared by words (``rho``) and topics
+        (``alphas``).
+    emsize : int or None, default None
+        The authors' second name for the embedding size; accepted as an alias
+        of ``rho_size`` and must equal it when given.
+    theta_act : str, default "relu"
+        Encoder activation, one of :data:`ACTIVATIONS`. With ``"glu"`` each
+        hidden linear layer outputs 2H so that GLU halves it back to H.
+    embeddings : torch.Tensor of shape (V, E), optional
+        Pretrained word embeddings (``rho`` in the paper).
+    train_embeddings : bool, default True
+        Learn ``rho``. When False, ``embeddings`` is required and kept fixed.
+    enc_drop : float, default 0.5
+        Dropout on the encoder output (``t_drop``).
+    device, dtype : optional
+        Where and in which precision to create the parameters.
+
+    Attributes
+    ----------
+    q_theta : nn.Sequential
+        Encoder MLP, (B, V) -> (B, H).
+    mu_q_theta, logsigma_q_theta : nn.Linear
+        (B, H) -> (B, K): mean and log-variance of the logistic-normal
+        posterior of theta.
+    rho : nn.Linear or FixedEmbedding
+        Word embeddings; ``rho.weight`` has shape (V, E).
+    alphas : nn.Linear
+        Topic embeddings; ``alphas.weight`` has shape (K, E).
+
+    Shape
+    -----
+    bows, normalized_bows: (B, V) dense tensors or :class:`SparseBatch`.
+    ``get_theta``: (B, K). ``get_beta``: (K, V). ``forward``: ``(recon_loss,
+    kld_theta)``, scalars if ``aggregate`` else recon_loss of shape (B,).
+
+    Examples
+    --------
+    >>> import torch
+    >>> m = ETM(num_topics=3, vocab_size=20, t_hidden_size=8, rho_size=4)
+    >>> bows = torch.randint(0, 3, (5, 20)).float() + 1
+    >>> recon, kld = m(bows, bows / bows.sum(1, keepdim=True))
+    >>> tuple(m.get_beta().shape)
+    (3, 20)
+    """
+
+    def __init__(
+        self,
+        num_topics: int,
+        vocab_size: int,
+        t_hidden_size: int = 800,
+        rho_size: int = 300,
+        emsize: int | None = None,
+        theta_act: str = "relu",
+        embeddings: torch.Tensor | np.ndarray | None = None,
+        train_embeddings: bool = True,
+        enc_drop: float = 0.5,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("num_topics", num_topics), ("vocab_size", vocab_size), ("t_hidden_size", t_hidden_size)):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if embeddings is not None:
+            embeddings = torch.as_tensor(np.asarray(embeddings) if not torch.is_tensor(embeddings) else embeddings)
+            if embeddings.ndim != 2 or embeddings.shape[0] != vocab_size:
+                raise ValueError(
+                    f"embeddings must have shape (vocab_size={vocab_size}, E), got {tuple(embeddings.shape)}"
+                )
+            rho_size = int(embeddings.shape[1]) if emsize is None else rho_size
+        if emsize is not None and int(emsize) != int(rho_size):
+            raise ValueError(
+                f"rho_size={rho_size} and emsize={emsize} differ; this ETM has one embedding size "
+                "(words and topics share it), so pass only rho_size"
+            )
+        if embeddings is not None and embeddings.shape[1] != rho_size:
+            raise ValueError(f"embeddings have {embeddings.shape[1]} dimensions but rho_size={rho_size}")
+        if not train_embeddings and embeddings is None:
+            raise ValueError("train_embeddings=False needs pretrained `embeddings` of shape (V, E)")
+        if theta_act not in ACTIVATIONS:
+            raise ValueError(f"unknown theta_act {theta_act!r}; choose one of {sorted(ACTIVATIONS)}")
+        if not 0.0 <= float(enc_drop) < 1.0:
+            raise ValueError(f"enc_drop must be in [0, 1), got {enc_drop!r}")
+
+        factory = {"device": device, "dtype": dtype}
+        self.num_topics = int(num_topics)
+        self.vocab_size = int(vocab_size)
+        self.t_hidden_size = int(t_hidden_size)
+        self.rho_size = int(rho_size)
+        self.emsize = int(rho_size)
+        self.theta_act_name = theta_act
+        self.enc_drop = float(enc_drop)
+        self.train_embeddings = bool(train_embeddings)
+        self.t_drop = nn.Dropout(self.enc_drop)
+        self.theta_act = ACTIVATIONS[theta_act]()
+
+        width = 2 * self.t_hidden_size if theta_act == "glu" else self.t_hidden_size
+        self.q_theta = nn.Sequential(
+            BagOfWordsLinear(self.vocab_size, width, **factory),
+            self.theta_act,
+            nn.Linear(self.t_hidden_size, width, **factory),
+            self.theta_act,
+        )
+        self.mu_q_theta = nn.Linear(self.t_hidden_size, self.num_topics, bias=True, **factory)
+        self.logsigma_q_theta = nn.Linear(self.t_hidden_size, self.num_topics, bias=True, **factory)
+
+        if self.train_embeddings:
+            self.rho: nn.Module = nn.Linear(self.rho_size, self.vocab_size, bias=False, **factory)
+            if embeddings is not None:
+                with torch.no_grad():
+                    self.rho.weight.copy_(embeddings)
+        else:
+            assert embeddings is not None  # checked above
+            self.rho = FixedEmbedding(embeddings.detach().clone().to(device=device, dtype=dtype or torch.float32))
+        self.alphas = nn.Linear(self.rho_size, self.num_topics, bias=False, **factory)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        embeddings: torch.Tensor | np.ndarray,
+        num_topics: int,
+        *,
+        freeze: bool = True,
+        **kwargs: object,
+    ) -> "ETM":
+        """Build an ETM on pretrained word embeddings of shape (V, E).
+
+        ``freeze=True`` is the paper's labelled ETM (fixed ``rho``);
+        ``freeze=False`` starts from them and fine-tunes.
+        """
+        emb = torch.as_tensor(np.asarray(embeddings) if not torch.is_tensor(embeddings) else embeddings)
+        return cls(
+            num_topics,
+            int(emb.shape[0]),
+            rho_size=int(emb.shape[1]),
+            embeddings=emb,
+            train_embeddings=not freeze,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_topics={self.num_topics}, vocab_size={self.vocab_size}, "
+            f"t_hidden_size={self.t_hidden_size}, rho_size={self.rho_size}, "
+            f"theta_act={self.theta_act_name!r}, train_embeddings={self.train_embeddings}, "
+            f"enc_drop={self.enc_drop}"
+        )
+
+    # -- the authors' API -------------------------------------------------
+    def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """``z = mu + eps * sigma`` in training; the mean ``mu`` in eval mode."""
+        if self.training:
+            std = torch.exp(0.5 * logvar)
+            eps = torch.randn_like(std)
+            return eps.mul_(std).add_(mu)
+        return mu
+
+    def encode(self, bows: torch.Tensor | SparseBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Posterior parameters of theta and its KL to N(0, I).
+
+        Returns ``mu_theta`` (B, K), ``logsigma_theta`` (B, K) and the KL
+        averaged over the batch (a scalar).
+        """
+        q_theta = self.q_theta(bows)
+        if self.enc_drop > 0:
+            q_theta = self.t_drop(q_theta)
+        mu_theta = self.mu_q_theta(q_theta)
+        logsigma_theta = self.logsigma_q_theta(q_theta)
+        kl_theta = -0.5 * torch.sum(1 + logsigma_theta - mu_theta.pow(2) - logsigma_theta.exp(), dim=-1).mean()
+        return mu_theta, logsigma_theta, kl_theta
+
+    def get_beta(self) -> torch.Tensor:
+        """Topic-word distributions ``softmax(rho @ alphas^T)^T``, shape (K, V)."""
+        logit = self.alphas(self.rho.weight)  # (V, K)
+        return F.softmax(logit, dim=0).transpose(1, 0)
+
+    def get_theta(self, normalized_bows: torch.Tensor | SparseBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Topic proportions (B, K) and the batch KL, as in the authors' code."""
+        mu_theta, logsigma_theta, kld_theta = self.encode(normalized_bows)
+        z = self.reparameterize(mu_theta, logsigma_theta)
+        theta = F.softmax(z, dim=-1)
+        return theta, kld_theta
+
+    def decode(self, theta: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        """Dense log-likelihood of every word, ``log(theta @ beta + 1e-6)``, (B, V)."""
+        res = torch.mm(theta, beta)
+        return torch.log(res + 1e-6)
+
+    def forward(
+        self,
+        bows: torch.Tensor | SparseBatch,
+        normalized_bows: torch.Tensor | SparseBatch | None,
+        theta: torch.Tensor | None = None,
+        aggregate: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Negative reconstruction log-likelihood and KL of a batch.
+
+        With dense ``bows`` this is the authors' formula; with a
+        :class:`SparseBatch` the likelihood is evaluated only on the non-zero
+        counts, which gives the same value because zero counts contribute
+        nothing. ``kld_theta`` is None when ``theta`` is given.
+        """
+        if theta is None:
+            if normalized_bows is None:
+                raise ValueError("normalized_bows is required when theta is not given")
+            theta, kld_theta = self.get_theta(normalized_bows)
+        else:
+            kld_theta = None
+        beta = self.get_beta()
+        recon_loss = self.reconstruction_loss(bows, theta, beta)
+        if aggregate:
+            recon_loss = recon_loss.mean()
+        return recon_loss, kld_theta
+
+    @staticmethod
+    def reconstruction_loss(
+        bows: torch.Tensor | SparseBatch, theta: torch.Tensor, beta: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-document ``-sum_w bows[d, w] * log((theta @ beta)[d, w] + 1e-6)``, shape (B,)."""
+        if isinstance(bows, SparseBatch):
+            # (nnz, K) * (nnz, K) summed over K: probability of each present word.
+            # index_select, not advanced indexing: its backward is an index_add
+            # rather than a sorting index_put, several times faster on CPU.
+            probs = (theta.index_select(0, bows.rows) * beta.t().index_select(0, bows.indices)).sum(dim=1)
+            token_ll = torch.log(probs + 1e-6) * bows.values
+            out = torch.zeros(bows.n_docs, dtype=token_ll.dtype, device=token_ll.device)
+            return -out.index_add(0, bows.rows, token_ll)
+        if bows.layout != torch.strided:
+            bows = bows.to_dense()
+        preds = torch.log(torch.mm(theta, beta) + 1e-6)
+        return -(preds * bows).sum(1)

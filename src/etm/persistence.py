@@ -1,0 +1,275 @@
+"""Model files: safetensors weights + JSON config + vocabulary, never pickles.
+
+A saved model is a directory::
+
+    model.safetensors   the ETM state dict (fixed embeddings included)
+    config.json         format version, model arguments, training settings,
+                        preprocessing, seed, versions, provenance
+    vocab.txt           one word per line, column order of beta
+
+A training checkpoint adds ``optimizer.safetensors`` (optimizer tensors and RNG
+states) and ``trainer.json`` (epoch, history, optimizer hyper-parameters), so
+an interrupted run resumes where it stopped. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from etm._io import atomic_write_bytes, atomic_write_text, read_text_checked
+from etm.model import ETM
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["save_model", "load_model", "save_checkpoint", "load_checkpoint", "MODEL_FORMAT_VERSION"]
+
+MODEL_FORMAT_VERSION = 1
+_MODEL_ARGS = ("num_topics", "vocab_size", "t_hidden_size", "rho_size", "theta_act", "train_embeddings", "enc_drop")
+
+
+def _versions() -> dict[str, str]:
+    from etm import __version__
+
+    return {"etm": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def model_arguments(model: ETM) -> dict[str, Any]:
+    """The constructor arguments that rebuild ``model``'s architecture."""
+    return {
+        "num_topics": model.num_topics,
+        "vocab_size": model.vocab_size,
+        "t_hidden_size": model.t_hidden_size,
+        "rho_size": model.rho_size,
+        "theta_act": model.theta_act_name,
+        "train_embeddings": model.train_embeddings,
+        "enc_drop": model.enc_drop,
+    }
+
+
+def _state_bytes(model: ETM) -> bytes:
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    return st_save(state)
+
+
+def save_model(
+    directory: str | os.PathLike[str],
+    model: ETM,
+    vocabulary: Sequence[str],
+    *,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Save ``model`` with its vocabulary and settings to ``directory``.
+
+    ``extra`` holds JSON-able metadata (training settings, preprocessing,
+    seed, history) stored in ``config.json`` beside the model arguments.
+    """
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = [str(w) for w in vocabulary]
+    if len(vocab) != model.vocab_size:
+        raise ValueError(f"vocabulary has {len(vocab)} words but the model has vocab_size={model.vocab_size}")
+    for w in vocab:
+        if "\n" in w or "\r" in w:
+            raise ValueError(f"vocabulary word {w!r} contains a line break and cannot be saved")
+    config = {
+        "format": "etm-model",
+        "format_version": MODEL_FORMAT_VERSION,
+        "model": model_arguments(model),
+        "versions": _versions(),
+        "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
+    atomic_write_bytes(out / "model.safetensors", _state_bytes(model))
+    atomic_write_text(out / "vocab.txt", "\n".join(vocab) + "\n")
+    atomic_write_text(out / "config.json", json.dumps(config, indent=1, ensure_ascii=False))
+    return out
+
+
+def _read_config(root: Path) -> dict[str, Any]:
+    path = root / "config.json"
+    if not root.is_dir():
+        raise FileNotFoundError(f"model directory {root} does not exist")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: {root} is not a model saved by etm")
+    try:
+        config = json.loads(read_text_checked(path))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is corrupt: invalid JSON at line {err.lineno}, column {err.colno}") from None
+    if not isinstance(config, dict) or config.get("format") != "etm-model":
+        raise ValueError(f"{path} is not an etm model config (format={config.get('format')!r})")
+    version = config.get("format_version")
+    if version != MODEL_FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: model format version {version!r} is not supported; this etm reads version "
+            f"{MODEL_FORMAT_VERSION} (upgrade etm to load newer models)"
+        )
+    missing = [k for k in _MODEL_ARGS if k not in config.get("model", {})]
+    if missing:
+        raise ValueError(f"{path}: the 'model' section lacks {missing}")
+    return config
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing")
+    try:
+        return st_load(path.read_bytes())
+    except (SafetensorError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{path} is corrupt or truncated: {err}") from None
+
+
+def _read_vocab(path: Path) -> list[str]:
+    words = read_text_checked(path).split("\n")
+    if words and words[-1] == "":
+        words.pop()
+    return words
+
+
+def load_model(
+    directory: str | os.PathLike[str], *, device: torch.device | str | None = None
+) -> tuple[ETM, list[str], dict[str, Any]]:
+    """Load a model saved by :func:`save_model`.
+
+    Returns the model (in eval mode), its vocabulary and its config. Every
+    check names what is wrong: format version, missing or unexpected tensors,
+    shapes, vocabulary length.
+    """
+    root = Path(directory)
+    config = _read_config(root)
+    args = dict(config["model"])
+    vocab = _read_vocab(root / "vocab.txt")
+    if len(vocab) != args["vocab_size"]:
+        raise ValueError(
+            f"{root / 'vocab.txt'} has {len(vocab)} words but config.json says vocab_size={args['vocab_size']}"
+        )
+    state = _read_tensors(root / "model.safetensors")
+    embeddings = None
+    if not args["train_embeddings"]:
+        if "rho.weight" not in state:
+            raise ValueError(f"{root / 'model.safetensors'} lacks the fixed embeddings 'rho.weight'")
+        embeddings = state["rho.weight"]
+    with torch.random.fork_rng(devices=[]):  # initialising the module must not move the caller's RNG
+        model = _build(args, embeddings)
+    _load_state_strict(model, state, root / "model.safetensors")
+    model.to(device)
+    model.eval()
+    return model, vocab, config
+
+
+def _build(args: dict[str, Any], embeddings: torch.Tensor | None) -> ETM:
+    return ETM(
+        args["num_topics"],
+        args["vocab_size"],
+        args["t_hidden_size"],
+        args["rho_size"],
+        theta_act=args["theta_act"],
+        embeddings=embeddings,
+        train_embeddings=args["train_embeddings"],
+        enc_drop=args["enc_drop"],
+    )
+
+
+def _load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{source} does not match the model: missing tensors {missing}, unexpected {unexpected}")
+    for key, tensor in expected.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise ValueError(
+                f"{source}: tensor {key!r} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}"
+            )
+        if not torch.isfinite(state[key]).all():
+            raise ValueError(f"{source}: tensor {key!r} contains NaN or infinity")
+    model.load_state_dict(state)
+
+
+# -- training checkpoints ------------------------------------------------------
+def save_checkpoint(
+    directory: str | os.PathLike[str],
+    model: ETM,
+    vocabulary: Sequence[str],
+    optimizer: torch.optim.Optimizer,
+    trainer_state: dict[str, Any],
+    rng_states: dict[str, torch.Tensor],
+    *,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a resumable checkpoint: the model files plus optimizer and trainer state.
+
+    The model files come last-but-one and ``trainer.json`` last, so a reader
+    that finds ``trainer.json`` finds a complete checkpoint.
+    """
+    out = Path(directory)
+    save_model(out, model, vocabulary, extra=extra)
+    opt_state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, entry in opt_state["state"].items():
+        for name, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"state.{idx}.{name}"] = value.detach().to("cpu").contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[name] = value
+    for name, value in rng_states.items():
+        tensors[f"rng.{name}"] = value.detach().to("cpu").contiguous()
+    atomic_write_bytes(out / "optimizer.safetensors", st_save(tensors))
+    trainer = {
+        **trainer_state,
+        "optimizer_param_groups": opt_state["param_groups"],
+        "optimizer_scalars": scalars,
+    }
+    atomic_write_text(out / "trainer.json", json.dumps(trainer, indent=1))
+    return out
+
+
+def load_checkpoint(
+    directory: str | os.PathLike[str], *, device: torch.device | str | None = None
+) -> tuple[ETM, list[str], dict[str, Any], dict[str, Any], dict[str, torch.Tensor]]:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Returns ``model, vocabulary, config, trainer_state, tensors`` where
+    ``trainer_state`` carries the optimizer's param groups and scalars and
+    ``tensors`` its state tensors and RNG states; see
+    :func:`restore_optimizer`.
+    """
+    root = Path(directory)
+    if not (root / "trainer.json").is_file():
+        raise FileNotFoundError(f"{root / 'trainer.json'} is missing: {root} is not a complete training checkpoint")
+    model, vocab, config = load_model(root, device=device)
+    try:
+        trainer = json.loads(read_text_checked(root / "trainer.json"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{root / 'trainer.json'} is corrupt: invalid JSON at line {err.lineno}") from None
+    tensors = _read_tensors(root / "optimizer.safetensors")
+    return model, vocab, config, trainer, tensors
+
+
+def restore_optimizer(
+    optimizer: torch.optim.Optimizer, trainer: dict[str, Any], tensors: dict[str, torch.Tensor]
+) -> None:
+    """Load the optimizer state saved by :func:`save_checkpoint` into ``optimizer``."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("state."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value
+    for idx, entry in trainer.get("optimizer_scalars", {}).items():
+        state.setdefault(int(idx), {}).update(entry)
+    groups = trainer["optimizer_param_groups"]
+    for group in groups:
+        if "betas" in group and isinstance(group["betas"], list):
+            group["betas"] = tuple(group["betas"])
+    optimizer.load_state_dict({"state": state, "param_groups": groups})

@@ -1,0 +1,977 @@
+"""Reading documents from disk: raw texts in common formats, and already-prepared corpora.
+
+Raw readers (:func:`read_text_lines`, :func:`read_jsonl`, :func:`read_csv`,
+:func:`read_folder`, all behind :func:`read_documents`) return
+:class:`RawDocuments`; :func:`prepare_corpus` turns those into a
+:class:`~etm.corpus.PreparedCorpus` with a :class:`~etm.preprocessing.Preprocessor`.
+:func:`read_authors_format` and :func:`read_octis` read corpora that were
+preprocessed elsewhere (the ETM authors' ``.mat`` files, OCTIS datasets).
+
+Every reader names the file and the 1-based line of bad input, so a problem in
+a million-line file can be found with an editor.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import logging
+import os
+import pickle
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from etm.corpus import Corpus, PreparedCorpus, split_halves
+from etm.preprocessing import Preprocessor
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "RawDocuments",
+    "FORMATS",
+    "read_documents",
+    "read_text_lines",
+    "read_jsonl",
+    "read_csv",
+    "read_folder",
+    "read_authors_format",
+    "read_octis",
+    "prepare_corpus",
+]
+
+#: Accepted values of ``read_documents(format=...)``.
+FORMATS = ("auto", "text", "jsonl", "csv", "tsv", "folder")
+
+_SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "valid": "valid",
+    "validation": "valid",
+    "val": "valid",
+    "dev": "valid",
+    "test": "test",
+    "testing": "test",
+}
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+# --------------------------------------------------------------------------- #
+# RawDocuments
+# --------------------------------------------------------------------------- #
+def _normalise_split(value: Any, where: str) -> str:
+    key = str(value).strip().lower()
+    if key not in _SPLIT_ALIASES:
+        raise ValueError(
+            f"{where}: unknown split {value!r}; expected one of train, valid, test "
+            f"(also accepted: {', '.join(sorted(set(_SPLIT_ALIASES) - {'train', 'valid', 'test'}))})"
+        )
+    return _SPLIT_ALIASES[key]
+
+
+@dataclass
+class RawDocuments:
+    """Texts as read from disk, before any tokenising.
+
+    Parameters
+    ----------
+    texts : list of str of length D
+    labels : list of str of length D, optional
+        A class per document, kept for evaluation (never used for training).
+    doc_ids : list of str of length D, optional
+        Where each document came from (``"line 12"``, a file path, an id field),
+        so results and dropped documents can be traced back.
+    splits : list of str of length D, optional
+        ``"train"``, ``"valid"`` or ``"test"`` per document, when the source fixes
+        the split; ``"validation"``, ``"val"`` and ``"dev"`` are stored as ``"valid"``.
+    source : str
+        Where the documents were read from, recorded in the corpus settings.
+    """
+
+    texts: list[str]
+    labels: list[str] | None = None
+    doc_ids: list[str] | None = None
+    splits: list[str] | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.texts, str):
+            raise TypeError("RawDocuments.texts must be a list of str, got a single str; wrap it in a list")
+        self.texts = list(self.texts)
+        for i, text in enumerate(self.texts):
+            if not isinstance(text, str):
+                raise TypeError(f"RawDocuments.texts[{i}] is a {type(text).__name__}, expected str")
+        n = len(self.texts)
+        for name in ("labels", "doc_ids", "splits"):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            values = [str(v) for v in values]
+            if len(values) != n:
+                raise ValueError(f"RawDocuments.{name} has {len(values)} entries but there are {n} texts")
+            setattr(self, name, values)
+        if self.splits is not None:
+            where = self.source or "RawDocuments"
+            self.splits = [_normalise_split(s, f"{where}, document {i}") for i, s in enumerate(self.splits)]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+# --------------------------------------------------------------------------- #
+# Low-level helpers
+# --------------------------------------------------------------------------- #
+def _check_file(path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p} does not exist")
+    if not p.is_file():
+        raise ValueError(f"{p} is not a file")
+    return p
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped when it is gzip-compressed (by magic bytes or a ``.gz`` suffix)."""
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == _GZIP_MAGIC or path.suffix == ".gz":
+        try:
+            with gzip.open(path, "rb") as fh:
+                return fh.read()
+        except (OSError, EOFError) as err:
+            raise ValueError(f"{path}: not a readable gzip file ({err})") from None
+    return path.read_bytes()
+
+
+def _decode(raw: bytes, path: Path, encoding: str) -> str:
+    """Decode, naming the file and 1-based line of undecodable bytes; drops a UTF-8 byte-order mark."""
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise UnicodeDecodeError(
+            err.encoding,
+            err.object,
+            err.start,
+            err.end,
+            f"{err.reason} in {path}, line {line}; pass the right encoding (e.g. --encoding latin-1)",
+        ) from None
+    except LookupError:
+        raise ValueError(f"unknown encoding {encoding!r} for {path}") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text
+
+
+def _read_text(path: str | os.PathLike[str], encoding: str) -> tuple[Path, str]:
+    p = _check_file(path)
+    raw = _read_bytes(p)
+    if not raw:
+        raise ValueError(f"{p} is empty")
+    return p, _decode(raw, p, encoding)
+
+
+def _lines(text: str) -> list[str]:
+    """Split on ``\\n`` only (``str.splitlines`` also splits on form feeds etc., shifting line numbers)."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _strip_gz(name: str) -> str:
+    return name[:-3] if name.lower().endswith(".gz") else name
+
+
+# --------------------------------------------------------------------------- #
+# Raw readers
+# --------------------------------------------------------------------------- #
+def read_text_lines(path: str | os.PathLike[str], *, encoding: str = "utf-8") -> RawDocuments:
+    """One document per line.
+
+    Blank lines are kept as empty documents so that document ``i`` is always
+    line ``i + 1`` of the file; :func:`prepare_corpus` drops and counts them.
+
+    Parameters
+    ----------
+    path : path-like
+        A text file, optionally gzip-compressed.
+    encoding : str, default="utf-8"
+
+    Returns
+    -------
+    RawDocuments
+        ``doc_ids`` are ``"line N"`` (1-based); no labels or splits.
+    """
+    p, text = _read_text(path, encoding)
+    lines = _lines(text)
+    if not any(line.strip() for line in lines):
+        raise ValueError(f"{p} has no documents: every line is blank")
+    logger.info("read %d documents (one per line) from %s", len(lines), p)
+    return RawDocuments(
+        texts=lines,
+        doc_ids=[f"line {i}" for i in range(1, len(lines) + 1)],
+        source=str(p),
+    )
+
+
+def read_jsonl(
+    path: str | os.PathLike[str],
+    *,
+    text_field: str = "text",
+    label_field: str | None = None,
+    split_field: str | None = None,
+    id_field: str | None = None,
+    encoding: str = "utf-8",
+) -> RawDocuments:
+    """One JSON object per line (``.jsonl``, or gzip-compressed ``.jsonl.gz``).
+
+    Parameters
+    ----------
+    path : path-like
+    text_field : str, default="text"
+        Key holding the document text.
+    label_field, split_field, id_field : str, optional
+        Keys holding a label, a split (train/valid/test) and an identifier.
+        Without ``id_field``, ids are ``"line N"``.
+    encoding : str, default="utf-8"
+
+    Returns
+    -------
+    RawDocuments
+
+    Raises
+    ------
+    ValueError
+        A line that is not a JSON object (naming file and 1-based line), or a
+        record without a requested field (listing the fields it has).
+    """
+    p, text = _read_text(path, encoding)
+    texts: list[str] = []
+    labels: list[str] = []
+    splits: list[str] = []
+    ids: list[str] = []
+    for lineno, line in enumerate(_lines(text), start=1):
+        if not line.strip():
+            continue
+        where = f"{p}, line {lineno}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: expected a JSON object per line, got a {type(record).__name__}")
+        texts.append(_get_text(record, text_field, where, "field"))
+        if label_field is not None:
+            labels.append(str(_get_field(record, label_field, where, "field")))
+        if split_field is not None:
+            splits.append(_normalise_split(_get_field(record, split_field, where, "field"), where))
+        ids.append(str(_get_field(record, id_field, where, "field")) if id_field is not None else f"line {lineno}")
+    if not texts:
+        raise ValueError(f"{p} has no documents: every line is blank")
+    logger.info("read %d documents from %s", len(texts), p)
+    return RawDocuments(
+        texts=texts,
+        labels=labels if label_field is not None else None,
+        doc_ids=ids,
+        splits=splits if split_field is not None else None,
+        source=str(p),
+    )
+
+
+def _get_field(record: dict[str, Any], name: str, where: str, kind: str) -> Any:
+    if name not in record:
+        existing = ", ".join(repr(k) for k in record) or "none"
+        raise ValueError(f"{where}: no {kind} {name!r}; the {kind}s are: {existing}")
+    return record[name]
+
+
+def _get_text(record: dict[str, Any], name: str, where: str, kind: str) -> str:
+    value = _get_field(record, name, where, kind)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: {kind} {name!r} should hold text, got a {type(value).__name__}")
+    return value
+
+
+def read_csv(
+    path: str | os.PathLike[str],
+    *,
+    text_column: str = "text",
+    label_column: str | None = None,
+    split_column: str | None = None,
+    id_column: str | None = None,
+    delimiter: str | None = None,
+    encoding: str = "utf-8",
+) -> RawDocuments:
+    """A delimited file with a header row, one document per record.
+
+    Read with the standard :mod:`csv` module, so quoted fields may hold
+    delimiters and line breaks.
+
+    Parameters
+    ----------
+    path : path-like
+        ``.csv``/``.tsv``, optionally gzip-compressed.
+    text_column : str, default="text"
+    label_column, split_column, id_column : str, optional
+        Without ``id_column``, ids are ``"line N"``, the line a record starts on.
+    delimiter : str, optional
+        Default: tab for ``.tsv`` files, comma otherwise.
+    encoding : str, default="utf-8"
+
+    Returns
+    -------
+    RawDocuments
+
+    Raises
+    ------
+    ValueError
+        A requested column that is not in the header (listing the columns that
+        are), or a record with a different number of fields than the header.
+    """
+    p, text = _read_text(path, encoding)
+    if delimiter is None:
+        delimiter = "\t" if _strip_gz(p.name).lower().endswith(".tsv") else ","
+    old_limit = csv.field_size_limit()
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a long document is not an error
+    try:
+        rows = _csv_rows(text, delimiter, p)
+        header_line, header = next(rows, (0, None))
+        if header is None:
+            raise ValueError(f"{p} has no header row")
+        header = [h.strip() for h in header]
+        existing = ", ".join(repr(h) for h in header)
+
+        def column(name: str | None) -> int | None:
+            if name is None:
+                return None
+            if name not in header:
+                raise ValueError(f"{p}: no column {name!r}; the columns are: {existing}")
+            return header.index(name)
+
+        i_text, i_label, i_split, i_id = (column(c) for c in (text_column, label_column, split_column, id_column))
+        texts: list[str] = []
+        labels: list[str] = []
+        splits: list[str] = []
+        ids: list[str] = []
+        for lineno, row in rows:
+            where = f"{p}, line {lineno}"
+            if len(row) != len(header):
+                raise ValueError(f"{where}: {len(row)} fields but the header has {len(header)} ({existing})")
+            texts.append(row[i_text])  # type: ignore[index]
+            if i_label is not None:
+                labels.append(row[i_label])
+            if i_split is not None:
+                splits.append(_normalise_split(row[i_split], where))
+            ids.append(row[i_id] if i_id is not None else f"line {lineno}")
+    finally:
+        csv.field_size_limit(old_limit)
+    if not texts:
+        raise ValueError(f"{p} has no documents: only a header row (line {header_line})")
+    logger.info("read %d documents from %s", len(texts), p)
+    return RawDocuments(
+        texts=texts,
+        labels=labels if label_column is not None else None,
+        doc_ids=ids,
+        splits=splits if split_column is not None else None,
+        source=str(p),
+    )
+
+
+def _csv_rows(text: str, delimiter: str, path: Path) -> Iterator[tuple[int, list[str]]]:
+    """Non-empty records with the 1-based line each starts on."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    start = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise ValueError(f"{path}, line {reader.line_num}: malformed record ({err})") from None
+        if row:
+            yield start, row
+        start = reader.line_num + 1
+
+
+def read_folder(path: str | os.PathLike[str], *, encoding: str = "utf-8") -> RawDocuments:
+    """A folder with one sub-folder per label, each holding one text file per document.
+
+    Files may have any name (20 Newsgroups files are numbers); hidden files
+    and folders (starting with ``.``) are skipped. A folder holding only files
+    and no sub-folders gives unlabelled documents.
+
+    Parameters
+    ----------
+    path : path-like
+    encoding : str, default="utf-8"
+
+    Returns
+    -------
+    RawDocuments
+        ``labels`` are the sub-folder names and ``doc_ids`` the paths relative
+        to ``path``, in sorted order.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise FileNotFoundError(f"{root} does not exist")
+    if not root.is_dir():
+        raise ValueError(f"{root} is not a folder")
+    entries = sorted(e for e in root.iterdir() if not e.name.startswith("."))
+    subdirs = [e for e in entries if e.is_dir()]
+    loose = [e for e in entries if e.is_file()]
+    files: list[tuple[Path, str | None]] = []
+    if subdirs:
+        if loose:
+            logger.warning(
+                "%s: skipping %d file(s) outside the label sub-folders (e.g. %s)", root, len(loose), loose[0].name
+            )
+        for sub in subdirs:
+            files.extend((f, sub.name) for f in _visible_files(sub))
+    else:
+        files = [(f, None) for f in loose]
+    if not files:
+        raise ValueError(f"{root} has no documents: expected text files inside one sub-folder per label")
+    texts = []
+    for f, _ in files:
+        raw = f.read_bytes()
+        texts.append(_decode(raw, f, encoding) if raw else "")
+    logger.info("read %d documents from %s (%d labels)", len(texts), root, len(subdirs))
+    return RawDocuments(
+        texts=texts,
+        labels=[label for _, label in files] if subdirs else None,  # type: ignore[misc]
+        doc_ids=[f.relative_to(root).as_posix() for f, _ in files],
+        source=str(root),
+    )
+
+
+def _visible_files(folder: Path) -> list[Path]:
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(Path(dirpath) / name for name in sorted(filenames) if not name.startswith("."))
+    return found
+
+
+def _guess_format(path: Path) -> str:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.is_dir():
+        if (path / "vocab.pkl").exists() and (path / "bow_tr_tokens.mat").exists():
+            raise ValueError(
+                f"{path} holds a corpus in the ETM authors' format (vocab.pkl, bow_*.mat); "
+                f"it is already preprocessed: read it with read_authors_format"
+            )
+        if (path / "corpus.tsv").exists() and (path / "vocabulary.txt").exists():
+            raise ValueError(f"{path} holds an OCTIS dataset (corpus.tsv, vocabulary.txt); read it with read_octis")
+        return "folder"
+    name = path.name.lower()
+    if name.endswith(".json.gz"):  # compressed JSON is in practice JSON lines (e.g. 20news-bydate.jsonl.gz)
+        return "jsonl"
+    by_suffix = {".txt": "text", ".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv"}
+    fmt = by_suffix.get(Path(_strip_gz(name)).suffix)
+    if fmt is None:
+        raise ValueError(
+            f"cannot tell the format of {path} from its name; pass format= one of "
+            f"{', '.join(f for f in FORMATS if f != 'auto')} "
+            f"(known suffixes: .txt, .jsonl, .jsonl.gz, .json.gz, .csv, .tsv, optionally .gz)"
+        )
+    return fmt
+
+
+def read_documents(
+    path: str | os.PathLike[str],
+    *,
+    format: str = "auto",
+    encoding: str = "utf-8",
+    text_field: str = "text",
+    label_field: str | None = None,
+    split_field: str | None = None,
+    id_field: str | None = None,
+) -> RawDocuments:
+    """Read raw documents in any supported format.
+
+    Parameters
+    ----------
+    path : path-like
+    format : {"auto", "text", "jsonl", "csv", "tsv", "folder"}, default="auto"
+        ``"auto"`` decides from the name: ``.txt`` text lines; ``.jsonl``,
+        ``.jsonl.gz``, ``.json.gz`` JSON lines; ``.csv``; ``.tsv``; a directory
+        is a folder of label sub-folders.
+    encoding : str, default="utf-8"
+    text_field, label_field, split_field, id_field : str
+        Field (JSON lines) or column (CSV/TSV) names; the text and folder
+        formats have no fields, so only the defaults are accepted there.
+
+    Returns
+    -------
+    RawDocuments
+    """
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+    p = Path(path)
+    fmt = _guess_format(p) if format == "auto" else format
+    if fmt in ("text", "folder"):
+        given = {
+            name: value
+            for name, value, default in (
+                ("text_field", text_field, "text"),
+                ("label_field", label_field, None),
+                ("split_field", split_field, None),
+                ("id_field", id_field, None),
+            )
+            if value != default
+        }
+        if given:
+            raise ValueError(f"format {fmt!r} has no fields, but {given} was given; use jsonl, csv or tsv for fields")
+        return read_text_lines(p, encoding=encoding) if fmt == "text" else read_folder(p, encoding=encoding)
+    if fmt == "jsonl":
+        return read_jsonl(
+            p,
+            text_field=text_field,
+            label_field=label_field,
+            split_field=split_field,
+            id_field=id_field,
+            encoding=encoding,
+        )
+    return read_csv(
+        p,
+        text_column=text_field,
+        label_column=label_field,
+        split_column=split_field,
+        id_column=id_field,
+        delimiter="\t" if fmt == "tsv" else ",",
+        encoding=encoding,
+    )
+
+
+# --------------------------------------------------------------------------- #
+# Prepared corpora from elsewhere
+# --------------------------------------------------------------------------- #
+class _NoGlobalsUnpickler(pickle.Unpickler):
+    """Unpickles only built-in containers and scalars: any class or function reference is refused.
+
+    A pickle can run arbitrary code through the globals it references, so an
+    untrusted ``vocab.pkl`` must never meet plain ``pickle.load``.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: vocab.pkl must hold only a list of str")
+
+
+def _load_vocab_pkl(path: Path) -> list[str]:
+    try:
+        with open(path, "rb") as fh:
+            vocab = _NoGlobalsUnpickler(fh).load()
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{path}: {err}") from None
+    except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as err:
+        raise ValueError(f"{path}: not a readable pickle ({type(err).__name__}: {err})") from None
+    if not isinstance(vocab, list):
+        raise ValueError(f"{path}: expected a list of str, got a {type(vocab).__name__}")
+    bad = next((i for i, w in enumerate(vocab) if not isinstance(w, str)), None)
+    if bad is not None:
+        raise ValueError(f"{path}: expected a list of str, but item {bad} is a {type(vocab[bad]).__name__}")
+    if not vocab:
+        raise ValueError(f"{path}: the vocabulary is empty")
+    return vocab
+
+
+def _load_mat_rows(path: Path, key: str) -> list[np.ndarray]:
+    import scipy.io
+
+    try:
+        mat = scipy.io.loadmat(path)
+    except Exception as err:  # scipy raises several types for a damaged file
+        raise ValueError(f"{path}: not a readable .mat file ({type(err).__name__}: {err})") from None
+    if key not in mat:
+        keys = [k for k in mat if not k.startswith("__")]
+        raise ValueError(f"{path}: no variable {key!r}; it has {keys}")
+    arr = mat[key]
+    if arr.dtype != object:
+        raise ValueError(
+            f"{path}: {key!r} should be a (1, D) cell array with one array per document, got a {arr.dtype} array "
+            f"of shape {arr.shape}"
+        )
+    return [np.asarray(x).ravel() for x in arr.ravel()]
+
+
+def _rows_to_csr(tokens: list[np.ndarray], counts: list[np.ndarray], n_words: int, tok_path: Path) -> sp.csr_matrix:
+    if len(tokens) != len(counts):
+        raise ValueError(f"{tok_path} has {len(tokens)} documents but its counts file has {len(counts)}")
+    lengths = np.fromiter((t.size for t in tokens), dtype=np.int64, count=len(tokens))
+    count_lengths = np.fromiter((c.size for c in counts), dtype=np.int64, count=len(counts))
+    if not np.array_equal(lengths, count_lengths):
+        doc = int(np.flatnonzero(lengths != count_lengths)[0])
+        raise ValueError(
+            f"{tok_path}: document {doc} has {lengths[doc]} tokens but {count_lengths[doc]} counts in its counts file"
+        )
+    cols = np.concatenate(tokens).astype(np.int64) if tokens else np.zeros(0, np.int64)
+    data = np.concatenate(counts).astype(np.int64) if counts else np.zeros(0, np.int64)
+    if cols.size and (cols.min() < 0 or cols.max() >= n_words):
+        raise ValueError(f"{tok_path}: word index {int(cols.max())} is outside the {n_words}-word vocabulary")
+    if data.size and data.min() < 0:
+        raise ValueError(f"{tok_path}: negative counts in its counts file")
+    rows = np.repeat(np.arange(len(tokens), dtype=np.int64), lengths)
+    matrix = sp.csr_matrix((data.astype(np.int32), (rows, cols)), shape=(len(tokens), n_words))
+    matrix.sum_duplicates()
+    return matrix
+
+
+def read_authors_format(directory: str | os.PathLike[str], *, random_state: int | None = 0) -> PreparedCorpus:
+    """Read a corpus preprocessed by the ETM authors' scripts (Dieng et al., 2020).
+
+    Files: ``vocab.pkl`` (a pickled list of V words, read with an unpickler
+    that refuses every class or function reference) and
+    ``bow_{tr,va,ts,ts_h1,ts_h2}_{tokens,counts}.mat`` (variables ``tokens`` /
+    ``counts``: a (1, D) cell of word-index / count arrays per document).
+
+    Parameters
+    ----------
+    directory : path-like
+    random_state : int or None, default=0
+        Seeds the completion halves of the *validation* documents; the test
+        halves ``ts_h1``/``ts_h2`` are used exactly as the authors made them,
+        so perplexities stay comparable with the paper.
+
+    Returns
+    -------
+    PreparedCorpus
+        ``train`` = tr, ``valid`` = va, ``test`` = ts, ``test_halves`` = (ts_h1, ts_h2).
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} does not exist or is not a folder")
+    keys = ("tr", "va", "ts", "ts_h1", "ts_h2")
+    needed = ["vocab.pkl"] + [f"bow_{k}_{kind}.mat" for k in keys for kind in ("tokens", "counts")]
+    missing = [name for name in needed if not (root / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{root} is missing {', '.join(missing)} (ETM authors' format)")
+    vocab = _load_vocab_pkl(root / "vocab.pkl")
+    mats: dict[str, sp.csr_matrix] = {}
+    for key in keys:
+        tok_path = root / f"bow_{key}_tokens.mat"
+        tokens = _load_mat_rows(tok_path, "tokens")
+        counts = _load_mat_rows(root / f"bow_{key}_counts.mat", "counts")
+        mats[key] = _rows_to_csr(tokens, counts, len(vocab), tok_path)
+    if mats["ts_h1"].shape[0] != mats["ts_h2"].shape[0]:
+        raise ValueError(
+            f"{root}: bow_ts_h1 has {mats['ts_h1'].shape[0]} documents but bow_ts_h2 has {mats['ts_h2'].shape[0]}"
+        )
+    parts: dict[str, Corpus] = {}
+    dropped: dict[str, int] = {}
+    for name, key in (("train", "tr"), ("valid", "va"), ("test", "ts")):
+        part, dropped[name] = Corpus(
+            mats[key], vocab, doc_ids=[f"{key} {i}" for i in range(mats[key].shape[0])]
+        ).drop_empty()
+        if dropped[name]:
+            logger.warning("%s: dropped %d empty %s documents", root, dropped[name], name)
+        parts[name] = part
+    empty_halves = int(((mats["ts_h1"].getnnz(axis=1) == 0) | (mats["ts_h2"].getnnz(axis=1) == 0)).sum())
+    if empty_halves:
+        logger.warning("%s: %d test documents have an empty half in bow_ts_h1/bow_ts_h2", root, empty_halves)
+    n_unsplittable: dict[str, int] = {"test": 0}
+    valid_halves = None
+    if parts["valid"].n_docs:
+        first, second, kept = split_halves(parts["valid"].counts, random_state)
+        valid_halves = (first, second)
+        n_unsplittable["valid"] = parts["valid"].n_docs - kept.size
+    logger.info(
+        "read ETM authors' corpus %s: V=%d, %d train, %d valid, %d test documents",
+        root,
+        len(vocab),
+        parts["train"].n_docs,
+        parts["valid"].n_docs,
+        parts["test"].n_docs,
+    )
+    return PreparedCorpus(
+        train=parts["train"],
+        valid=parts["valid"] if parts["valid"].n_docs else None,
+        test=parts["test"] if parts["test"].n_docs else None,
+        valid_halves=valid_halves,
+        test_halves=(mats["ts_h1"], mats["ts_h2"]),
+        settings={
+            "source": str(root),
+            "format": "etm-authors",
+            "random_state": random_state,
+            "dropped_empty": dropped,
+        },
+        n_unsplittable=n_unsplittable,
+    )
+
+
+def read_octis(directory: str | os.PathLike[str], *, random_state: int | None = 0) -> PreparedCorpus:
+    """Read an OCTIS preprocessed dataset: ``corpus.tsv`` plus ``vocabulary.txt``.
+
+    ``corpus.tsv`` has one document per line, ``tokens<TAB>split<TAB>label``
+    with space-separated tokens and split ``train``/``val``/``test`` (the label
+    column is optional). Tokens missing from ``vocabulary.txt`` are counted,
+    logged and left out; documents left empty are dropped and counted.
+
+    Parameters
+    ----------
+    directory : path-like
+    random_state : int or None, default=0
+        Seeds the completion halves of validation and test documents.
+
+    Returns
+    -------
+    PreparedCorpus
+        Labels are kept; ``doc_ids`` are ``"line N"`` of ``corpus.tsv``.
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} does not exist or is not a folder")
+    corpus_path, vocab_path = root / "corpus.tsv", root / "vocabulary.txt"
+    for needed in (corpus_path, vocab_path):
+        if not needed.is_file():
+            raise FileNotFoundError(f"{needed} is missing (OCTIS dataset format)")
+    _, vocab_text = _read_text(vocab_path, "utf-8")
+    vocab = [w.strip() for w in _lines(vocab_text) if w.strip()]
+    if not vocab:
+        raise ValueError(f"{vocab_path} has no words")
+    index = {w: i for i, w in enumerate(vocab)}
+    if len(index) != len(vocab):
+        raise ValueError(f"{vocab_path} lists a word twice")
+    _, corpus_text = _read_text(corpus_path, "utf-8")
+    by_split: dict[str, dict[str, list[Any]]] = {
+        name: {"rows": [], "labels": [], "ids": []} for name in ("train", "valid", "test")
+    }
+    n_unknown = 0
+    has_labels = None
+    for lineno, line in enumerate(_lines(corpus_text), start=1):
+        if not line.strip():
+            continue
+        where = f"{corpus_path}, line {lineno}"
+        fields = line.split("\t")
+        if len(fields) not in (2, 3):
+            raise ValueError(f"{where}: expected tokens<TAB>split<TAB>label, got {len(fields)} tab-separated fields")
+        if has_labels is None:
+            has_labels = len(fields) == 3
+        split = _normalise_split(fields[1], where)
+        words = fields[0].split()
+        cols = [index[w] for w in words if w in index]
+        n_unknown += len(words) - len(cols)
+        bucket = by_split[split]
+        bucket["rows"].append(cols)
+        bucket["labels"].append(fields[2] if len(fields) == 3 else "")
+        bucket["ids"].append(f"line {lineno}")
+    if not any(b["rows"] for b in by_split.values()):
+        raise ValueError(f"{corpus_path} has no documents")
+    if n_unknown:
+        logger.warning("%s: %d tokens are not in %s and were left out", corpus_path, n_unknown, vocab_path.name)
+    parts: dict[str, Corpus | None] = {}
+    dropped: dict[str, int] = {}
+    for name, bucket in by_split.items():
+        if not bucket["rows"]:
+            parts[name], dropped[name] = None, 0
+            continue
+        counts = _lists_to_csr(bucket["rows"], len(vocab))
+        corpus = Corpus(counts, vocab, labels=bucket["labels"] if has_labels else None, doc_ids=bucket["ids"])
+        parts[name], dropped[name] = corpus.drop_empty()
+        if dropped[name]:
+            logger.warning(
+                "%s: dropped %d %s documents with no word in the vocabulary", corpus_path, dropped[name], name
+            )
+    if parts["train"] is None or parts["train"].n_docs == 0:
+        raise ValueError(f"{corpus_path} has no training documents")
+    logger.info(
+        "read OCTIS corpus %s: V=%d, %s",
+        root,
+        len(vocab),
+        ", ".join(f"{n} {p.n_docs if p is not None else 0}" for n, p in parts.items()),
+    )
+    return PreparedCorpus.from_splits(
+        parts["train"],  # type: ignore[arg-type]
+        parts["valid"],
+        parts["test"],
+        random_state=random_state,
+        settings={
+            "source": str(root),
+            "format": "octis",
+            "random_state": random_state,
+            "unknown_tokens": n_unknown,
+            "dropped_empty": dropped,
+        },
+    )
+
+
+def _lists_to_csr(rows: Sequence[Sequence[int]], n_words: int) -> sp.csr_matrix:
+    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+    cols = np.fromiter((c for r in rows for c in r), dtype=np.int64, count=int(lengths.sum()))
+    row_ids = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)
+    matrix = sp.csr_matrix((np.ones(cols.size, dtype=np.int32), (row_ids, cols)), shape=(len(rows), n_words))
+    matrix.sum_duplicates()
+    return matrix
+
+
+# --------------------------------------------------------------------------- #
+# Raw documents -> PreparedCorpus
+# --------------------------------------------------------------------------- #
+def _check_fraction(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{name} must be a fraction in [0, 1), got {value!r}")
+    return float(value)
+
+
+def _assign_splits(
+    raw: RawDocuments, valid_size: float, test_size: float, rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], dict[str, int], str]:
+    """Document indices of each split, how many were carved out of train, and where the split came from."""
+    n = len(raw.texts)
+    carved: dict[str, int] = {}
+    if raw.splits is None:
+        if valid_size + test_size >= 1.0:
+            raise ValueError(f"valid_size + test_size must be below 1, got {valid_size + test_size}")
+        order = rng.permutation(n)
+        n_valid = int(round(valid_size * n))
+        n_test = int(round(test_size * n))
+        idx = {
+            "valid": np.sort(order[:n_valid]),
+            "test": np.sort(order[n_valid : n_valid + n_test]),
+            "train": np.sort(order[n_valid + n_test :]),
+        }
+        return idx, carved, "random"
+    splits = np.asarray(raw.splits, dtype=object)
+    idx = {name: np.flatnonzero(splits == name) for name in ("train", "valid", "test")}
+    for name, size in (("valid", valid_size), ("test", test_size)):
+        if idx[name].size or size == 0.0:
+            continue
+        train = idx["train"]
+        n_take = int(round(size * train.size))
+        if n_take == 0:
+            continue
+        take = np.sort(rng.choice(train, size=n_take, replace=False))
+        idx[name] = take
+        idx["train"] = np.setdiff1d(train, take, assume_unique=True)
+        carved[name] = n_take
+        logger.info(
+            "no %s documents in %s; took %d (%.0f%%) of the training documents", name, raw.source, n_take, 100 * size
+        )
+    return idx, carved, "given"
+
+
+def prepare_corpus(
+    raw: RawDocuments,
+    preprocessor: Preprocessor,
+    *,
+    valid_size: float = 0.1,
+    test_size: float = 0.1,
+    random_state: int | None = 0,
+) -> tuple[PreparedCorpus, dict[str, Any]]:
+    """Split, tokenise and count raw documents: everything training needs.
+
+    The vocabulary is fitted on the training documents only, so validation and
+    test perplexities are not flattered by words chosen with their help.
+
+    Parameters
+    ----------
+    raw : RawDocuments
+        When ``raw.splits`` is set it is used as given; a missing validation
+        (or test) part is then taken at random from the training documents,
+        ``valid_size`` (``test_size``) being a fraction of them. Otherwise all
+        documents are split at random: ``valid_size`` and ``test_size`` are
+        fractions of all documents.
+    preprocessor : Preprocessor
+        Fitted here, in place, on the training texts.
+    valid_size, test_size : float in [0, 1), default=0.1
+    random_state : int or None, default=0
+        Seeds the split and the completion halves.
+
+    Returns
+    -------
+    corpus : PreparedCorpus
+    report : dict
+        ``documents_read``, ``split_from`` ("given" or "random"),
+        ``carved_from_train``, ``documents_per_split`` (before dropping),
+        ``dropped_empty`` and ``unknown_tokens`` per split (tokens outside the
+        training vocabulary), ``vocabulary_size`` and the final ``corpus`` summary.
+
+    Raises
+    ------
+    ValueError
+        When no training documents are left.
+    """
+    if not isinstance(raw, RawDocuments):
+        raise TypeError(f"raw must be RawDocuments (from read_documents), got {type(raw).__name__}")
+    if not isinstance(preprocessor, Preprocessor):
+        raise TypeError(f"preprocessor must be a Preprocessor, got {type(preprocessor).__name__}")
+    valid_size = _check_fraction("valid_size", valid_size)
+    test_size = _check_fraction("test_size", test_size)
+    if not raw.texts:
+        raise ValueError(f"no documents in {raw.source or 'the input'}")
+    rng = np.random.default_rng(random_state)
+    idx, carved, split_from = _assign_splits(raw, valid_size, test_size, rng)
+    if idx["train"].size == 0:
+        raise ValueError(
+            f"no training documents among the {len(raw.texts)} read from {raw.source or 'the input'}; "
+            f"lower valid_size/test_size or mark some documents as train"
+        )
+    texts = raw.texts
+    train_texts = [texts[i] for i in idx["train"]]
+    preprocessor.fit(train_texts)
+    vocab = preprocessor.vocabulary_
+    parts: dict[str, Corpus | None] = {}
+    dropped: dict[str, int] = {}
+    unknown: dict[str, int] = {}
+    for name in ("train", "valid", "test"):
+        rows = idx[name]
+        if rows.size == 0:
+            parts[name], dropped[name], unknown[name] = None, 0, 0
+            continue
+        part_texts = train_texts if name == "train" else [texts[i] for i in rows]
+        counts, unknown[name] = preprocessor.transform_with_report(part_texts)
+        corpus = Corpus(
+            counts,
+            vocab,
+            labels=None if raw.labels is None else [raw.labels[i] for i in rows],
+            doc_ids=None if raw.doc_ids is None else [raw.doc_ids[i] for i in rows],
+        )
+        part, dropped[name] = corpus.drop_empty()
+        if dropped[name]:
+            logger.info("dropped %d of %d %s documents left empty by preprocessing", dropped[name], rows.size, name)
+        parts[name] = part if part.n_docs else None
+    if parts["train"] is None:  # cannot happen after a successful fit, but never build an empty corpus
+        raise ValueError("no training documents remain after preprocessing")
+    settings = {
+        "preprocessing": preprocessor.settings(),
+        "source": raw.source,
+        "split_from": split_from,
+        "valid_size": valid_size,
+        "test_size": test_size,
+        "random_state": random_state,
+        "dropped_empty": dropped,
+    }
+    prepared = PreparedCorpus.from_splits(
+        parts["train"],
+        parts["valid"],
+        parts["test"],
+        random_state=random_state,
+        settings=settings,
+    )
+    report = {
+        "documents_read": len(raw.texts),
+        "split_from": split_from,
+        "carved_from_train": carved,
+        "documents_per_split": {name: int(rows.size) for name, rows in idx.items()},
+        "dropped_empty": dropped,
+        "unknown_tokens": unknown,
+        "vocabulary_size": len(vocab),
+        "corpus": prepared.summary(),
+    }
+    logger.info(
+        "prepared %s: V=%d, %s",
+        raw.source or "documents",
+        len(vocab),
+        ", ".join(f"{n} {p.n_docs if p is not None else 0}" for n, p in parts.items()),
+    )
+    return prepared, report

@@ -1,0 +1,113 @@
+"""Metrics: vectorised NPMI equals the authors' pairwise loop; perplexity forms; diversity."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from etm.metrics import (
+    completion_loglik,
+    perplexity_per_document,
+    perplexity_per_token,
+    top_word_indices,
+    top_words,
+    topic_coherence,
+    topic_coherence_per_topic,
+    topic_diversity,
+    topic_quality,
+)
+
+
+def _loop_npmi(topics: np.ndarray, docs: list[set[int]]) -> float:
+    """The authors' algorithm, pair by pair over document sets (slow, obviously right)."""
+    n = len(docs)
+    per_topic = []
+    for words in topics:
+        scores = []
+        for i in range(len(words)):
+            for j in range(i + 1, len(words)):
+                d_i = sum(words[i] in d for d in docs)
+                d_j = sum(words[j] in d for d in docs)
+                d_ij = sum(words[i] in d and words[j] in d for d in docs)
+                if d_ij == 0:
+                    scores.append(-1.0)
+                elif d_ij == n:
+                    scores.append(1.0)
+                else:
+                    scores.append(-1 + (math.log(d_i) + math.log(d_j) - 2 * math.log(n)) / (math.log(d_ij) - math.log(n)))
+        per_topic.append(np.mean(scores))
+    return float(np.mean(per_topic))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n_docs=st.integers(3, 40), density=st.floats(0.05, 0.9))
+def test_vectorised_coherence_equals_pairwise_loop(seed: int, n_docs: int, density: float) -> None:
+    rng = np.random.default_rng(seed)
+    counts = sp.random(n_docs, 30, density=density, format="csr", random_state=rng)
+    topics = np.stack([rng.choice(30, size=10, replace=False) for _ in range(4)])
+    docs = [set(counts[d].indices.tolist()) for d in range(n_docs)]
+    assert topic_coherence(topics, counts) == pytest.approx(_loop_npmi(topics, docs), abs=1e-9)
+
+
+def test_coherence_on_real_20ng_matches_loop(authors_corpus) -> None:
+    ref = authors_corpus.train.counts[:800]
+    rng = np.random.default_rng(0)
+    topics = np.stack([rng.choice(ref.shape[1], size=10, replace=False) for _ in range(3)])
+    # frequent words so that pairs actually co-occur
+    freq = np.argsort(-np.asarray((ref > 0).sum(0)).ravel())[:40]
+    topics = np.vstack([topics, freq[:10], freq[10:20]])
+    docs = [set(ref[d].indices.tolist()) for d in range(ref.shape[0])]
+    assert topic_coherence(topics, ref) == pytest.approx(_loop_npmi(topics, docs), abs=1e-9)
+    per_topic = topic_coherence_per_topic(topics, ref)
+    assert per_topic.shape == (5,)
+    assert per_topic[3] > per_topic[0]  # frequent words co-occur more than random ones
+
+
+def test_coherence_extremes() -> None:
+    # words 0 and 1 always together, word 2 never with them
+    counts = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1], [0, 0, 1]]))
+    assert topic_coherence([[0, 1]], counts) == pytest.approx(1.0)
+    assert topic_coherence([[0, 2]], counts) == pytest.approx(-1.0)
+
+
+def test_coherence_input_errors() -> None:
+    counts = sp.csr_matrix(np.ones((3, 5)))
+    with pytest.raises(ValueError, match=r"word indices must be in \[0, 5\)"):
+        topic_coherence([[0, 9]], counts)
+    with pytest.raises(ValueError, match="at least 2 words"):
+        topic_coherence([[0]], counts)
+    with pytest.raises(ValueError, match="no documents"):
+        topic_coherence([[0, 1]], sp.csr_matrix((0, 5)))
+    with pytest.raises(ValueError, match=r"topic_word has 4 columns but the reference corpus has 5"):
+        topic_coherence(np.ones((2, 4)) / 4, counts)
+
+
+def test_top_words_and_diversity() -> None:
+    beta = np.array([[0.1, 0.5, 0.4, 0.0], [0.4, 0.1, 0.2, 0.3]])
+    assert top_word_indices(beta, 2).tolist() == [[1, 2], [0, 3]]
+    assert top_words(beta, ["a", "b", "c", "d"], 2) == [["b", "c"], ["a", "d"]]
+    assert topic_diversity([[1, 2], [0, 3]]) == 1.0
+    assert topic_diversity([[1, 2], [1, 2]]) == 0.5
+    assert topic_quality(0.2, 0.5) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="vocabulary has 3 words"):
+        top_words(beta, ["a", "b", "c"], 2)
+
+
+def test_perplexity_forms() -> None:
+    theta = np.array([[1.0, 0.0], [0.5, 0.5]])
+    beta = np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    h2 = sp.csr_matrix(np.array([[2, 0, 0], [0, 1, 3]]))
+    ll = completion_loglik(theta, beta, h2)
+    assert ll == pytest.approx([2 * math.log(0.5), math.log(0.25) + 3 * math.log(0.5)])
+    n = np.array([2, 4])
+    per_doc = math.exp(np.mean([-ll[0] / 2, -ll[1] / 4]))
+    per_tok = math.exp(-ll.sum() / 6)
+    assert perplexity_per_document(ll, n) == pytest.approx(per_doc)
+    assert perplexity_per_token(ll, n) == pytest.approx(per_tok)
+    with pytest.raises(ValueError, match="shapes do not match"):
+        completion_loglik(theta[:1], beta, h2)

@@ -1,0 +1,144 @@
+"""The ETM module: the authors' contract, the sparse path's exactness, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from etm import ETM
+from etm.model import ACTIVATIONS, SparseBatch
+
+
+def _random_counts(n_docs: int, n_words: int, density: float, seed: int) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    m = sp.random(n_docs, n_words, density=density, format="csr", random_state=rng, dtype=np.float64)
+    m.data = np.ceil(m.data * 5).astype(np.float32)
+    m = m.astype(np.float32)
+    # every document needs at least one word
+    empty = np.flatnonzero(np.diff(m.indptr) == 0)
+    if empty.size:
+        m = m.tolil()
+        for r in empty:
+            m[r, rng.integers(n_words)] = 1.0
+        m = m.tocsr()
+    return m
+
+
+def _model(seed: int = 0, **kwargs: object) -> ETM:
+    torch.manual_seed(seed)
+    args = dict(num_topics=7, vocab_size=60, t_hidden_size=16, rho_size=8, enc_drop=0.0)
+    args.update(kwargs)
+    return ETM(**args).double()
+
+
+@pytest.mark.parametrize("fmt", ["csr", "coo", "csc"])
+def test_sparse_path_matches_dense_formula_loss_and_gradients(fmt: str) -> None:
+    counts = getattr(_random_counts(13, 60, 0.15, seed=1), f"to{fmt}")()
+    dense = torch.tensor(counts.toarray(), dtype=torch.float64)
+    norm_dense = dense / dense.sum(1, keepdim=True)
+    sparse = SparseBatch.from_scipy(counts)
+    sparse = sparse.with_values(sparse.values.double())
+
+    m = _model().train()
+    # the same noise in both passes
+    torch.manual_seed(5)
+    recon_d, kl_d = m(dense, norm_dense)
+    (recon_d + kl_d).backward()
+    grads_d = {n: p.grad.clone() for n, p in m.named_parameters()}
+    m.zero_grad()
+    torch.manual_seed(5)
+    recon_s, kl_s = m(sparse, sparse.normalized())
+    (recon_s + kl_s).backward()
+
+    # the dense formula, written out as in the authors' code
+    with torch.no_grad():
+        torch.manual_seed(5)
+        theta, _ = m.get_theta(norm_dense)
+        reference = -(torch.log(theta @ m.get_beta() + 1e-6) * dense).sum(1).mean()
+    assert torch.allclose(recon_d, reference, atol=1e-5, rtol=0)
+    assert torch.allclose(recon_s, recon_d, atol=1e-5, rtol=0)
+    assert torch.allclose(kl_s, kl_d, atol=1e-5, rtol=0)
+    for name, p in m.named_parameters():
+        assert torch.allclose(p.grad, grads_d[name], atol=1e-5, rtol=1e-5), name
+
+
+def test_forward_contract_matches_authors() -> None:
+    m = _model()
+    counts = torch.tensor(_random_counts(5, 60, 0.2, seed=2).toarray(), dtype=torch.float64)
+    recon, kld = m(counts, counts / counts.sum(1, keepdim=True), aggregate=False)
+    assert recon.shape == (5,)
+    assert kld.ndim == 0
+    theta, _ = m.get_theta(counts / counts.sum(1, keepdim=True))
+    recon2, kld2 = m(counts, None, theta=theta)
+    assert kld2 is None and recon2.ndim == 0
+    beta = m.get_beta()
+    assert beta.shape == (7, 60)
+    assert torch.allclose(beta.sum(1), torch.ones(7, dtype=beta.dtype))
+    assert m.decode(theta, beta).shape == (5, 60)
+    for name in ("q_theta", "mu_q_theta", "logsigma_q_theta", "alphas", "rho", "t_drop", "enc_drop"):
+        assert hasattr(m, name)
+    assert m.rho.weight.shape == (60, 8)
+    assert m.alphas.weight.shape == (7, 8)
+    assert m.q_theta[0].weight.shape == (16, 60)  # nn.Linear layout
+
+
+def test_eval_mode_theta_is_deterministic_mean() -> None:
+    m = _model().eval()
+    x = torch.rand(4, 60, dtype=torch.float64)
+    a, _ = m.get_theta(x)
+    b, _ = m.get_theta(x)
+    mu, _, _ = m.encode(x)
+    assert torch.equal(a, b)
+    assert torch.allclose(a, torch.softmax(mu, -1))
+
+
+def test_state_dict_uses_nn_linear_layout_and_round_trips() -> None:
+    m = _model()
+    state = m.state_dict()
+    assert "q_theta.0.weight" in state and state["q_theta.0.weight"].shape == (16, 60)
+    assert "q_theta.0.weight_t" not in state
+    m2 = _model(seed=99)
+    m2.load_state_dict(state)
+    x = torch.rand(3, 60, dtype=torch.float64)
+    assert torch.allclose(m.eval().get_theta(x)[0], m2.eval().get_theta(x)[0])
+
+
+@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
+def test_every_authors_activation_runs(act: str) -> None:
+    m = _model(theta_act=act)
+    x = SparseBatch.from_scipy(_random_counts(4, 60, 0.2, seed=3))
+    x = x.with_values(x.values.double())
+    recon, kld = m(x, x.normalized())
+    (recon + kld).backward()
+    assert torch.isfinite(recon)
+
+
+def test_unknown_activation_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"unknown theta_act 'swish'; choose one of"):
+        ETM(3, 10, 8, 4, theta_act="swish")
+
+
+def test_fixed_embeddings_are_a_buffer_that_moves_and_is_saved() -> None:
+    emb = torch.randn(60, 8)
+    m = ETM.from_pretrained(emb, num_topics=5, t_hidden_size=16)
+    assert "rho.weight" in dict(m.named_buffers())
+    assert "rho.weight" not in dict(m.named_parameters())
+    assert "rho.weight" in m.state_dict()
+    m = m.double()
+    assert m.rho.weight.dtype == torch.float64
+    x = torch.rand(3, 60, dtype=torch.float64)
+    recon, kld = m(x, x / x.sum(1, keepdim=True))
+    (recon + kld).backward()
+    assert torch.allclose(m.rho.weight.float(), emb)
+
+
+def test_embedding_size_aliases() -> None:
+    assert ETM(3, 10, 8, rho_size=6, emsize=6).rho.weight.shape == (10, 6)
+    with pytest.raises(ValueError, match=r"rho_size=6 and emsize=5 differ"):
+        ETM(3, 10, 8, rho_size=6, emsize=5)
+    with pytest.raises(ValueError, match=r"embeddings must have shape \(vocab_size=10, E\)"):
+        ETM(3, 10, 8, embeddings=torch.randn(9, 4), train_embeddings=False)
+    with pytest.raises(ValueError, match=r"train_embeddings=False needs pretrained"):
+        ETM(3, 10, 8, train_embeddings=False)

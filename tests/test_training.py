@@ -1,0 +1,137 @@
+"""Training loop: determinism, validation-based selection, early stopping, NaN, Ctrl-C and resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from etm import ETM
+from etm.persistence import load_checkpoint, load_model
+from etm.training import TrainingConfig, TrainingDivergedError, evaluate_completion, infer_theta, train
+
+
+def _fresh(corpus, seed: int = 0) -> ETM:
+    torch.manual_seed(seed)
+    return ETM(8, len(corpus.vocabulary), 64, 32, enc_drop=0.1)
+
+
+def _cfg(**kw) -> TrainingConfig:
+    base = dict(epochs=3, batch_size=500, lr=0.01, seed=7, checkpoint_every=1)
+    base.update(kw)
+    return TrainingConfig(**base)
+
+
+def test_same_seed_same_numbers_on_cpu(small_corpus) -> None:
+    a = train(_fresh(small_corpus), small_corpus, _cfg())
+    b = train(_fresh(small_corpus), small_corpus, _cfg())
+    c = train(_fresh(small_corpus), small_corpus, _cfg(seed=8))
+    assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
+    assert torch.equal(a.model.get_beta(), b.model.get_beta())
+    assert [h["loss"] for h in a.history] != [h["loss"] for h in c.history]
+
+
+def test_training_does_not_touch_global_rng(small_corpus) -> None:
+    model = _fresh(small_corpus)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train(model, small_corpus, _cfg(epochs=1))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_loss_decreases_and_best_epoch_is_chosen_on_validation(small_corpus) -> None:
+    result = train(_fresh(small_corpus), small_corpus, _cfg(epochs=4))
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    ppls = [h["valid_perplexity"] for h in result.history]
+    assert result.best_epoch == int(np.argmin(ppls)) + 1
+    assert result.best_valid_perplexity == pytest.approx(min(ppls))
+    again = evaluate_completion(result.model, *small_corpus.valid_halves)
+    assert again.perplexity_per_document == pytest.approx(result.best_valid_perplexity, rel=1e-5)
+
+
+def test_early_stopping_with_patience(small_corpus) -> None:
+    # a learning rate too small to change anything: no epoch beats the first
+    result = train(_fresh(small_corpus), small_corpus, _cfg(epochs=10, lr=1e-12, patience=2))
+    assert result.stopped_early
+    assert len(result.history) == 3
+    assert result.best_epoch == 1
+
+
+def test_lr_annealing_follows_nonmono_rule(small_corpus) -> None:
+    result = train(_fresh(small_corpus), small_corpus, _cfg(epochs=5, lr=1e-12, anneal_lr=True, nonmono=2))
+    lrs = [h["lr"] for h in result.history]
+    # epochs 1..5 never improve on epoch 1, so from epoch 3 on lr is divided by 4 each epoch
+    assert lrs[0] == lrs[1] == lrs[2] == 1e-12
+    assert lrs[3] == pytest.approx(1e-12 / 4) and lrs[4] == pytest.approx(1e-12 / 16)
+
+
+def test_nan_stops_names_epoch_and_batch_and_keeps_last_checkpoint(small_corpus, tmp_path) -> None:
+    model = _fresh(small_corpus)
+
+    def poison(epoch: int, batch: int, loss: float) -> None:
+        if epoch == 2 and batch == 1:
+            with torch.no_grad():
+                model.alphas.weight.fill_(float("nan"))
+
+    with pytest.raises(TrainingDivergedError, match=r"loss became nan at epoch 2, batch 2 of 3; the last good "
+                                                    r"checkpoint is kept in"):
+        train(model, small_corpus, _cfg(), checkpoint_dir=tmp_path, on_batch_end=poison)
+    trainer = json.loads((tmp_path / "last" / "trainer.json").read_text())
+    assert trainer["epochs_completed"] == 1
+    good, _, _ = load_model(tmp_path / "last")  # loads: every tensor is finite
+    assert torch.isfinite(good.get_beta()).all()
+
+
+def test_ctrl_c_leaves_a_resumable_checkpoint(small_corpus, tmp_path) -> None:
+    def interrupt(epoch: int, batch: int, loss: float) -> None:
+        if epoch == 2 and batch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_fresh(small_corpus), small_corpus, _cfg(), checkpoint_dir=tmp_path, on_batch_end=interrupt)
+    _, _, _, trainer, _ = load_checkpoint(tmp_path / "last")
+    assert trainer["epochs_completed"] == 1
+    resumed = train(_fresh(small_corpus, seed=1), small_corpus, _cfg(), checkpoint_dir=tmp_path, resume=True)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+
+
+def test_resume_continues_exactly(small_corpus, tmp_path) -> None:
+    straight = train(_fresh(small_corpus), small_corpus, _cfg(epochs=4))
+    train(_fresh(small_corpus), small_corpus, _cfg(epochs=2), checkpoint_dir=tmp_path)
+    resumed = train(_fresh(small_corpus, seed=5), small_corpus, _cfg(epochs=4), checkpoint_dir=tmp_path, resume=True)
+    assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in straight.history], rel=1e-6)
+    assert torch.allclose(resumed.model.get_beta(), straight.model.get_beta(), atol=1e-6)
+
+
+def test_resume_refuses_a_different_vocabulary(small_corpus, tmp_path) -> None:
+    train(_fresh(small_corpus), small_corpus, _cfg(epochs=1), checkpoint_dir=tmp_path)
+    from etm.corpus import Corpus, PreparedCorpus
+
+    vocab = list(small_corpus.vocabulary)
+    vocab[0], vocab[1] = vocab[1], vocab[0]
+    other = PreparedCorpus.from_splits(Corpus(small_corpus.train.counts, vocab), None, None)
+    with pytest.raises(ValueError, match="different vocabulary"):
+        train(_fresh(small_corpus), other, _cfg(epochs=2), checkpoint_dir=tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("name", ["adam", "adagrad", "adadelta", "rmsprop", "asgd", "sgd"])
+def test_every_authors_optimizer_trains(small_corpus, name: str) -> None:
+    result = train(_fresh(small_corpus), small_corpus, _cfg(epochs=1, optimizer=name, clip=1.0))
+    assert np.isfinite(result.history[0]["loss"])
+
+
+def test_config_errors() -> None:
+    with pytest.raises(ValueError, match=r"unknown optimizer 'lbfgs'; choose one of \['adam'"):
+        TrainingConfig(optimizer="lbfgs").validate()
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        TrainingConfig(batch_size=0).validate()
+
+
+def test_infer_theta_rows_are_distributions(small_corpus) -> None:
+    theta = infer_theta(_fresh(small_corpus), small_corpus.test.counts)
+    assert theta.shape == (300, 8)
+    assert np.allclose(theta.sum(1), 1.0, atol=1e-5)
