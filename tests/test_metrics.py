@@ -39,7 +39,8 @@ def _loop_npmi(topics: np.ndarray, docs: list[set[int]]) -> float:
                 elif d_ij == n:
                     scores.append(1.0)
                 else:
-                    scores.append(-1 + (math.log(d_i) + math.log(d_j) - 2 * math.log(n)) / (math.log(d_ij) - math.log(n)))
+                    num = math.log(d_i) + math.log(d_j) - 2 * math.log(n)
+                    scores.append(-1 + num / (math.log(d_ij) - math.log(n)))
         per_topic.append(np.mean(scores))
     return float(np.mean(per_topic))
 

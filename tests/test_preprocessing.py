@@ -99,6 +99,11 @@ def test_settings_are_json_and_round_trip():
     assert "min_df=2" in repr(again)
 
 
+def test_settings_turn_numpy_numbers_into_json_numbers():
+    settings_ = Preprocessor(min_df=np.int64(2), max_df=np.float32(0.5), max_features=np.int32(10)).settings()
+    assert json.loads(json.dumps(settings_))["min_df"] == 2
+
+
 def test_from_settings_with_vocabulary_is_fitted_and_keeps_column_order():
     vocab = ["zebra", "apple", "mango"]
     pre = Preprocessor.from_settings(Preprocessor().settings(), vocabulary=vocab)
@@ -160,7 +165,9 @@ def test_bad_parameter_is_reported_at_fit_not_init():
 
 
 def test_unknown_stop_word_list_name():
-    with pytest.raises(ValueError, match=r"parameter stop_words must be 'english', None or a list of str, got 'french'"):
+    with pytest.raises(
+        ValueError, match=r"parameter stop_words must be 'english', None or a list of str, got 'french'"
+    ):
         Preprocessor(stop_words="french").fit(DOCS)
 
 

@@ -1,7 +1,33 @@
-"""etm: the Embedded Topic Model (Dieng, Ruiz & Blei, TACL 2020), sparse, safe and easy to use."""
+"""etm: the Embedded Topic Model (Dieng, Ruiz & Blei, TACL 2020), sparse, safe and easy to use.
 
+Faces:
+
+* :class:`TopicModel`: scikit-learn-style estimator (``fit`` / ``transform``);
+* :class:`ETM`: the ``torch.nn.Module`` with the authors' names;
+* :class:`Corpus`, :class:`PreparedCorpus`, :class:`Preprocessor` and the
+  readers in :mod:`etm.readers`: from raw text to sparse bags of words;
+* :mod:`etm.metrics`: perplexity, coherence, diversity, quality;
+* the ``etm`` command line (:mod:`etm.cli`).
+"""
+
+from etm.corpus import Corpus, PreparedCorpus
+from etm.device import resolve_device
+from etm.estimator import TopicModel
 from etm.model import ETM
+from etm.preprocessing import Preprocessor
+from etm.training import TrainingConfig, TrainingDivergedError, train
 
 __version__ = "0.1.0"
 
-__all__ = ["ETM", "__version__"]
+__all__ = [
+    "ETM",
+    "TopicModel",
+    "Corpus",
+    "PreparedCorpus",
+    "Preprocessor",
+    "TrainingConfig",
+    "TrainingDivergedError",
+    "train",
+    "resolve_device",
+    "__version__",
+]

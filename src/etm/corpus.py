@@ -13,9 +13,10 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -127,7 +128,7 @@ class Corpus:
         """Tokens per document, shape (D,)."""
         return np.asarray(self.counts.sum(axis=1)).ravel()
 
-    def subset(self, index: np.ndarray | Sequence[int]) -> "Corpus":
+    def subset(self, index: np.ndarray | Sequence[int]) -> Corpus:
         """The documents at ``index`` (rows), same vocabulary."""
         index = np.asarray(index, dtype=np.int64)
         return Corpus(
@@ -137,7 +138,7 @@ class Corpus:
             doc_ids=None if self.doc_ids is None else self.doc_ids[index],
         )
 
-    def drop_empty(self) -> tuple["Corpus", int]:
+    def drop_empty(self) -> tuple[Corpus, int]:
         """Remove documents with no in-vocabulary word; returns the count dropped."""
         keep = np.flatnonzero(self.doc_lengths() > 0)
         dropped = self.n_docs - keep.size
@@ -153,7 +154,7 @@ class Corpus:
         valid_size: float = 0.1,
         test_size: float = 0.1,
         random_state: int | None = 0,
-    ) -> "PreparedCorpus":
+    ) -> PreparedCorpus:
         """Seeded random train / valid / test split, with completion halves."""
         for name, value in (("valid_size", valid_size), ("test_size", test_size)):
             if not 0.0 <= value < 1.0:
@@ -265,7 +266,7 @@ class PreparedCorpus:
         *,
         random_state: int | None = 0,
         settings: dict[str, Any] | None = None,
-    ) -> "PreparedCorpus":
+    ) -> PreparedCorpus:
         """Build from split corpora, drawing seeded completion halves."""
         rng = np.random.default_rng(random_state)
         halves: dict[str, tuple[sp.csr_matrix, sp.csr_matrix] | None] = {"valid": None, "test": None}
@@ -354,7 +355,7 @@ class PreparedCorpus:
         return out
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str]) -> "PreparedCorpus":
+    def load(cls, directory: str | os.PathLike[str]) -> PreparedCorpus:
         """Read a directory written by :meth:`save`."""
         root = Path(directory)
         meta_path = root / "meta.json"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
-from typing import Any, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -329,7 +329,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
     # -- scikit-learn API -----------------------------------------------------
     def fit(
         self, X: Any, y: None = None, *, vocabulary: Sequence[str] | None = None, resume: bool = False
-    ) -> "TopicModel":
+    ) -> TopicModel:
         """Train on texts, a :class:`Corpus`, a :class:`PreparedCorpus` or a CSR matrix.
 
         Parameters
@@ -492,7 +492,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         save_model(directory, self.model_, self.vocabulary_, extra=extra)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str], *, device: str = "auto") -> "TopicModel":
+    def load(cls, directory: str | os.PathLike[str], *, device: str = "auto") -> TopicModel:
         """Load a model saved by :meth:`save` or by ``etm train``."""
         model, vocab, config = load_model(directory)
         params = dict(config.get("estimator") or {})

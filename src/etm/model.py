@@ -12,8 +12,8 @@ non-zeros, not with documents x vocabulary.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -68,7 +68,7 @@ class SparseBatch:
     @classmethod
     def from_scipy(
         cls, matrix: sp.spmatrix, device: torch.device | str | None = None
-    ) -> "SparseBatch":
+    ) -> SparseBatch:
         """Build a batch from a scipy sparse matrix of shape (B, V)."""
         csr = sp.csr_matrix(matrix)
         if not csr.has_canonical_format:
@@ -89,7 +89,7 @@ class SparseBatch:
     def shape(self) -> tuple[int, int]:
         return (self.n_docs, self.n_words)
 
-    def with_values(self, values: torch.Tensor) -> "SparseBatch":
+    def with_values(self, values: torch.Tensor) -> SparseBatch:
         """Same sparsity pattern, new values (e.g. normalised counts)."""
         return SparseBatch(self.indices, values, self.offsets, self.rows, self.n_docs, self.n_words)
 
@@ -98,7 +98,7 @@ class SparseBatch:
         out = torch.zeros(self.n_docs, dtype=self.values.dtype, device=self.values.device)
         return out.index_add_(0, self.rows, self.values)
 
-    def normalized(self) -> "SparseBatch":
+    def normalized(self) -> SparseBatch:
         """Each row divided by its sum (the authors' ``bow_norm``)."""
         sums = self.row_sums().clamp_min(1e-12)
         return self.with_values(self.values / sums[self.rows])
@@ -330,7 +330,7 @@ class ETM(nn.Module):
         *,
         freeze: bool = True,
         **kwargs: object,
-    ) -> "ETM":
+    ) -> ETM:
         """Build an ETM on pretrained word embeddings of shape (V, E).
 
         ``freeze=True`` is the paper's labelled ETM (fixed ``rho``);

@@ -80,7 +80,7 @@ def _check_documents(texts: Any, method: str) -> list[str]:
             f"Preprocessor.{method} expects an iterable of documents (e.g. a list of str), "
             f"got a single {type(texts).__name__}; wrap it in a list: [text]"
         )
-    if sp.issparse(texts) or isinstance(texts, np.ndarray) and texts.dtype.kind not in "OU":
+    if sp.issparse(texts) or (isinstance(texts, np.ndarray) and texts.dtype.kind not in "OU"):
         raise TypeError(
             f"Preprocessor.{method} expects raw text documents, got a {type(texts).__name__} "
             f"of numbers; counts that are already bag-of-words need no preprocessing"
@@ -218,9 +218,9 @@ class Preprocessor:
             "token_pattern": self.token_pattern,
             "stop_words": stop if stop is None or isinstance(stop, str) else list(stop),
             "extra_stop_words": list(self.extra_stop_words),
-            "min_df": self.min_df,
-            "max_df": self.max_df,
-            "max_features": self.max_features,
+            "min_df": _plain_number(self.min_df),
+            "max_df": _plain_number(self.max_df),
+            "max_features": _plain_number(self.max_features),
             "strip_newsgroup": self.strip_newsgroup,
         }
 
@@ -406,6 +406,15 @@ class Preprocessor:
         return self._transform_prepared(docs)[0]
 
 
+def _plain_number(value: Any) -> Any:
+    """NumPy scalars as Python int/float, so settings stay JSON-able."""
+    if _is_int(value):
+        return int(value)
+    if _is_real(value):
+        return float(value)
+    return value
+
+
 def _same(a: Any, b: Any) -> bool:
     try:
         return bool(a == b)
@@ -457,7 +466,9 @@ _MAX_SIGNATURE_LINES = 10
 def _strip_header(text: str) -> str:
     head, sep, body = text.partition("\n\n")
     lines = [line.rstrip("\r") for line in head.split("\n")]
-    if not sep or not _HEADER_RE.match(lines[0]):  # headers always end with a blank line
+    # Headers always end with a blank line. The first line may be the folded tail of a truncated header
+    # (some 20 Newsgroups messages start with " host!host!user", the end of a Path: header).
+    if not sep or not (_HEADER_RE.match(lines[0]) or lines[0][:1] in (" ", "\t")):
         return text
     known = False
     for line in lines:

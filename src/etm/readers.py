@@ -777,7 +777,8 @@ def read_octis(directory: str | os.PathLike[str], *, random_state: int | None = 
             continue
         counts = _lists_to_csr(bucket["rows"], len(vocab))
         corpus = Corpus(counts, vocab, labels=bucket["labels"] if has_labels else None, doc_ids=bucket["ids"])
-        parts[name], dropped[name] = corpus.drop_empty()
+        kept, dropped[name] = corpus.drop_empty()
+        parts[name] = kept if kept.n_docs else None
         if dropped[name]:
             logger.warning(
                 "%s: dropped %d %s documents with no word in the vocabulary", corpus_path, dropped[name], name

@@ -1,0 +1,147 @@
+"""TopicModel: the scikit-learn contract, on raw 20 Newsgroups text and on bags of words."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from etm import Preprocessor, TopicModel
+
+SMALL = dict(hidden_size=32, embedding_size=16, epochs=3, batch_size=200, lr=0.01, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def texts(newsgroup_records) -> tuple[list[str], list[str]]:
+    train = [r["text"] for r in newsgroup_records if r["split"] == "train"]
+    test = [r["text"] for r in newsgroup_records if r["split"] == "test"]
+    return train, test
+
+
+@pytest.fixture(scope="module")
+def fitted(texts) -> TopicModel:
+    pre = Preprocessor(min_df=3, max_df=0.5, strip_newsgroup=True)
+    return TopicModel(6, preprocessor=pre, random_state=3, **SMALL).fit(texts[0])
+
+
+def test_fit_on_raw_text_sets_fitted_attributes(fitted: TopicModel) -> None:
+    V = len(fitted.vocabulary_)
+    assert V > 500
+    assert fitted.topic_word_.shape == (6, V)
+    assert np.allclose(fitted.topic_word_.sum(1), 1, atol=1e-4)
+    assert fitted.topic_embeddings_.shape == (6, 16)
+    assert fitted.word_embeddings_.shape == (V, 16)
+    assert fitted.n_iter_ == 3 and len(fitted.history_) == 3
+    assert fitted.random_state_ == 3
+    assert fitted.valid_perplexity_ is not None and fitted.valid_perplexity_ > 1
+    assert fitted.preprocessor_ is not None and fitted.preprocessor is not fitted.preprocessor_
+    assert "from" not in fitted.vocabulary_ or fitted.vocabulary_.count("from") == 1
+
+
+def test_transform_is_deterministic_and_rows_are_distributions(fitted: TopicModel, texts) -> None:
+    theta = fitted.transform(texts[1][:50])
+    assert theta.shape == (50, 6) and theta.dtype == np.float32
+    assert np.allclose(theta.sum(1), 1, atol=1e-5)
+    assert np.array_equal(theta, fitted.transform(texts[1][:50]))
+
+
+def test_unknown_words_are_counted(fitted: TopicModel) -> None:
+    theta, report = fitted.transform_with_report(["zzzqqq xxyyzz space shuttle", "qwertyuiop"])
+    assert report["unknown_tokens"] >= 3
+    assert report["empty_documents"] == 1
+    assert theta.shape == (2, 6)
+
+
+def test_get_topics_and_evaluate(fitted: TopicModel, texts) -> None:
+    topics = fitted.get_topics(7)
+    assert len(topics) == 6 and all(len(t) == 7 for t in topics)
+    assert all(w in fitted.vocabulary_ for t in topics for w in t)
+    scores = fitted.evaluate(texts[0], completion=texts[1])
+    assert -1 <= scores["coherence"] <= 1
+    assert 0 < scores["diversity"] <= 1
+    assert scores["quality"] == pytest.approx(scores["coherence"] * scores["diversity"])
+    assert scores["perplexity_per_document"] > 1 and scores["perplexity_per_token"] > 1
+    assert fitted.score(texts[1]) == pytest.approx(-fitted.perplexity(texts[1]))
+
+
+def test_save_load_round_trip(fitted: TopicModel, texts, tmp_path) -> None:
+    fitted.save(tmp_path / "model")
+    loaded = TopicModel.load(tmp_path / "model", device="cpu")
+    assert loaded.vocabulary_ == fitted.vocabulary_
+    assert loaded.get_params()["n_topics"] == 6
+    assert np.array_equal(loaded.transform(texts[1][:20]), fitted.transform(texts[1][:20]))
+    assert loaded.history_ == fitted.history_
+
+
+def test_same_seed_same_model(texts) -> None:
+    a = TopicModel(4, random_state=11, **SMALL).fit(texts[0][:300])
+    b = TopicModel(4, random_state=11, **SMALL).fit(texts[0][:300])
+    assert np.array_equal(a.topic_word_, b.topic_word_)
+
+
+def test_get_params_set_params_clone() -> None:
+    m = TopicModel(12, lr=0.002, patience=4)
+    params = m.get_params()
+    assert params["n_topics"] == 12 and params["lr"] == 0.002 and params["patience"] == 4
+    c = clone(m)
+    assert c.get_params() == params
+    m.set_params(n_topics=7)
+    assert m.n_topics == 7 and c.n_topics == 12
+
+
+def test_init_stores_without_validating() -> None:
+    m = TopicModel(n_topics=-5, activation="nope")  # no error until fit
+    with pytest.raises(ValueError, match=r"n_topics must be >= 1, got -5"):
+        m.fit(["a b c"])
+
+
+def test_parameter_errors_list_choices() -> None:
+    with pytest.raises(ValueError, match=r"activation='swish' is not one of \['elu', 'glu'"):
+        TopicModel(activation="swish").fit(["a b"])
+    with pytest.raises(ValueError, match=r"optimizer='lbfgs' is not one of \['adam'"):
+        TopicModel(optimizer="lbfgs").fit(["a b"])
+    with pytest.raises(TypeError, match=r"epochs must be an integer, got 2.5"):
+        TopicModel(epochs=2.5).fit(["a b"])
+
+
+def test_not_fitted() -> None:
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        TopicModel().transform(["a"])
+
+
+def test_bare_string_and_one_shot_iterator_are_rejected(fitted: TopicModel) -> None:
+    with pytest.raises(TypeError, match=r"expects a list of documents, got a single string"):
+        TopicModel().fit("just one string")
+    with pytest.raises(TypeError, match=r"one-shot iterator \(generator\)"):
+        TopicModel().fit(t for t in ["a", "b"])
+    with pytest.raises(TypeError, match=r"expects a list of documents, got a single string"):
+        fitted.transform("a string")
+
+
+def test_vocabulary_mismatch_is_named(fitted: TopicModel) -> None:
+    V = len(fitted.vocabulary_)
+    with pytest.raises(ValueError, match=rf"corpus has {V + 1} columns, model vocabulary has {V} words"):
+        fitted.transform(sp.csr_matrix((3, V + 1)))
+
+
+def test_more_topics_than_words() -> None:
+    X = sp.csr_matrix(np.ones((20, 4)))
+    with pytest.raises(ValueError, match=r"n_topics=5 is more than the 4 words of the vocabulary"):
+        TopicModel(5, **SMALL).fit(X)
+
+
+def test_fit_on_sparse_counts_with_vocabulary(small_corpus) -> None:
+    X = small_corpus.train.counts[:400]
+    m = TopicModel(5, **SMALL).fit(X, vocabulary=small_corpus.vocabulary)
+    assert m.vocabulary_ == small_corpus.vocabulary
+    assert m.transform(X[:10]).shape == (10, 5)
+    with pytest.raises(TypeError, match=r"trained on bags of words, so transform needs a sparse"):
+        m.transform(["some text"])
+
+
+def test_fit_on_prepared_corpus_uses_its_validation(small_corpus) -> None:
+    m = TopicModel(5, **SMALL).fit(small_corpus)
+    assert "valid_perplexity" in m.history_[0]
+    assert m.perplexity(small_corpus) > 1
