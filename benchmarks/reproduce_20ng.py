@@ -65,9 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--anneal-lr", type=int, default=0)
     ap.add_argument("--nonmono", type=int, default=10)
     ap.add_argument("--seed", type=int, default=2019)
+    ap.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"])
+    ap.add_argument("--kl-warmup", type=int, default=0, help="epochs of linear KL warm-up (0 = off)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--json-out", type=Path, default=None, help="write the curve and the results as JSON")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     corpus = read_authors_format(args.data / "20ng-etm")
     h1, h2 = corpus.test_halves
@@ -78,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         model = ETM(50, V, 800, 300, theta_act="relu", enc_drop=0.0)
     config = TrainingConfig(epochs=args.epochs, batch_size=1000, lr=args.lr, weight_decay=1.2e-6,
                             optimizer="adam", seed=args.seed, patience=args.patience,
-                            anneal_lr=bool(args.anneal_lr), nonmono=args.nonmono)
+                            anneal_lr=bool(args.anneal_lr), nonmono=args.nonmono,
+                            kl_warmup=args.kl_warmup, lr_schedule=args.lr_schedule)
     curve: list[dict] = []
     elapsed = {"train": 0.0}
 

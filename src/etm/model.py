@@ -11,9 +11,12 @@ non-zeros, not with documents x vocabulary.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -42,16 +45,24 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 class SparseBatch:
     """A batch of bags of words in CSR form, ready for :class:`ETM`.
 
+    Besides the CSR arrays it carries the batch's column-major order, so that
+    the first encoder layer's backward pass is a row gather too (see
+    :class:`BagOfWordsLinear`).
+
     Attributes
     ----------
     indices : torch.LongTensor of shape (nnz,)
         Word index of each non-zero entry.
     values : torch.FloatTensor of shape (nnz,)
         Count (or normalised count) of each non-zero entry.
-    offsets : torch.LongTensor of shape (B,)
-        Start of each document's entries in ``indices``.
+    offsets : torch.LongTensor of shape (B + 1,)
+        CSR row pointers: document d's entries are ``offsets[d]:offsets[d+1]``.
     rows : torch.LongTensor of shape (nnz,)
         Document (row) of each non-zero entry.
+    col_order : torch.LongTensor of shape (nnz,)
+        Permutation of the entries that sorts them by word, then document.
+    col_offsets : torch.LongTensor of shape (V,)
+        Start of each word's entries in ``col_order``.
     n_docs : int
         B, the number of documents.
     n_words : int
@@ -62,13 +73,13 @@ class SparseBatch:
     values: torch.Tensor
     offsets: torch.Tensor
     rows: torch.Tensor
+    col_order: torch.Tensor
+    col_offsets: torch.Tensor
     n_docs: int
     n_words: int
 
     @classmethod
-    def from_scipy(
-        cls, matrix: sp.spmatrix, device: torch.device | str | None = None
-    ) -> SparseBatch:
+    def from_scipy(cls, matrix: sp.spmatrix, device: torch.device | str | None = None) -> SparseBatch:
         """Build a batch from a scipy sparse matrix of shape (B, V)."""
         csr = sp.csr_matrix(matrix)
         if not csr.has_canonical_format:
@@ -76,11 +87,20 @@ class SparseBatch:
             csr.sum_duplicates()
         lengths = np.diff(csr.indptr)
         rows = np.repeat(np.arange(csr.shape[0], dtype=np.int64), lengths)
+        col_order = np.argsort(csr.indices, kind="stable").astype(np.int64)
+        col_counts = np.bincount(csr.indices, minlength=csr.shape[1])
+        col_offsets = np.concatenate([[0], np.cumsum(col_counts)[:-1]]).astype(np.int64)
+
+        def tensor(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(a).to(device)
+
         return cls(
-            indices=torch.from_numpy(csr.indices.astype(np.int64)).to(device),
-            values=torch.from_numpy(csr.data.astype(np.float32)).to(device),
-            offsets=torch.from_numpy(csr.indptr[:-1].astype(np.int64)).to(device),
-            rows=torch.from_numpy(rows).to(device),
+            indices=tensor(csr.indices.astype(np.int64)),
+            values=tensor(csr.data.astype(np.float32)),
+            offsets=tensor(csr.indptr.astype(np.int64)),
+            rows=tensor(rows),
+            col_order=tensor(col_order),
+            col_offsets=tensor(col_offsets),
             n_docs=csr.shape[0],
             n_words=csr.shape[1],
         )
@@ -91,7 +111,7 @@ class SparseBatch:
 
     def with_values(self, values: torch.Tensor) -> SparseBatch:
         """Same sparsity pattern, new values (e.g. normalised counts)."""
-        return SparseBatch(self.indices, values, self.offsets, self.rows, self.n_docs, self.n_words)
+        return dataclasses.replace(self, values=values)
 
     def row_sums(self) -> torch.Tensor:
         """Total count per document, shape (B,)."""
@@ -108,6 +128,49 @@ class SparseBatch:
         out = torch.zeros(self.n_docs, self.n_words, dtype=self.values.dtype, device=self.values.device)
         out.index_put_((self.rows, self.indices), self.values, accumulate=True)
         return out
+
+    def pattern(self, dtype: torch.dtype) -> torch.Tensor:
+        """The batch's sparsity pattern as a torch CSR tensor of ones, shape (B, V)."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            return torch.sparse_csr_tensor(
+                self.offsets,
+                self.indices,
+                torch.ones_like(self.values, dtype=dtype),
+                (self.n_docs, self.n_words),
+                check_invariants=False,
+            )
+
+
+class _BagOfWordsProduct(torch.autograd.Function):
+    """``bows @ weight_t`` for a sparse batch, both passes as weighted row gathers.
+
+    Forward gathers the rows of ``weight_t`` (V, H) of each document's words;
+    backward gathers, for each word, the output gradients of the documents it
+    occurs in. ``embedding_bag``'s own backward instead materialises an
+    (nnz, H) product and scatters it, several times slower on CPU.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, weight_t: torch.Tensor, batch: SparseBatch) -> torch.Tensor:  # type: ignore[override]
+        ctx.batch = batch
+        return F.embedding_bag(
+            batch.indices, weight_t, batch.offsets[:-1], mode="sum", per_sample_weights=batch.values.to(weight_t.dtype)
+        )
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        b: SparseBatch = ctx.batch
+        return (
+            F.embedding_bag(
+                b.rows[b.col_order],
+                grad_out.contiguous(),
+                b.col_offsets,
+                mode="sum",
+                per_sample_weights=b.values[b.col_order].to(grad_out.dtype),
+            ),
+            None,
+        )
 
 
 class BagOfWordsLinear(nn.Module):
@@ -162,13 +225,7 @@ class BagOfWordsLinear(nn.Module):
 
     def forward(self, bows: torch.Tensor | SparseBatch) -> torch.Tensor:
         if isinstance(bows, SparseBatch):
-            return F.embedding_bag(
-                bows.indices,
-                self.weight_t,
-                bows.offsets,
-                mode="sum",
-                per_sample_weights=bows.values,
-            ) + self.bias
+            return _BagOfWordsProduct.apply(self.weight_t, bows) + self.bias
         if bows.is_sparse or bows.layout != torch.strided:
             bows = bows.to_dense()
         return torch.addmm(self.bias, bows, self.weight_t)
@@ -426,10 +483,12 @@ class ETM(nn.Module):
     ) -> torch.Tensor:
         """Per-document ``-sum_w bows[d, w] * log((theta @ beta)[d, w] + 1e-6)``, shape (B,)."""
         if isinstance(bows, SparseBatch):
-            # (nnz, K) * (nnz, K) summed over K: probability of each present word.
-            # index_select, not advanced indexing: its backward is an index_add
-            # rather than a sorting index_put, several times faster on CPU.
-            probs = (theta.index_select(0, bows.rows) * beta.t().index_select(0, bows.indices)).sum(dim=1)
+            if theta.device.type in ("cpu", "cuda"):
+                # (theta @ beta) sampled at the non-zeros only (an SDDMM kernel).
+                probs = torch.sparse.sampled_addmm(bows.pattern(theta.dtype), theta, beta, beta=0.0).values()
+            else:
+                # (nnz, K) * (nnz, K) summed over K; index_select's backward is an index_add.
+                probs = (theta.index_select(0, bows.rows) * beta.t().index_select(0, bows.indices)).sum(dim=1)
             token_ll = torch.log(probs + 1e-6) * bows.values
             out = torch.zeros(bows.n_docs, dtype=token_ll.dtype, device=token_ll.device)
             return -out.index_add(0, bows.rows, token_ll)
