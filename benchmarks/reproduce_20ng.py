@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nonmono", type=int, default=10)
     ap.add_argument("--seed", type=int, default=2019)
     ap.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"])
+    ap.add_argument("--enc-drop", type=float, default=0.0, help="encoder dropout (authors' main.py: 0.0)")
+    ap.add_argument("--ema-decay", type=float, default=0.0, help="weight averaging decay per step (0 = off)")
     ap.add_argument("--kl-warmup", type=int, default=0, help="epochs of linear KL warm-up (0 = off)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--json-out", type=Path, default=None, help="write the curve and the results as JSON")
@@ -80,11 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     V = len(corpus.vocabulary)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
-        model = ETM(50, V, 800, 300, theta_act="relu", enc_drop=0.0)
+        model = ETM(50, V, 800, 300, theta_act="relu", enc_drop=args.enc_drop)
     config = TrainingConfig(epochs=args.epochs, batch_size=1000, lr=args.lr, weight_decay=1.2e-6,
                             optimizer="adam", seed=args.seed, patience=args.patience,
                             anneal_lr=bool(args.anneal_lr), nonmono=args.nonmono,
-                            kl_warmup=args.kl_warmup, lr_schedule=args.lr_schedule)
+                            kl_warmup=args.kl_warmup, lr_schedule=args.lr_schedule,
+                            ema_decay=args.ema_decay)
     curve: list[dict] = []
     elapsed = {"train": 0.0}
 

@@ -418,6 +418,45 @@ def test_authors_format_round_trip_through_export(tmp_path):
         assert (a != b).nnz == 0
 
 
+def test_authors_format_export_without_valid_part(tmp_path):
+    full = small_prepared()
+    corpus = PreparedCorpus.from_splits(full.train, None, full.test, random_state=0)
+    corpus.to_authors_format(tmp_path)
+    assert not list(tmp_path.glob("bow_va_*"))
+    back = read_authors_format(tmp_path)
+    assert back.vocabulary == corpus.vocabulary
+    assert (back.train.counts != corpus.train.counts).nnz == 0
+    assert back.train.counts.shape == corpus.train.counts.shape
+    assert back.valid is None and back.valid_halves is None
+    assert back.settings["dropped_empty"]["valid"] == 0
+    assert (back.test.counts != corpus.test.counts).nnz == 0
+    for a, b in zip(back.test_halves, corpus.test_halves):  # given halves are kept as they are
+        assert (a != b).nnz == 0
+
+
+def test_authors_format_without_test_halves_draws_them_seeded(tmp_path):
+    corpus = small_prepared()
+    corpus.to_authors_format(tmp_path)
+    for path in tmp_path.glob("bow_ts_h*_*.mat"):
+        path.unlink()
+    back = read_authors_format(tmp_path, random_state=3)
+    again = read_authors_format(tmp_path, random_state=3)
+    rng = np.random.default_rng(3)
+    split_halves(back.valid.counts, rng)  # the validation halves are drawn first, from the same generator
+    first, second, kept = split_halves(back.test.counts, rng)
+    for a, b, c in zip(back.test_halves, again.test_halves, (first, second)):
+        assert (a != b).nnz == 0 and (a != c).nnz == 0
+    assert (back.test_halves[0] + back.test_halves[1] != back.test.counts[kept]).nnz == 0
+    assert back.n_unsplittable["test"] == back.test.n_docs - kept.size
+
+
+def test_authors_format_partial_optional_group_is_an_error(tmp_path):
+    small_prepared().to_authors_format(tmp_path)
+    (tmp_path / "bow_va_counts.mat").unlink()
+    with pytest.raises(FileNotFoundError, match=r"is missing bow_va_counts\.mat \(ETM authors' format\)"):
+        read_authors_format(tmp_path)
+
+
 def test_authors_format_empty_document_is_dropped_and_counted(tmp_path):
     import scipy.io
 
@@ -491,7 +530,7 @@ def test_octis_unknown_words_are_counted(tmp_path, caplog):
     (tmp_path / "corpus.tsv").write_text(
         "apple banana kiwi\ttrain\tfruit\ncherry cherry\ttrain\tfruit\nkiwi\tval\tx\nbanana apple\ttest\ty\n"
     )
-    with caplog.at_level("WARNING", logger="etm.readers"):
+    with caplog.at_level("WARNING", logger="etm.formats"):
         corpus = read_octis(tmp_path)
     assert corpus.settings["unknown_tokens"] == 2
     assert corpus.settings["dropped_empty"] == {"train": 0, "valid": 1, "test": 0}

@@ -116,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(*_flag("--lr-factor"), type=float, default=4.0, help="annealing divisor (default 4.0)")
     g.add_argument("--patience", type=int, default=None,
                    help="stop after this many epochs without a better validation perplexity (default: off)")
+    g.add_argument(*_flag("--kl-warmup"), type=int, default=0,
+                   help="epochs of linear KL warm-up, 0 = off (default 0)")
+    g.add_argument(*_flag("--lr-schedule"), default="constant", choices=["constant", "cosine"],
+                   help="learning-rate schedule (default constant, the authors')")
+    g.add_argument(*_flag("--ema-decay"), type=float, default=0.0,
+                   help="per-step decay of weight averaging; the averaged weights are validated and kept, "
+                        "0 = off (default 0)")
     g.add_argument("--seed", type=int, default=2019, help="random seed (default 2019)")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
     g = p.add_argument_group("checkpoints")
@@ -239,6 +246,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         dropout=args.enc_drop, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, weight_decay=args.wdecay, clip=args.clip, bow_norm=bool(args.bow_norm),
         anneal_lr=bool(args.anneal_lr), nonmono=args.nonmono, lr_factor=args.lr_factor, patience=args.patience,
+        kl_warmup=args.kl_warmup, lr_schedule=args.lr_schedule, ema_decay=args.ema_decay,
         device=args.device, random_state=args.seed, checkpoint_dir=str(ckpt),
         checkpoint_every=args.checkpoint_every, verbose=not (args.quiet or args.json),
     )

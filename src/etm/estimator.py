@@ -34,7 +34,7 @@ from etm.metrics import (
 from etm.model import ACTIVATIONS, ETM
 from etm.persistence import load_model, save_model
 from etm.preprocessing import Preprocessor
-from etm.training import OPTIMIZERS, TrainingConfig, get_topic_word, infer_theta, train
+from etm.training import LR_SCHEDULES, OPTIMIZERS, TrainingConfig, get_topic_word, infer_theta, train
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,9 @@ _PARAMETER_CONSTRAINTS: dict[str, tuple[Any, ...]] = {
     "nonmono": ("int", 1, None),
     "lr_factor": ("real", 1.000001, None),
     "patience": ("int_or_none", 1, None),
+    "kl_warmup": ("int", 0, None),
+    "lr_schedule": ("options", LR_SCHEDULES),
+    "ema_decay": ("real", 0.0, 0.999999),
     "valid_size": ("real", 0.0, 0.9),
     "device": ("str",),
     "random_state": ("int_or_none", 0, None),
@@ -130,6 +133,9 @@ class TopicModel(TransformerMixin, BaseEstimator):
     patience : int or None, default None
         Early stopping after this many epochs without a better validation
         perplexity.
+    kl_warmup, lr_schedule, ema_decay
+        KL warm-up epochs, "constant" or "cosine" learning rate, and weight
+        averaging; off by default (see :class:`etm.training.TrainingConfig`).
     valid_size : float, default 0.1
         Share of training documents held out for validation when ``fit`` is
         given texts or a single corpus (0 disables validation).
@@ -197,6 +203,9 @@ class TopicModel(TransformerMixin, BaseEstimator):
         nonmono: int = 10,
         lr_factor: float = 4.0,
         patience: int | None = None,
+        kl_warmup: int = 0,
+        lr_schedule: str = "constant",
+        ema_decay: float = 0.0,
         valid_size: float = 0.1,
         preprocessor: Preprocessor | None = None,
         device: str = "auto",
@@ -221,6 +230,9 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.nonmono = nonmono
         self.lr_factor = lr_factor
         self.patience = patience
+        self.kl_warmup = kl_warmup
+        self.lr_schedule = lr_schedule
+        self.ema_decay = ema_decay
         self.valid_size = valid_size
         self.preprocessor = preprocessor
         self.device = device
@@ -249,6 +261,9 @@ class TopicModel(TransformerMixin, BaseEstimator):
             nonmono=self.nonmono,
             lr_factor=self.lr_factor,
             patience=self.patience,
+            kl_warmup=self.kl_warmup,
+            lr_schedule=self.lr_schedule,
+            ema_decay=self.ema_decay,
             eval_batch_size=max(self.batch_size, 1000),
             checkpoint_every=self.checkpoint_every,
             seed=self.random_state_,

@@ -225,7 +225,8 @@ def save_checkpoint(
             else:
                 scalars.setdefault(str(idx), {})[name] = value
     for name, value in rng_states.items():
-        tensors[f"rng.{name}"] = value.detach().to("cpu").contiguous()
+        key = name if "." in name else f"rng.{name}"
+        tensors[key] = value.detach().to("cpu").contiguous()
     atomic_write_bytes(out / "optimizer.safetensors", st_save(tensors))
     trainer = {
         **trainer_state,

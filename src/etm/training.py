@@ -103,6 +103,12 @@ class TrainingConfig:
         per step from ``lr`` to 0 over ``epochs``, which removes the late
         noise of a constant rate and reaches a given perplexity in fewer
         epochs.
+    ema_decay : float
+        When above 0, keep an exponential moving average of the weights
+        (updated after every step with this decay) and validate, select and
+        return the averaged weights. Averaging the last few epochs' weights
+        removes the noise of a constant learning rate without slowing
+        learning down. 0 (the default) is the authors' behaviour.
     seed : int
         Seed of parameter initialisation, shuffling, dropout and noise.
     """
@@ -123,6 +129,7 @@ class TrainingConfig:
     checkpoint_every: int = 5
     kl_warmup: int = 0
     lr_schedule: str = "constant"
+    ema_decay: float = 0.0
     seed: int = 2019
 
     def validate(self) -> None:
@@ -134,6 +141,8 @@ class TrainingConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of {list(LR_SCHEDULES)}")
         if self.lr_schedule != "constant" and self.anneal_lr:
@@ -264,6 +273,22 @@ def evaluate_completion(
     )
 
 
+def _swap_in(params: list[torch.Tensor], ema: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
+    """Load the averaged weights into ``params``; returns the live weights to restore (or None)."""
+    if ema is None:
+        return None
+    with torch.no_grad():
+        live = [p.detach().clone() for p in params]
+        torch._foreach_copy_(params, ema)
+    return live
+
+
+def _swap_out(params: list[torch.Tensor], live: list[torch.Tensor] | None) -> None:
+    if live is not None:
+        with torch.no_grad():
+            torch._foreach_copy_(params, live)
+
+
 def _rng_states(generator: torch.Generator) -> dict[str, torch.Tensor]:
     return {"torch": torch.get_rng_state(), "shuffle": generator.get_state()}
 
@@ -358,6 +383,8 @@ def _train(
     model.to(dev)
     optimizer = make_optimizer(config.optimizer, [p for p in model.parameters() if p.requires_grad],
                                config.lr, config.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    ema: list[torch.Tensor] | None = [p.detach().clone() for p in trainable] if config.ema_decay > 0 else None
     history: list[dict[str, Any]] = []
     start_epoch = 0
     best_ppl = math.inf
@@ -379,6 +406,10 @@ def _train(
                 torch.set_rng_state(tensors["rng.torch"])
             if "rng.shuffle" in tensors:
                 generator.set_state(tensors["rng.shuffle"])
+            if ema is not None:
+                for i, shadow in enumerate(ema):
+                    if f"ema.{i}" in tensors:
+                        shadow.copy_(tensors[f"ema.{i}"])
             start_epoch = int(trainer_state["epochs_completed"])
             history = list(trainer_state.get("history", []))
             best_ppl = float(trainer_state.get("best_valid_perplexity") or math.inf)
@@ -422,8 +453,11 @@ def _train(
 
     def write_last(epochs_completed: int) -> None:
         if ckpt_root is not None:
+            states = _rng_states(generator)
+            if ema is not None:
+                states.update({f"ema.{i}": shadow for i, shadow in enumerate(ema)})
             save_checkpoint(ckpt_root / "last", model, vocabulary, optimizer, trainer_state(epochs_completed),
-                            _rng_states(generator), extra=meta)
+                            states, extra=meta)
 
     n_batches = math.ceil(train_counts.shape[0] / config.batch_size)
     t_start = time.perf_counter()
@@ -469,6 +503,9 @@ def _train(
                 if config.clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
                 optimizer.step()
+                if ema is not None:
+                    with torch.no_grad():
+                        torch._foreach_lerp_(ema, trainable, 1.0 - config.ema_decay)
                 k = len(idx)
                 sums["loss"] += value * k
                 sums["recon"] += float(recon.detach()) * k
@@ -484,6 +521,7 @@ def _train(
                 "lr": optimizer.param_groups[0]["lr"],
             }
             improved = False
+            live = _swap_in(trainable, ema)
             if has_valid and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
                 assert corpus.valid_halves is not None
                 scores = evaluate_completion(model, *corpus.valid_halves, batch_size=config.eval_batch_size,
@@ -512,6 +550,7 @@ def _train(
                 paused = time.perf_counter()
                 on_epoch_end(epoch + 1, model, record)
                 t_start += time.perf_counter() - paused
+            _swap_out(trainable, live)
             history.append(record)
             if improved:
                 best_unsaved = True
@@ -541,6 +580,8 @@ def _train(
 
     if has_valid and best_state is not None:
         model.load_state_dict(best_state)
+    elif ema is not None:
+        _swap_in(trainable, ema)
     model.eval()
     return TrainingResult(
         model=model,
