@@ -31,10 +31,12 @@ import argparse
 import gc
 import gzip
 import json
+import math
 import os
 import pickle
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -69,6 +71,8 @@ LABELS = {
 }
 #: Speed-up targets of the fused sparse row, checked and printed as pass/fail.
 TARGETS = {"3k": 1.5, "50k": 5.0}
+#: Average CPUs taken by other processes above which the report warns that timings are unreliable.
+CONTENTION_WARNING = 0.2
 
 MIB = 1024.0**2
 
@@ -437,15 +441,11 @@ def memory_worker(size: str, variant: str, data: Path, cache: Path) -> dict[str,
             fh.write("5")  # resets VmHWM (the peak RSS) to the current RSS
         base, method = _proc_status_kib("VmRSS"), "vmhwm"
     except OSError:  # no clear_refs: fall back to ru_maxrss, whose base is the warm-up step's peak
-        import resource
-
         base, method = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "ru_maxrss"
     one()
     if method == "vmhwm":
         peak = _proc_status_kib("VmHWM")
     else:
-        import resource
-
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     optimizer.zero_grad(set_to_none=True)
     _release_heap()
@@ -455,18 +455,45 @@ def memory_worker(size: str, variant: str, data: Path, cache: Path) -> dict[str,
 # --------------------------------------------------------------------------- parent: orchestration and report
 
 
+def _cpu_seconds() -> tuple[float, float]:
+    """(CPU seconds used by the whole machine since boot, by this process and its finished children).
+
+    Their difference over a worker's run is what other processes took meanwhile: on a shared machine
+    that is the number that says whether the timings can be trusted.
+    """
+    own = sum(
+        getattr(resource.getrusage(who), f)
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        for f in ("ru_utime", "ru_stime")
+    )
+    try:
+        with open("/proc/stat") as fh:
+            ticks = [int(x) for x in fh.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+    except (OSError, ValueError):
+        return math.nan, own
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    return busy / os.sysconf("SC_CLK_TCK"), own
+
+
 def run_worker(args: list[str], threads: int) -> dict[str, Any]:
-    """Run this script as a worker in a fresh interpreter and return the JSON it prints last."""
+    """Run this script as a worker in a fresh interpreter and return the JSON it prints last.
+
+    Adds ``other_cpus``: how many CPUs other processes kept busy, on average, while the worker ran.
+    """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT / "src"), env.get("PYTHONPATH", "")]))
     env["OMP_NUM_THREADS"] = str(threads)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--threads", str(threads), *args]
+    (busy0, own0), start = _cpu_seconds(), time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    (busy1, own1), wall = _cpu_seconds(), time.perf_counter() - start
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         sys.stderr.write(proc.stderr)
         raise RuntimeError(f"worker {' '.join(args)} failed with exit code {proc.returncode}")
-    return json.loads(lines[-1][len("RESULT ") :])
+    out = json.loads(lines[-1][len("RESULT ") :])
+    out["other_cpus"] = max(0.0, ((busy1 - busy0) - (own1 - own0)) / wall)
+    return out
 
 
 def _machine() -> str:
@@ -568,7 +595,18 @@ def report(results: dict[str, dict[str, Any]], steps: int, warmup: int, threads:
         "- Agreement: on one batch in eval mode, the loss of the dense reference and of etm's sparse model differ by "
         + ", ".join(f"{r['time']['rel_loss_diff']:.1e} ({s})" for s, r in results.items())
         + " relative.",
+        "- Other processes kept "
+        + ", ".join(f"{r['time']['other_cpus']:.2f} ({s})" for s, r in results.items())
+        + f" of the {os.cpu_count()} CPUs busy on average while the timings ran (from /proc/stat minus this run's "
+        "own CPU time).",
     ]
+    busiest = max(r["time"]["other_cpus"] for r in results.values())
+    if busiest > CONTENTION_WARNING:
+        lines.append(
+            f"- **Warning: the machine was shared** (up to {busiest:.2f} CPUs taken by other processes): "
+            "wall times are inflated, the small-op sparse path more than the big-GEMM dense one (its threads wait "
+            "on each other more often), so speed-ups are understated; rerun on an idle machine."
+        )
     for size, res in results.items():
         floor = res["time"].get("floor")
         if floor is None:

@@ -173,6 +173,34 @@ class _BagOfWordsProduct(torch.autograd.Function):
         )
 
 
+class _SampledProduct(torch.autograd.Function):
+    """``(theta @ beta)[d, w]`` at the batch's non-zeros only, shape (nnz,).
+
+    Forward is a sampled dense-dense product (SDDMM) on CPU and CUDA; backward
+    gathers ``beta`` rows per document and ``theta`` rows per word, both
+    O(nnz x K). (``torch.sparse.sampled_addmm``'s own backward builds a dense
+    (B, V) gradient, which is what the sparse path exists to avoid.)
+    """
+
+    @staticmethod
+    def forward(ctx: Any, theta: torch.Tensor, beta_t: torch.Tensor, batch: SparseBatch) -> torch.Tensor:  # type: ignore[override]
+        ctx.batch = batch
+        ctx.save_for_backward(theta, beta_t)
+        if theta.device.type in ("cpu", "cuda"):
+            return torch.sparse.sampled_addmm(batch.pattern(theta.dtype), theta, beta_t.t(), beta=0.0).values()
+        return (theta.index_select(0, batch.rows) * beta_t.index_select(0, batch.indices)).sum(dim=1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:  # type: ignore[override]
+        theta, beta_t = ctx.saved_tensors
+        b: SparseBatch = ctx.batch
+        grad_theta = F.embedding_bag(b.indices, beta_t.contiguous(), b.offsets[:-1], mode="sum",
+                                     per_sample_weights=grad)
+        grad_beta_t = F.embedding_bag(b.rows[b.col_order], theta.contiguous(), b.col_offsets, mode="sum",
+                                      per_sample_weights=grad[b.col_order])
+        return grad_theta, grad_beta_t, None
+
+
 class BagOfWordsLinear(nn.Module):
     """First encoder layer, ``nn.Linear(V, H)`` that also takes sparse batches.
 
@@ -483,12 +511,7 @@ class ETM(nn.Module):
     ) -> torch.Tensor:
         """Per-document ``-sum_w bows[d, w] * log((theta @ beta)[d, w] + 1e-6)``, shape (B,)."""
         if isinstance(bows, SparseBatch):
-            if theta.device.type in ("cpu", "cuda"):
-                # (theta @ beta) sampled at the non-zeros only (an SDDMM kernel).
-                probs = torch.sparse.sampled_addmm(bows.pattern(theta.dtype), theta, beta, beta=0.0).values()
-            else:
-                # (nnz, K) * (nnz, K) summed over K; index_select's backward is an index_add.
-                probs = (theta.index_select(0, bows.rows) * beta.t().index_select(0, bows.indices)).sum(dim=1)
+            probs = _SampledProduct.apply(theta, beta.t(), bows)
             token_ll = torch.log(probs + 1e-6) * bows.values
             out = torch.zeros(bows.n_docs, dtype=token_ll.dtype, device=token_ll.device)
             return -out.index_add(0, bows.rows, token_ll)
