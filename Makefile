@@ -30,8 +30,9 @@ demo: install
 	  src="$(RUNS)/20news-bydate.jsonl.gz"; \
 	fi; \
 	$(BIN)/etm prepare "$$src" -o $(RUNS)/20ng-corpus --label-field label --split-field split \
-	  --strip-newsgroup --min-df 10 --max-df 0.5 && \
-	$(BIN)/etm train $(RUNS)/20ng-corpus -o $(RUNS)/20ng-model --num-topics 20 --epochs 60 --patience 8 && \
+	  --strip-newsgroup --min-df 10 --max-df 0.5 --extra-stop-words examples/stopwords_extra.txt && \
+	$(BIN)/etm train $(RUNS)/20ng-corpus -o $(RUNS)/20ng-model --num-topics 20 --epochs 100 --patience 10 \
+	  --topics 20 && \
 	$(BIN)/etm evaluate $(RUNS)/20ng-model $(RUNS)/20ng-corpus
 
 test: install

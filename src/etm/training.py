@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from etm.corpus import PreparedCorpus
 from etm.metrics import CompletionScores, completion_loglik, perplexity_per_document, perplexity_per_token
 from etm.model import ETM, SparseBatch
-from etm.persistence import load_checkpoint, restore_optimizer, save_checkpoint, save_model
+from etm.persistence import load_checkpoint, load_model, restore_optimizer, save_checkpoint, save_model
 
 logger = logging.getLogger(__name__)
 
@@ -381,9 +381,8 @@ def _train(
     generator = torch.Generator()
     generator.manual_seed(config.seed)
     model.to(dev)
-    optimizer = make_optimizer(config.optimizer, [p for p in model.parameters() if p.requires_grad],
-                               config.lr, config.weight_decay)
     trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(config.optimizer, trainable, config.lr, config.weight_decay)
     ema: list[torch.Tensor] | None = [p.detach().clone() for p in trainable] if config.ema_decay > 0 else None
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -416,8 +415,6 @@ def _train(
             best_epoch = trainer_state.get("best_epoch")
             epochs_without_improvement = int(trainer_state.get("epochs_without_improvement", 0))
             if (ckpt_root / "best" / "model.safetensors").is_file():
-                from etm.persistence import load_model
-
                 best_state = {k: v.clone() for k, v in load_model(ckpt_root / "best")[0].state_dict().items()}
             logger.info("resuming from %s after %d epochs", last, start_epoch)
         else:
