@@ -55,7 +55,9 @@ def main() -> None:
         epochs=args.epochs,
         patience=10,
         hidden_size=800 if not args.limit else 64,
-        preprocessor=Preprocessor(min_df=10 if not args.limit else 3, max_df=0.5, strip_newsgroup=True, extra_stop_words=extra),
+        preprocessor=Preprocessor(
+            min_df=10 if not args.limit else 3, max_df=0.5, strip_newsgroup=True, extra_stop_words=extra
+        ),
         verbose=True,
     )
     model.fit(train)
