@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -417,8 +418,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = err.reason
         print(f"etm {args.command}: error: {message}", file=sys.stderr)
         return 1
-    if args.json:
-        print(json.dumps(result, indent=1, default=_json_default))
+    try:
+        if args.json:
+            print(json.dumps(result, indent=1, default=_json_default))
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. `etm topics M --json | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
