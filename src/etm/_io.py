@@ -36,18 +36,7 @@ def read_text_checked(path: str | os.PathLike[str], encoding: str = "utf-8") -> 
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p} does not exist or is not a file")
-    raw = p.read_bytes()
-    try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise UnicodeDecodeError(
-            err.encoding,
-            err.object,
-            err.start,
-            err.end,
-            f"{err.reason} in {p}, line {line}; pass the right encoding (e.g. --encoding latin-1)",
-        ) from None
+    return _decode(p.read_bytes(), p, encoding)
 
 
 # --------------------------------------------------------------------------- #
