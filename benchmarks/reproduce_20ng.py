@@ -35,6 +35,7 @@ from etm.metrics import (
     topic_coherence,
     topic_diversity,
 )
+from etm.model import log_word_frequency
 from etm.readers import read_authors_format
 from etm.training import TrainingConfig, get_topic_word, infer_theta, train
 
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"])
     ap.add_argument("--enc-drop", type=float, default=0.0, help="encoder dropout (authors' main.py: 0.0)")
     ap.add_argument("--ema-decay", type=float, default=0.0, help="weight averaging decay per step (0 = off)")
+    ap.add_argument("--background", type=int, default=0, choices=[0, 1],
+                    help="log-frequency background bias in the decoder (not in the authors' model)")
     ap.add_argument("--kl-warmup", type=int, default=0, help="epochs of linear KL warm-up (0 = off)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--json-out", type=Path, default=None, help="write the curve and the results as JSON")
@@ -82,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     V = len(corpus.vocabulary)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
-        model = ETM(50, V, 800, 300, theta_act="relu", enc_drop=args.enc_drop)
+        model = ETM(50, V, 800, 300, theta_act="relu", enc_drop=args.enc_drop,
+                    background=log_word_frequency(train_ref) if args.background else None)
     config = TrainingConfig(epochs=args.epochs, batch_size=1000, lr=args.lr, weight_decay=1.2e-6,
                             optimizer="adam", seed=args.seed, patience=args.patience,
                             anneal_lr=bool(args.anneal_lr), nonmono=args.nonmono,

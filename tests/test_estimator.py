@@ -145,3 +145,9 @@ def test_fit_on_prepared_corpus_uses_its_validation(small_corpus) -> None:
     m = TopicModel(5, **SMALL).fit(small_corpus)
     assert "valid_perplexity" in m.history_[0]
     assert m.perplexity(small_corpus) > 1
+
+
+def test_background_option(small_corpus) -> None:
+    m = TopicModel(5, background=True, **SMALL).fit(small_corpus.train.counts[:400], vocabulary=small_corpus.vocabulary)
+    assert m.model_.background is not None
+    assert np.allclose(m.topic_word_.sum(1), 1, atol=1e-4)

@@ -142,3 +142,29 @@ def test_embedding_size_aliases() -> None:
         ETM(3, 10, 8, embeddings=torch.randn(9, 4), train_embeddings=False)
     with pytest.raises(ValueError, match=r"train_embeddings=False needs pretrained"):
         ETM(3, 10, 8, train_embeddings=False)
+
+
+def test_background_bias_shifts_beta_and_keeps_the_sparse_path_exact() -> None:
+    counts = _random_counts(9, 60, 0.2, seed=4)
+    from etm.model import log_word_frequency
+
+    bg = log_word_frequency(counts)
+    assert bg.shape == (60,) and torch.isfinite(bg).all()
+    torch.manual_seed(0)
+    m = ETM(7, 60, 16, 8, enc_drop=0.0, background=bg).double()
+    assert "background" in m.state_dict() and "background" not in dict(m.named_parameters())
+    beta = m.get_beta()
+    assert torch.allclose(beta.sum(1), torch.ones(7, dtype=beta.dtype))
+    with torch.no_grad():
+        m.alphas.weight.zero_()  # no topic signal left: every topic is the background distribution
+    expected = torch.softmax(bg.double(), 0)
+    assert torch.allclose(m.get_beta(), expected.expand(7, -1), atol=1e-12)
+    dense = torch.tensor(counts.toarray(), dtype=torch.float64)
+    sparse = SparseBatch.from_scipy(counts)
+    sparse = sparse.with_values(sparse.values.double())
+    m.eval()
+    a, _ = m(dense, dense / dense.sum(1, keepdim=True))
+    b, _ = m(sparse, sparse.normalized())
+    assert torch.allclose(a, b, atol=1e-9)
+    with pytest.raises(ValueError, match=r"background must have shape \(vocab_size=60,\), got \(59,\)"):
+        ETM(7, 60, 16, 8, background=bg[:59])

@@ -136,3 +136,14 @@ def test_writes_are_atomic(tmp_path, monkeypatch) -> None:
         save_model(tmp_path / "m", ETM(5, 40, 16, 8), VOCAB)
     assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
     assert not [p for p in (tmp_path / "m").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_background_bias_round_trips(tmp_path) -> None:
+    torch.manual_seed(0)
+    bg = torch.log(torch.softmax(torch.randn(40), 0))
+    m = ETM(5, 40, 16, 8, background=bg)
+    save_model(tmp_path / "m", m, VOCAB)
+    loaded, _, config = load_model(tmp_path / "m")
+    assert config["model"]["background"] is True
+    assert torch.equal(loaded.background, bg)
+    assert torch.allclose(loaded.get_beta(), m.eval().get_beta())

@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["tanh", "softplus", "relu", "rrelu", "leakyrelu", "elu", "selu", "glu"],
                    help="encoder activation (default relu)")
     g.add_argument(*_flag("--enc-drop"), type=float, default=0.0, help="encoder dropout (default 0.0)")
+    g.add_argument("--background", type=int, default=0, choices=[0, 1],
+                   help="add each word's log corpus frequency to the topic logits, so topics model deviations "
+                        "from it (not in the authors' model; default 0)")
     g = p.add_argument_group("optimisation (the authors' defaults)")
     g.add_argument("--epochs", type=int, default=20, help="maximum epochs (default 20)")
     g.add_argument(*_flag("--batch-size"), type=int, default=1000, help="documents per step (default 1000)")
@@ -244,8 +247,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     ckpt = Path(args.checkpoint_dir) if args.checkpoint_dir else out / "checkpoints"
     est = TopicModel(
         args.num_topics, hidden_size=args.t_hidden_size, embedding_size=args.rho_size, activation=args.theta_act,
-        dropout=args.enc_drop, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        optimizer=args.optimizer, weight_decay=args.wdecay, clip=args.clip, bow_norm=bool(args.bow_norm),
+        dropout=args.enc_drop, background=bool(args.background), epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, optimizer=args.optimizer, weight_decay=args.wdecay, clip=args.clip, bow_norm=bool(args.bow_norm),
         anneal_lr=bool(args.anneal_lr), nonmono=args.nonmono, lr_factor=args.lr_factor, patience=args.patience,
         kl_warmup=args.kl_warmup, lr_schedule=args.lr_schedule, ema_decay=args.ema_decay,
         device=args.device, random_state=args.seed, checkpoint_dir=str(ckpt),

@@ -31,7 +31,7 @@ from etm.metrics import (
     topic_diversity,
     topic_quality,
 )
-from etm.model import ACTIVATIONS, ETM
+from etm.model import ACTIVATIONS, ETM, log_word_frequency
 from etm.persistence import load_model, save_model
 from etm.preprocessing import Preprocessor
 from etm.training import LR_SCHEDULES, OPTIMIZERS, TrainingConfig, get_topic_word, infer_theta, train
@@ -47,6 +47,7 @@ _PARAMETER_CONSTRAINTS: dict[str, tuple[Any, ...]] = {
     "embedding_size": ("int", 1, None),
     "activation": ("options", tuple(sorted(ACTIVATIONS))),
     "dropout": ("real", 0.0, 0.999999),
+    "background": ("bool",),
     "epochs": ("int", 1, None),
     "batch_size": ("int", 1, None),
     "lr": ("real", 1e-12, None),
@@ -127,6 +128,11 @@ class TopicModel(TransformerMixin, BaseEstimator):
         Encoder activation (``theta_act``), one of ``etm.model.ACTIVATIONS``.
     dropout : float, default 0.0
         Encoder dropout (``enc_drop``).
+    background : bool, default False
+        Add each word's log training-corpus frequency to every topic's logits
+        (see :class:`etm.ETM`); topics then model deviations from the
+        background, which on 20 Newsgroups reaches a given perplexity in about
+        a third of the epochs. Not in the authors' model.
     epochs, batch_size, lr, optimizer, weight_decay, clip, bow_norm, anneal_lr, nonmono, lr_factor
         Training settings; defaults are the authors' (see
         :class:`etm.training.TrainingConfig`).
@@ -192,6 +198,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         embedding_size: int = 300,
         activation: str = "relu",
         dropout: float = 0.0,
+        background: bool = False,
         epochs: int = 20,
         batch_size: int = 1000,
         lr: float = 0.005,
@@ -219,6 +226,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.embedding_size = embedding_size
         self.activation = activation
         self.dropout = dropout
+        self.background = background
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -381,6 +389,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
                 self.embedding_size,
                 theta_act=self.activation,
                 enc_drop=self.dropout,
+                background=log_word_frequency(corpus.train.counts) if self.background else None,
             )
         result = train(
             model,

@@ -26,7 +26,7 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ETM", "SparseBatch", "ACTIVATIONS"]
+__all__ = ["ETM", "SparseBatch", "ACTIVATIONS", "log_word_frequency"]
 
 #: Activation names accepted by ``theta_act`` (the authors' set).
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -304,6 +304,13 @@ class ETM(nn.Module):
         Learn ``rho``. When False, ``embeddings`` is required and kept fixed.
     enc_drop : float, default 0.5
         Dropout on the encoder output (``t_drop``).
+    background : torch.Tensor of shape (V,), optional
+        Fixed per-word bias added to every topic's logits, normally the log
+        of each word's corpus frequency (:func:`log_word_frequency`), as in
+        SAGE (Eisenstein et al., 2011) and Scholar (Card et al., 2018):
+        ``beta_k = softmax(rho @ alpha_k + background)``. Topics then only
+        model how they *deviate* from overall word frequency instead of
+        each spending mass on frequent words. Not in the authors' model.
     device, dtype : optional
         Where and in which precision to create the parameters.
 
@@ -347,6 +354,7 @@ class ETM(nn.Module):
         train_embeddings: bool = True,
         enc_drop: float = 0.5,
         *,
+        background: torch.Tensor | np.ndarray | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -406,6 +414,16 @@ class ETM(nn.Module):
             assert embeddings is not None  # checked above
             self.rho = FixedEmbedding(embeddings.detach().clone().to(device=device, dtype=dtype or torch.float32))
         self.alphas = nn.Linear(self.rho_size, self.num_topics, bias=False, **factory)
+        self.background: torch.Tensor | None
+        if background is None:
+            self.register_buffer("background", None)
+        else:
+            bg = torch.as_tensor(np.asarray(background) if not torch.is_tensor(background) else background)
+            if bg.shape != (self.vocab_size,):
+                raise ValueError(f"background must have shape (vocab_size={self.vocab_size},), got {tuple(bg.shape)}")
+            if not torch.isfinite(bg).all():
+                raise ValueError("background contains NaN or infinity; smooth zero frequencies before taking logs")
+            self.register_buffer("background", bg.detach().clone().to(device=device, dtype=dtype or torch.float32))
 
     @classmethod
     def from_pretrained(
@@ -436,7 +454,7 @@ class ETM(nn.Module):
             f"num_topics={self.num_topics}, vocab_size={self.vocab_size}, "
             f"t_hidden_size={self.t_hidden_size}, rho_size={self.rho_size}, "
             f"theta_act={self.theta_act_name!r}, train_embeddings={self.train_embeddings}, "
-            f"enc_drop={self.enc_drop}"
+            f"enc_drop={self.enc_drop}, background={self.background is not None}"
         )
 
     # -- the authors' API -------------------------------------------------
@@ -465,6 +483,8 @@ class ETM(nn.Module):
     def get_beta(self) -> torch.Tensor:
         """Topic-word distributions ``softmax(rho @ alphas^T)^T``, shape (K, V)."""
         logit = self.alphas(self.rho.weight)  # (V, K)
+        if self.background is not None:
+            logit = logit + self.background.unsqueeze(1)
         return F.softmax(logit, dim=0).transpose(1, 0)
 
     def get_theta(self, normalized_bows: torch.Tensor | SparseBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -519,3 +539,13 @@ class ETM(nn.Module):
             bows = bows.to_dense()
         preds = torch.log(torch.mm(theta, beta) + 1e-6)
         return -(preds * bows).sum(1)
+
+
+def log_word_frequency(counts: sp.spmatrix, smoothing: float = 1.0) -> torch.Tensor:
+    """Log relative frequency of each word in a corpus, shape (V,), for ``ETM(background=...)``.
+
+    ``smoothing`` is added to every count so that a word absent from the
+    corpus gets a finite (very low) bias instead of minus infinity.
+    """
+    totals = np.asarray(sp.csr_matrix(counts).sum(axis=0), dtype=np.float64).ravel() + float(smoothing)
+    return torch.from_numpy(np.log(totals / totals.sum()).astype(np.float32))

@@ -55,6 +55,7 @@ def model_arguments(model: ETM) -> dict[str, Any]:
         "theta_act": model.theta_act_name,
         "train_embeddings": model.train_embeddings,
         "enc_drop": model.enc_drop,
+        "background": model.background is not None,
     }
 
 
@@ -160,15 +161,20 @@ def load_model(
         if "rho.weight" not in state:
             raise ValueError(f"{root / 'model.safetensors'} lacks the fixed embeddings 'rho.weight'")
         embeddings = state["rho.weight"]
+    background = None
+    if args.get("background"):
+        if "background" not in state:
+            raise ValueError(f"{root / 'model.safetensors'} lacks the 'background' word bias its config declares")
+        background = state["background"]
     with torch.random.fork_rng(devices=[]):  # initialising the module must not move the caller's RNG
-        model = _build(args, embeddings)
+        model = _build(args, embeddings, background)
     _load_state_strict(model, state, root / "model.safetensors")
     model.to(device)
     model.eval()
     return model, vocab, config
 
 
-def _build(args: dict[str, Any], embeddings: torch.Tensor | None) -> ETM:
+def _build(args: dict[str, Any], embeddings: torch.Tensor | None, background: torch.Tensor | None) -> ETM:
     return ETM(
         args["num_topics"],
         args["vocab_size"],
@@ -178,6 +184,7 @@ def _build(args: dict[str, Any], embeddings: torch.Tensor | None) -> ETM:
         embeddings=embeddings,
         train_embeddings=args["train_embeddings"],
         enc_drop=args["enc_drop"],
+        background=background,
     )
 
 
