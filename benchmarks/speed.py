@@ -605,13 +605,7 @@ def report(results: dict[str, dict[str, Any]], steps: int, warmup: int, threads:
         lines.append(
             f"- **Warning: the machine was shared** (up to {busiest:.2f} CPUs taken by other processes): "
             "wall times are inflated, the small-op sparse path more than the big-GEMM dense one (its threads wait "
-            "on each other more often), so speed-ups are understated; rerun on an idle machine. The fastest "
-            "steps are the least disturbed; their ratios (fastest dense / fastest sparse, fused Adam) were "
-            + ", ".join(
-                f"{min(r['time']['times_ms']['dense']) / min(r['time']['times_ms']['sparse_fused']):.1f}× ({s})"
-                for s, r in results.items()
-            )
-            + "."
+            "on each other more often), so speed-ups are understated; rerun on an idle machine."
         )
     for size, res in results.items():
         floor = res["time"].get("floor")
