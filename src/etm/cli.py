@@ -297,19 +297,20 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if halves is None:
         raise ValueError(f"{args.corpus} has no {args.split} halves to score; prepare it with a {args.split} split")
     from etm.corpus import check_same_vocabulary
-    from etm.metrics import completion_loglik, perplexity_per_document, perplexity_per_token
+    from etm.device import resolve_device
+    from etm.training import evaluate_completion
 
     check_same_vocabulary(corpus.vocabulary, est.vocabulary_, left="corpus", right="model")
     t0 = time.perf_counter()
-    theta = est.transform(halves[0])
-    ll = completion_loglik(theta, est.topic_word_, halves[1])
-    n = np.asarray(halves[1].sum(axis=1)).ravel()
+    est.model_.to(resolve_device(args.device))
+    completion = evaluate_completion(est.model_, *halves, bow_norm=est.bow_norm)
+    est.model_.to("cpu")
     scores = est.evaluate(corpus.train)
     result = {
         "split": args.split,
-        "completion_documents": int(halves[0].shape[0]),
-        "perplexity_per_document": perplexity_per_document(ll, n),
-        "perplexity_per_token": perplexity_per_token(ll, n),
+        "completion_documents": completion.n_documents,
+        "perplexity_per_document": completion.perplexity_per_document,
+        "perplexity_per_token": completion.perplexity_per_token,
         **scores,
         "seconds": round(time.perf_counter() - t0, 3),
     }
