@@ -1,4 +1,4 @@
-"""The ``etm`` command line: prepare | train | evaluate | topics | transform.
+"""The ``etm`` command line: prepare | embed | train | evaluate | topics | neighbors | transform | plot.
 
 Human-readable output goes to stdout, logs to stderr; ``--json`` prints one
 JSON document instead, for scripts. Option names follow the authors'
@@ -96,8 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("model")
     g.add_argument(*_flag("--num-topics"), type=int, default=50, help="K (default 50)")
     g.add_argument(*_flag("--t-hidden-size"), type=int, default=800, help="encoder width H (default 800)")
-    g.add_argument(*_flag("--rho-size"), *_flag("--emb-size"), dest="rho_size", type=int, default=300,
-                   help="embedding size E of words and topics (default 300)")
+    g.add_argument(*_flag("--rho-size"), *_flag("--emb-size"), dest="rho_size", type=int, default=None,
+                   help="embedding size E of words and topics (default 300, or the size of --embeddings)")
     g.add_argument(*_flag("--theta-act"), default="relu",
                    choices=["tanh", "softplus", "relu", "rrelu", "leakyrelu", "elu", "selu", "glu"],
                    help="encoder activation (default relu)")
@@ -105,6 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--background", type=int, default=0, choices=[0, 1],
                    help="add each word's log corpus frequency to the topic logits, so topics model deviations "
                         "from it (not in the authors' model; default 0)")
+    g = p.add_argument_group("pretrained word embeddings (the labelled ETM)")
+    g.add_argument("--embeddings", *_flag("--emb-path"), dest="embeddings", default=None, metavar="FILE",
+                   help="word2vec text/binary, GloVe or fastText .vec file (e.g. from `etm embed`); only the "
+                        "vocabulary's rows are read and they are stored in the model")
+    g.add_argument(*_flag("--embeddings-format"), default="auto",
+                   choices=["auto", "word2vec", "word2vec-binary", "glove", "fasttext"],
+                   help="format of --embeddings (default: detected)")
+    g.add_argument(*_flag("--fine-tune-embeddings"), action="store_true",
+                   help="train the pretrained embeddings too (default: keep them fixed)")
+    g.add_argument(*_flag("--missing-embeddings"), default="train", choices=["train", "fixed"],
+                   help="words without a pretrained vector get a seeded random one that is trained (default) "
+                        "or kept fixed")
     g = p.add_argument_group("optimisation (the authors' defaults)")
     g.add_argument("--epochs", type=int, default=20, help="maximum epochs (default 20)")
     g.add_argument(*_flag("--batch-size"), type=int, default=1000, help="documents per step (default 1000)")
@@ -137,6 +149,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topics", type=int, default=10, help="topics to print at the end (default 10)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
+
+    # embed -------------------------------------------------------------------
+    p = sub.add_parser("embed", help="train skip-gram word embeddings on documents (word2vec text output)",
+                       description="Train skip-gram embeddings with gensim's Word2Vec and the authors' settings, "
+                                   "for `etm train --embeddings`. Tokens are produced as `etm prepare` does; with "
+                                   "--corpus, with that corpus's preprocessing and only its vocabulary's words.")
+    p.add_argument("input", help="documents (any `etm prepare` input format)")
+    p.add_argument("-o", "--output", required=True, help="vectors file to write (word2vec text; .bin: binary)")
+    _add_reading_options(p)
+    p.add_argument("--corpus", default=None, metavar="DIR",
+                   help="prepared corpus whose preprocessing and vocabulary to use (recommended)")
+    p.add_argument(*_flag("--strip-newsgroup"), action="store_true",
+                   help="without --corpus: remove e-mail headers, signatures and quoted replies")
+    p.add_argument("--split", default="train", choices=["train", "all"],
+                   help="with a split field: documents to learn from (default train, so test text never leaks)")
+    g = p.add_argument_group("skip-gram (the authors' defaults)")
+    g.add_argument("--dim", *_flag("--dim-rho"), dest="dim", type=int, default=300, help="dimensions (default 300)")
+    g.add_argument(*_flag("--window-size"), type=int, default=4, help="context window (default 4)")
+    g.add_argument(*_flag("--negative-samples"), type=int, default=10, help="negative samples (default 10)")
+    g.add_argument(*_flag("--min-count"), type=int, default=2, help="ignore rarer words (default 2)")
+    g.add_argument("--iters", type=int, default=50, help="passes over the text (default 50)")
+    g.add_argument("--workers", type=int, default=1,
+                   help="threads; more than 1 is faster but not reproducible run to run (default 1)")
+    g.add_argument("--seed", type=int, default=2019, help="random seed (default 2019)")
+    p.add_argument("--json", action="store_true")
+
+    # neighbors ------------------------------------------------------------------
+    p = sub.add_parser("neighbors", help="nearest words of words and topics in the embedding space",
+                       description="Cosine nearest neighbours in the model's embedding space: of each WORD, and "
+                                   "with --topics of each topic embedding.")
+    p.add_argument("model", help="model directory")
+    p.add_argument("words", nargs="*", help="query words (must be in the model's vocabulary)")
+    p.add_argument("--topics", action="store_true", help="also list the nearest words of each topic embedding")
+    p.add_argument("-n", "--neighbors", type=int, default=10, help="neighbours per query (default 10)")
+    p.add_argument("--json", action="store_true")
 
     # evaluate ------------------------------------------------------------------
     p = sub.add_parser("evaluate", help="perplexity, coherence, diversity and quality of a model",
@@ -251,6 +298,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         lr=args.lr, optimizer=args.optimizer, weight_decay=args.wdecay, clip=args.clip, bow_norm=bool(args.bow_norm),
         anneal_lr=bool(args.anneal_lr), nonmono=args.nonmono, lr_factor=args.lr_factor, patience=args.patience,
         kl_warmup=args.kl_warmup, lr_schedule=args.lr_schedule, ema_decay=args.ema_decay,
+        embeddings=_read_embeddings_arg(args, corpus.vocabulary), fine_tune_embeddings=args.fine_tune_embeddings,
+        missing_embeddings=args.missing_embeddings,
         device=args.device, random_state=args.seed, checkpoint_dir=str(ckpt),
         checkpoint_every=args.checkpoint_every, verbose=not (args.quiet or args.json),
     )
@@ -273,6 +322,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     atomic_write_text(out / "history.json", json.dumps(est.history_, indent=1))
     summary = {
         "output": str(out),
+        "embeddings": est.embedding_report_,
         "epochs_run": est.n_iter_,
         "best_epoch": est.best_epoch_,
         "valid_perplexity": est.valid_perplexity_,
@@ -282,10 +332,81 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     }
     if not args.json:
         ppl = "n/a" if est.valid_perplexity_ is None else f"{est.valid_perplexity_:.1f}"
+        if est.embedding_report_:
+            rep = est.embedding_report_
+            print(f"pretrained embeddings {rep['source']}: {rep['covered']} of {rep['vocabulary_size']} words "
+                  f"({100 * rep['coverage']:.1f}%), {rep['dimension']} dimensions, "
+                  f"{'fine-tuned' if args.fine_tune_embeddings else 'fixed'}")
         print(f"trained {est.n_iter_} epochs in {summary['seconds']} s on {est.device_}; best epoch "
               f"{est.best_epoch_}, validation perplexity {ppl}; model saved to {out}")
         _print_topics(summary["topics"], args.topics)
     return summary
+
+
+def _read_embeddings_arg(args: argparse.Namespace, vocabulary: Sequence[str]) -> Any:
+    if not args.embeddings:
+        if args.fine_tune_embeddings:
+            raise ValueError("--fine-tune-embeddings needs --embeddings FILE")
+        return None
+    from etm.embeddings import load_embeddings
+
+    return load_embeddings(args.embeddings, vocabulary, format=args.embeddings_format, random_state=args.seed)
+
+
+def cmd_embed(args: argparse.Namespace) -> dict[str, Any]:
+    from etm.embeddings import save_word2vec, train_skipgram
+    from etm.preprocessing import Preprocessor
+    from etm.readers import read_documents
+
+    raw = read_documents(args.input, format=args.format, encoding=args.encoding, text_field=args.text_field,
+                         label_field=args.label_field, split_field=args.split_field, id_field=args.id_field)
+    texts = raw.texts
+    if args.split == "train" and raw.splits is not None:
+        texts = [t for t, s in zip(raw.texts, raw.splits) if s == "train"]
+    if args.corpus:
+        corpus = _load_any_corpus(args.corpus)
+        settings = (corpus.settings or {}).get("preprocessing")
+        if settings is None:
+            raise ValueError(f"{args.corpus} records no preprocessing settings; run without --corpus")
+        pre = Preprocessor.from_settings(settings, vocabulary=corpus.vocabulary)
+    else:
+        pre = Preprocessor(strip_newsgroup=args.strip_newsgroup)
+    t0 = time.perf_counter()
+    sentences = pre.tokenize(texts)
+    n_tokens = sum(len(s) for s in sentences)
+    logger.info("training skip-gram on %d documents, %d tokens", len(sentences), n_tokens)
+    vectors = train_skipgram(sentences, vector_size=args.dim, window=args.window_size,
+                             negative=args.negative_samples, min_count=args.min_count, epochs=args.iters,
+                             workers=args.workers, seed=args.seed)
+    out = save_word2vec(vectors, args.output, binary=Path(args.output).suffix == ".bin")
+    summary = {"output": str(out), "documents": len(sentences), "tokens": n_tokens, "words": len(vectors),
+               "dimension": int(vectors.vector_size), "seconds": round(time.perf_counter() - t0, 2)}
+    if args.corpus:
+        summary["corpus_coverage"] = round(sum(w in vectors.key_to_index for w in corpus.vocabulary)
+                                           / len(corpus.vocabulary), 6)
+    if not args.json:
+        print(f"wrote {summary['words']} vectors of {summary['dimension']} dimensions to {out} "
+              f"({summary['documents']} documents, {n_tokens} tokens, {summary['seconds']} s)")
+        if "corpus_coverage" in summary:
+            print(f"  they cover {100 * summary['corpus_coverage']:.1f}% of the corpus vocabulary")
+    return summary
+
+
+def cmd_neighbors(args: argparse.Namespace) -> dict[str, Any]:
+    from etm.estimator import TopicModel
+
+    if not args.words and not args.topics:
+        raise ValueError("give query words, --topics, or both")
+    est = TopicModel.load(args.model, device="cpu")
+    result: dict[str, Any] = {"words": {w: est.nearest_words(w, args.neighbors) for w in args.words}}
+    if args.topics:
+        result["topics"] = est.topic_neighbors(args.neighbors)
+    if not args.json:
+        for word, near in result["words"].items():
+            print(f"{word}: " + ", ".join(f"{w} ({s:.2f})" for w, s in near))
+        for k, near in enumerate(result.get("topics", [])):
+            print(f"topic {k:3d}: " + " ".join(w for w, _ in near))
+    return result
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
@@ -394,6 +515,8 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "topics": cmd_topics,
     "transform": cmd_transform,
+    "embed": cmd_embed,
+    "neighbors": cmd_neighbors,
 }
 
 

@@ -44,7 +44,9 @@ __all__ = ["TopicModel"]
 _PARAMETER_CONSTRAINTS: dict[str, tuple[Any, ...]] = {
     "n_topics": ("int", 1, None),
     "hidden_size": ("int", 1, None),
-    "embedding_size": ("int", 1, None),
+    "embedding_size": ("int_or_none", 1, None),
+    "fine_tune_embeddings": ("bool",),
+    "missing_embeddings": ("options", ("train", "fixed")),
     "activation": ("options", tuple(sorted(ACTIVATIONS))),
     "dropout": ("real", 0.0, 0.999999),
     "background": ("bool",),
@@ -122,8 +124,20 @@ class TopicModel(TransformerMixin, BaseEstimator):
         K, the number of topics.
     hidden_size : int, default 800
         H, width of the encoder (``t_hidden_size`` in the authors' code).
-    embedding_size : int, default 300
-        E, size of word and topic embeddings (``rho_size`` / ``emb_size``).
+    embedding_size : int or None, default None
+        E, size of word and topic embeddings (``rho_size`` / ``emb_size``);
+        None means 300, or the size of ``embeddings`` when given.
+    embeddings : path, KeyedVectors, AlignedEmbeddings, mapping or ndarray, optional
+        Pretrained word vectors: the *labelled* ETM. A path is read with
+        :func:`etm.embeddings.read_embeddings` (word2vec text/binary, GloVe,
+        fastText ``.vec``); a (V, E) array must follow the training
+        vocabulary. Only the vocabulary's rows are kept and stored with the
+        model. None learns the embeddings (the unlabelled ETM).
+    fine_tune_embeddings : bool, default False
+        Start from ``embeddings`` and train them (otherwise they stay fixed).
+    missing_embeddings : {"train", "fixed"}, default "train"
+        Vocabulary words without a pretrained vector get a seeded random
+        vector that is learned ("train") or kept as it is ("fixed").
     activation : str, default "relu"
         Encoder activation (``theta_act``), one of ``etm.model.ACTIVATIONS``.
     dropout : float, default 0.0
@@ -195,7 +209,10 @@ class TopicModel(TransformerMixin, BaseEstimator):
         n_topics: int = 50,
         *,
         hidden_size: int = 800,
-        embedding_size: int = 300,
+        embedding_size: int | None = None,
+        embeddings: Any = None,
+        fine_tune_embeddings: bool = False,
+        missing_embeddings: str = "train",
         activation: str = "relu",
         dropout: float = 0.0,
         background: bool = False,
@@ -224,6 +241,9 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.n_topics = n_topics
         self.hidden_size = hidden_size
         self.embedding_size = embedding_size
+        self.embeddings = embeddings
+        self.fine_tune_embeddings = fine_tune_embeddings
+        self.missing_embeddings = missing_embeddings
         self.activation = activation
         self.dropout = dropout
         self.background = background
@@ -380,17 +400,35 @@ class TopicModel(TransformerMixin, BaseEstimator):
         device = resolve_device(self.device)
         self.device_ = str(device)
         config = self._training_config()
+        aligned = self._aligned_embeddings(vocab)
+        self.embedding_report_ = None if aligned is None else aligned.report()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.random_state_)
-            model = ETM(
-                self.n_topics,
-                len(vocab),
-                self.hidden_size,
-                self.embedding_size,
-                theta_act=self.activation,
-                enc_drop=self.dropout,
-                background=log_word_frequency(corpus.train.counts) if self.background else None,
-            )
+            background = log_word_frequency(corpus.train.counts) if self.background else None
+            if aligned is None:
+                model = ETM(
+                    self.n_topics,
+                    len(vocab),
+                    self.hidden_size,
+                    300 if self.embedding_size is None else self.embedding_size,
+                    theta_act=self.activation,
+                    enc_drop=self.dropout,
+                    background=background,
+                )
+            else:
+                learn_missing = self.missing_embeddings == "train" and not self.fine_tune_embeddings
+                model = ETM(
+                    self.n_topics,
+                    len(vocab),
+                    self.hidden_size,
+                    aligned.vectors.shape[1],
+                    theta_act=self.activation,
+                    embeddings=torch.from_numpy(aligned.vectors),
+                    train_embeddings=self.fine_tune_embeddings,
+                    trainable_rows=aligned.missing_rows if learn_missing else None,
+                    enc_drop=self.dropout,
+                    background=background,
+                )
         result = train(
             model,
             corpus,
@@ -409,6 +447,41 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.training_seconds_ = result.seconds
         return self
 
+    def _aligned_embeddings(self, vocabulary: Sequence[str]) -> Any:
+        """``embeddings`` in the vocabulary's order, or None for the unlabelled ETM."""
+        from etm.embeddings import AlignedEmbeddings, align_embeddings, load_embeddings
+
+        given = self.embeddings
+        if given is None:
+            if self.fine_tune_embeddings:
+                raise ValueError("fine_tune_embeddings=True needs pretrained `embeddings` to start from")
+            return None
+        if isinstance(given, (str, os.PathLike)):
+            aligned = load_embeddings(given, vocabulary, random_state=self.random_state_)
+        elif isinstance(given, AlignedEmbeddings):
+            if list(given.vocabulary) != list(vocabulary):
+                check_same_vocabulary(given.vocabulary, vocabulary, left="embeddings", right="corpus")
+            aligned = given
+        elif isinstance(given, (np.ndarray, torch.Tensor)):
+            array = np.asarray(given.detach().cpu() if torch.is_tensor(given) else given, dtype=np.float32)
+            if array.ndim != 2 or array.shape[0] != len(vocabulary):
+                raise ValueError(
+                    f"embeddings array has shape {array.shape}; expected (V={len(vocabulary)}, E) in vocabulary order"
+                )
+            if not np.isfinite(array).all():
+                raise ValueError("embeddings array contains NaN or infinity")
+            aligned = AlignedEmbeddings(array, np.ones(len(vocabulary), dtype=bool), "array", list(vocabulary))
+        else:
+            aligned = align_embeddings(given, vocabulary, random_state=self.random_state_,
+                                       source=type(given).__name__)
+        dim = int(aligned.vectors.shape[1])
+        if self.embedding_size is not None and self.embedding_size != dim:
+            raise ValueError(
+                f"embedding_size={self.embedding_size} but the pretrained embeddings have {dim} dimensions; "
+                "leave embedding_size=None to take the embeddings' size"
+            )
+        return aligned
+
     def _set_fitted(self, model: ETM, vocabulary: list[str]) -> None:
         self.model_ = model.eval()
         self.vocabulary_ = vocabulary
@@ -420,9 +493,12 @@ class TopicModel(TransformerMixin, BaseEstimator):
     def _metadata(self) -> dict[str, Any]:
         params = {k: v for k, v in self.get_params().items() if k != "preprocessor"}
         params["checkpoint_dir"] = None if self.checkpoint_dir is None else str(self.checkpoint_dir)
+        # The vectors themselves are in the model file; keep only where they came from.
+        params["embeddings"] = str(self.embeddings) if isinstance(self.embeddings, (str, os.PathLike)) else None
         pre = getattr(self, "preprocessor_", None)
         return {
             "estimator": params,
+            "embeddings": getattr(self, "embedding_report_", None),
             "random_state": self.random_state_,
             "preprocessing": None if pre is None else pre.settings(),
         }
@@ -454,6 +530,27 @@ class TopicModel(TransformerMixin, BaseEstimator):
         """The ``n`` most probable words of each topic."""
         self._check_is_fitted()
         return top_words(self.topic_word_, self.vocabulary_, n)
+
+    def nearest_words(self, word: str, n: int = 10) -> list[tuple[str, float]]:
+        """The ``n`` words whose embeddings are closest (cosine) to ``word``'s."""
+        from etm.neighbors import nearest_words
+
+        self._check_is_fitted()
+        return nearest_words(word, self.word_embeddings_, self.vocabulary_, n)
+
+    def topic_neighbors(self, n: int = 10) -> list[list[tuple[str, float]]]:
+        """For each topic, the ``n`` words nearest (cosine) to its embedding."""
+        from etm.neighbors import topic_neighbors
+
+        self._check_is_fitted()
+        return topic_neighbors(self.topic_embeddings_, self.word_embeddings_, self.vocabulary_, n)
+
+    def words_near(self, vector: np.ndarray, n: int = 10) -> list[tuple[str, float]]:
+        """The ``n`` vocabulary words closest (cosine) to any vector of the embedding space."""
+        from etm.neighbors import nearest_to_vector
+
+        self._check_is_fitted()
+        return nearest_to_vector(vector, self.word_embeddings_, self.vocabulary_, n)
 
     def perplexity(self, X: Any, *, per: str = "document") -> float:
         """Document-completion perplexity on ``X``.
@@ -536,6 +633,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         est.best_epoch_ = config.get("best_epoch")
         est.valid_perplexity_ = config.get("valid_perplexity")
         est.provenance_ = config.get("provenance")
+        est.embedding_report_ = config.get("embeddings")
         return est
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -277,6 +277,37 @@ class FixedEmbedding(nn.Module):
         return f"{self.weight.shape[0]}, {self.weight.shape[1]}, fixed"
 
 
+class PartiallyFixedEmbedding(nn.Module):
+    """Pretrained embeddings held fixed except a few rows that are learned.
+
+    For the labelled ETM when some vocabulary words have no pretrained
+    vector: their rows (``rows``) start random and are trained, the others
+    stay fixed. ``weight`` assembles the (V, E) matrix on each access.
+    """
+
+    def __init__(self, weight: torch.Tensor, rows: torch.Tensor) -> None:
+        super().__init__()
+        rows = torch.as_tensor(rows, dtype=torch.long).to(weight.device)
+        if rows.ndim != 1 or rows.numel() == 0:
+            raise ValueError("rows must be a non-empty 1-D index of trainable embedding rows")
+        if int(rows.min()) < 0 or int(rows.max()) >= weight.shape[0]:
+            raise ValueError(
+                f"trainable rows must lie in [0, {weight.shape[0]}), got {int(rows.min())}..{int(rows.max())}"
+            )
+        if rows.unique().numel() != rows.numel():
+            raise ValueError("trainable rows contain duplicates")
+        self.register_buffer("fixed", weight)
+        self.register_buffer("rows", rows)
+        self.free = nn.Parameter(weight.index_select(0, rows).clone())
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.fixed.index_copy(0, self.rows, self.free)
+
+    def extra_repr(self) -> str:
+        return f"{self.fixed.shape[0]}, {self.fixed.shape[1]}, fixed except {self.rows.numel()} rows"
+
+
 class ETM(nn.Module):
     """Embedded Topic Model (Dieng, Ruiz & Blei, TACL 2020).
 
@@ -302,6 +333,9 @@ class ETM(nn.Module):
         Pretrained word embeddings (``rho`` in the paper).
     train_embeddings : bool, default True
         Learn ``rho``. When False, ``embeddings`` is required and kept fixed.
+    trainable_rows : sequence of int, optional
+        With ``train_embeddings=False``: rows of ``embeddings`` that are
+        learned all the same (words without a pretrained vector).
     enc_drop : float, default 0.5
         Dropout on the encoder output (``t_drop``).
     background : torch.Tensor of shape (V,), optional
@@ -354,6 +388,7 @@ class ETM(nn.Module):
         train_embeddings: bool = True,
         enc_drop: float = 0.5,
         *,
+        trainable_rows: Sequence[int] | torch.Tensor | np.ndarray | None = None,
         background: torch.Tensor | np.ndarray | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -378,6 +413,10 @@ class ETM(nn.Module):
             raise ValueError(f"embeddings have {embeddings.shape[1]} dimensions but rho_size={rho_size}")
         if not train_embeddings and embeddings is None:
             raise ValueError("train_embeddings=False needs pretrained `embeddings` of shape (V, E)")
+        if trainable_rows is not None and train_embeddings:
+            raise ValueError("trainable_rows only applies to fixed embeddings (train_embeddings=False)")
+        if trainable_rows is not None and len(trainable_rows) == 0:
+            trainable_rows = None
         if theta_act not in ACTIVATIONS:
             raise ValueError(f"unknown theta_act {theta_act!r}; choose one of {sorted(ACTIVATIONS)}")
         if not 0.0 <= float(enc_drop) < 1.0:
@@ -412,7 +451,11 @@ class ETM(nn.Module):
                     self.rho.weight.copy_(embeddings)
         else:
             assert embeddings is not None  # checked above
-            self.rho = FixedEmbedding(embeddings.detach().clone().to(device=device, dtype=dtype or torch.float32))
+            fixed = embeddings.detach().clone().to(device=device, dtype=dtype or torch.float32)
+            if trainable_rows is None:
+                self.rho = FixedEmbedding(fixed)
+            else:
+                self.rho = PartiallyFixedEmbedding(fixed, torch.as_tensor(np.asarray(trainable_rows)))
         self.alphas = nn.Linear(self.rho_size, self.num_topics, bias=False, **factory)
         self.background: torch.Tensor | None
         if background is None:

@@ -56,6 +56,7 @@ def model_arguments(model: ETM) -> dict[str, Any]:
         "train_embeddings": model.train_embeddings,
         "enc_drop": model.enc_drop,
         "background": model.background is not None,
+        "trainable_embedding_rows": int(getattr(model.rho, "rows", torch.empty(0)).numel()),
     }
 
 
@@ -157,24 +158,36 @@ def load_model(
         )
     state = _read_tensors(root / "model.safetensors")
     embeddings = None
+    trainable_rows = None
     if not args["train_embeddings"]:
-        if "rho.weight" not in state:
+        if args.get("trainable_embedding_rows"):
+            for key in ("rho.fixed", "rho.rows"):
+                if key not in state:
+                    raise ValueError(f"{root / 'model.safetensors'} lacks {key!r}, which its config declares")
+            embeddings, trainable_rows = state["rho.fixed"], state["rho.rows"]
+        elif "rho.weight" not in state:
             raise ValueError(f"{root / 'model.safetensors'} lacks the fixed embeddings 'rho.weight'")
-        embeddings = state["rho.weight"]
+        else:
+            embeddings = state["rho.weight"]
     background = None
     if args.get("background"):
         if "background" not in state:
             raise ValueError(f"{root / 'model.safetensors'} lacks the 'background' word bias its config declares")
         background = state["background"]
     with torch.random.fork_rng(devices=[]):  # initialising the module must not move the caller's RNG
-        model = _build(args, embeddings, background)
+        model = _build(args, embeddings, background, trainable_rows)
     _load_state_strict(model, state, root / "model.safetensors")
     model.to(device)
     model.eval()
     return model, vocab, config
 
 
-def _build(args: dict[str, Any], embeddings: torch.Tensor | None, background: torch.Tensor | None) -> ETM:
+def _build(
+    args: dict[str, Any],
+    embeddings: torch.Tensor | None,
+    background: torch.Tensor | None,
+    trainable_rows: torch.Tensor | None = None,
+) -> ETM:
     return ETM(
         args["num_topics"],
         args["vocab_size"],
@@ -184,6 +197,7 @@ def _build(args: dict[str, Any], embeddings: torch.Tensor | None, background: to
         embeddings=embeddings,
         train_embeddings=args["train_embeddings"],
         enc_drop=args["enc_drop"],
+        trainable_rows=trainable_rows,
         background=background,
     )
 

@@ -382,6 +382,23 @@ class Preprocessor:
         counts.sum_duplicates()  # also sorts the column indices
         return counts, int(n_unknown)
 
+    def tokenize(self, texts: Iterable[str], *, in_vocabulary: bool = True) -> list[list[str]]:
+        """Each document's tokens in reading order, as the vectorizer sees them.
+
+        For training word embeddings (skip-gram needs word order, which bags
+        of words lose). Stop words are removed; with ``in_vocabulary`` (and a
+        fitted preprocessor) only vocabulary words are kept, so embeddings are
+        learned for exactly the topic model's words. An unfitted preprocessor
+        tokenises with its settings and keeps every token.
+        """
+        docs = self._prepare_texts(texts, "tokenize")
+        fitted = hasattr(self, "vectorizer_")
+        analyzer = self._analyzer if fitted else self._make_vectorizer().build_analyzer()
+        if not (fitted and in_vocabulary):
+            return [analyzer(d) for d in docs]
+        index = self._index
+        return [[t for t in analyzer(d) if t in index] for d in docs]
+
     def transform(self, texts: Iterable[str]) -> sp.csr_matrix:
         """Count the vocabulary's words in each document.
 

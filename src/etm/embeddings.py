@@ -1,0 +1,490 @@
+"""Word embeddings for the labelled ETM: read, align to a vocabulary, train skip-gram.
+
+The labelled ETM (Dieng et al., 2020) keeps pre-fitted word embeddings ``rho``
+fixed and learns only the topic embeddings and the encoder. This module reads
+word2vec text and binary, GloVe text and fastText ``.vec`` files into gensim's
+``KeyedVectors``, aligns them to a corpus vocabulary (reporting coverage and
+giving words without a vector a seeded random one), and trains skip-gram
+embeddings on a corpus with gensim's ``Word2Vec`` using the authors' settings.
+
+Reading streams the file and keeps only the rows of the vocabulary, so a
+multi-gigabyte file costs memory in proportion to the vocabulary; gensim's own
+``load_word2vec_format`` would hold every row.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import os
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from etm._io import atomic_write_bytes
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "EMBEDDING_FORMATS",
+    "AlignedEmbeddings",
+    "read_embeddings",
+    "align_embeddings",
+    "load_embeddings",
+    "train_skipgram",
+    "save_word2vec",
+]
+
+#: File formats :func:`read_embeddings` understands. ``word2vec`` and
+#: ``fasttext`` are the same text layout (a ``count dim`` header line, then
+#: ``word v1 ... vE`` per line); ``glove`` is that layout without the header.
+EMBEDDING_FORMATS = ("auto", "word2vec", "word2vec-binary", "glove", "fasttext")
+
+#: The authors' ``skipgram.py`` settings.
+SKIPGRAM_DEFAULTS = {"vector_size": 300, "window": 4, "negative": 10, "min_count": 2, "epochs": 50}
+
+
+def _keyed_vectors(words: list[str], vectors: np.ndarray) -> Any:
+    from gensim.models import KeyedVectors
+
+    kv = KeyedVectors(vector_size=int(vectors.shape[1]), count=0, dtype=np.float32)
+    if words:
+        kv.add_vectors(words, vectors.astype(np.float32, copy=False))
+    return kv
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def _parse_header(line: bytes) -> tuple[int, int] | None:
+    parts = line.split()
+    if len(parts) == 2 and all(p.isdigit() for p in parts):
+        return int(parts[0]), int(parts[1])
+    return None
+
+
+def _detect_format(path: Path) -> str:
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith(".bin"):
+        return "word2vec-binary"
+    with _open_binary(path) as fh:
+        first = fh.readline()
+        if not first.strip():
+            raise ValueError(f"{path} is empty or starts with a blank line: not an embedding file")
+        header = _parse_header(first)
+        if header is None:
+            return "glove"
+        sample = fh.read(min(4096, header[1] * 4 + 256))
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(sample) - 4:  # not just a character cut at the end of the sample
+            return "word2vec-binary"
+    return "word2vec-binary" if b"\x00" in sample else "word2vec"
+
+
+class _Keeper:
+    """Collects the rows of wanted words while a file streams by."""
+
+    def __init__(self, vocabulary: Sequence[str] | None, lowercase_fallback: bool) -> None:
+        self.wanted = None if vocabulary is None else set(vocabulary)
+        self.lowercase_fallback = lowercase_fallback
+        self.rows: dict[str, np.ndarray] = {}
+        self.exact: set[str] = set()
+        self.seen = 0
+
+    def wants(self, word: str) -> str | None:
+        """The vocabulary word this file word provides, or None."""
+        if self.wanted is None or word in self.wanted:
+            return word if word not in self.exact else None
+        if self.lowercase_fallback:
+            lower = word.lower()
+            if lower in self.wanted and lower not in self.exact and lower not in self.rows:
+                return lower
+        return None
+
+    def keep(self, file_word: str, target: str, vector: np.ndarray) -> None:
+        if not np.all(np.isfinite(vector)):
+            raise ValueError(f"the vector of {file_word!r} contains NaN or infinity")
+        self.rows[target] = vector
+        if file_word == target:
+            self.exact.add(target)
+
+
+def _read_text_vectors(path: Path, fmt: str, keeper: _Keeper, encoding: str) -> int:
+    """Stream a word2vec/GloVe/fastText text file; returns the dimension."""
+    dim: int | None = None
+    expected_rows: int | None = None
+    rows = 0
+    with _open_binary(path) as raw:
+        stream = io.TextIOWrapper(raw, encoding=encoding, errors="strict", newline="\n")
+        lineno = 0
+        try:
+            for lineno, line in enumerate(stream, start=1):  # noqa: B007 - lineno is used after the loop
+                line = line.rstrip("\r\n").rstrip(" ")
+                if lineno == 1 and fmt != "glove":
+                    header = _parse_header(line.encode())
+                    if header is None:
+                        raise ValueError(
+                            f"{path}, line 1: expected a '<count> <dimension>' header for format {fmt!r}, got "
+                            f"{line[:60]!r}; use format='glove' for files without a header"
+                        )
+                    expected_rows, dim = header
+                    if dim < 1:
+                        raise ValueError(f"{path}, line 1: the header declares dimension {dim}")
+                    continue
+                if not line:
+                    continue
+                word, sep, rest = line.partition(" ")
+                if not sep:
+                    raise ValueError(f"{path}, line {lineno}: a word without a vector: {line[:60]!r}")
+                n_values = rest.count(" ") + 1
+                if dim is None:
+                    dim = n_values
+                elif n_values != dim:
+                    raise ValueError(
+                        f"{path}, line {lineno}: {n_values} values for {word!r}, expected {dim} "
+                        f"(the dimension {'of the header' if expected_rows is not None else 'of line 1'})"
+                    )
+                rows += 1
+                keeper.seen += 1
+                target = keeper.wants(word)
+                if target is None:
+                    continue
+                try:
+                    vector = np.array(rest.split(" "), dtype=np.float32)
+                except ValueError:
+                    raise ValueError(f"{path}, line {lineno}: the vector of {word!r} has a non-numeric value") from None
+                try:
+                    keeper.keep(word, target, vector)
+                except ValueError as err:
+                    raise ValueError(f"{path}, line {lineno}: {err}") from None
+        except UnicodeDecodeError as err:
+            raise ValueError(
+                f"{path}, line {lineno + 1}: undecodable bytes ({err.reason}); pass the file's encoding "
+                "(e.g. --encoding latin-1), or format='word2vec-binary' if it is a binary file"
+            ) from None
+    if dim is None:
+        raise ValueError(f"{path} holds no vectors")
+    if expected_rows is not None and rows != expected_rows:
+        raise ValueError(f"{path}: the header promises {expected_rows} vectors but the file has {rows} (truncated?)")
+    return dim
+
+
+class _ByteReader:
+    """Buffered reads for the word2vec binary layout."""
+
+    def __init__(self, fh: IO[bytes], chunk: int = 1 << 20) -> None:
+        self.fh, self.chunk, self.buf, self.pos = fh, chunk, b"", 0
+
+    def _fill(self, need: int) -> bool:
+        while len(self.buf) - self.pos < need:
+            more = self.fh.read(self.chunk)
+            if not more:
+                return False
+            self.buf = self.buf[self.pos:] + more
+            self.pos = 0
+        return True
+
+    def until(self, delimiter: bytes, limit: int = 10_000) -> bytes | None:
+        while True:
+            idx = self.buf.find(delimiter, self.pos)
+            if idx >= 0:
+                out = self.buf[self.pos:idx]
+                self.pos = idx + 1
+                return out
+            if len(self.buf) - self.pos > limit or not self._fill(len(self.buf) - self.pos + 1):
+                return None
+
+    def take(self, n: int) -> bytes | None:
+        if not self._fill(n):
+            return None
+        out = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+
+def _read_binary_vectors(path: Path, keeper: _Keeper, encoding: str) -> int:
+    with _open_binary(path) as fh:
+        reader = _ByteReader(fh)
+        first = reader.until(b"\n", limit=200)
+        header = None if first is None else _parse_header(first)
+        if header is None:
+            raise ValueError(f"{path}: a word2vec binary file starts with a '<count> <dimension>' line")
+        count, dim = header
+        width = 4 * dim
+        for record in range(1, count + 1):
+            raw_word = reader.until(b" ")
+            if raw_word is None:
+                raise ValueError(f"{path}: vector {record} of {count} is missing or truncated (file ends early)")
+            raw_word = raw_word.lstrip(b"\n")
+            try:
+                word = raw_word.decode(encoding)
+            except UnicodeDecodeError:
+                raise ValueError(f"{path}: vector {record} has an undecodable word {raw_word[:40]!r}") from None
+            data = reader.take(width)
+            if data is None:
+                raise ValueError(f"{path}: the vector of {word!r} (record {record} of {count}) is truncated")
+            keeper.seen += 1
+            target = keeper.wants(word)
+            if target is not None:
+                try:
+                    keeper.keep(word, target, np.frombuffer(data, dtype="<f4").astype(np.float32))
+                except ValueError as err:
+                    raise ValueError(f"{path}, record {record}: {err}") from None
+    return dim
+
+
+def read_embeddings(
+    path: str | os.PathLike[str],
+    vocabulary: Sequence[str] | None = None,
+    *,
+    format: str = "auto",
+    encoding: str = "utf-8",
+    lowercase_fallback: bool = True,
+) -> Any:
+    """Read word vectors into a gensim ``KeyedVectors``, keeping only ``vocabulary``'s words.
+
+    Parameters
+    ----------
+    path : path
+        word2vec text or binary, GloVe text, or fastText ``.vec``; gzip is
+        recognised by its magic bytes.
+    vocabulary : sequence of str, optional
+        Words to keep. Only their rows are held in memory while the file
+        streams by; None keeps every row.
+    format : str
+        One of :data:`EMBEDDING_FORMATS`; "auto" looks at the name (``.bin``)
+        and the first line (a ``count dim`` header or not).
+    lowercase_fallback : bool
+        A vocabulary word missing from the file takes the vector of a cased
+        form (``NASA`` for ``nasa``) when there is one.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"embedding file {p} does not exist")
+    if not p.is_file() or p.stat().st_size == 0:
+        raise ValueError(f"embedding file {p} is empty or not a file")
+    if format not in EMBEDDING_FORMATS:
+        raise ValueError(f"unknown embedding format {format!r}; choose one of {list(EMBEDDING_FORMATS)}")
+    fmt = _detect_format(p) if format == "auto" else format
+    keeper = _Keeper(vocabulary, lowercase_fallback)
+    if fmt == "word2vec-binary":
+        dim = _read_binary_vectors(p, keeper, encoding)
+    else:
+        dim = _read_text_vectors(p, fmt, keeper, encoding)
+    words = list(keeper.rows) if vocabulary is None else [w for w in vocabulary if w in keeper.rows]
+    matrix = np.stack([keeper.rows[w] for w in words]) if words else np.zeros((0, dim), dtype=np.float32)
+    logger.info("read %d vectors of dimension %d from %s (%s); kept %d", keeper.seen, dim, p, fmt, len(words))
+    return _keyed_vectors(words, matrix)
+
+
+@dataclass
+class AlignedEmbeddings:
+    """Word vectors in the row order of a vocabulary.
+
+    Attributes
+    ----------
+    vectors : ndarray of shape (V, E), float32
+    found : ndarray of shape (V,), bool
+        Rows that came from the embedding file; the others are seeded random
+        vectors with the file vectors' per-dimension mean and spread.
+    source : str
+        Where the vectors came from (for reports and model provenance).
+    """
+
+    vectors: np.ndarray
+    found: np.ndarray
+    source: str = ""
+    vocabulary: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def coverage(self) -> float:
+        """Share of vocabulary words that have a pretrained vector."""
+        return float(self.found.mean()) if self.found.size else 0.0
+
+    @property
+    def missing_words(self) -> list[str]:
+        return [w for w, ok in zip(self.vocabulary, self.found) if not ok]
+
+    @property
+    def missing_rows(self) -> np.ndarray:
+        return np.flatnonzero(~self.found)
+
+    def report(self) -> dict[str, Any]:
+        missing = self.missing_words
+        return {
+            "source": self.source,
+            "dimension": int(self.vectors.shape[1]),
+            "vocabulary_size": int(self.vectors.shape[0]),
+            "covered": int(self.found.sum()),
+            "coverage": round(self.coverage, 6),
+            "missing_examples": missing[:20],
+        }
+
+
+def align_embeddings(
+    vectors: Any,
+    vocabulary: Sequence[str],
+    *,
+    random_state: int | None = 0,
+    source: str = "",
+) -> AlignedEmbeddings:
+    """Arrange ``vectors`` (a ``KeyedVectors`` or a word -> vector mapping) in ``vocabulary`` order.
+
+    Words without a vector get a random normal vector with the mean and
+    standard deviation of the found vectors, seeded by ``random_state``, so
+    they start at the same scale as the rest. No word found is an error.
+    """
+    vocab = [str(w) for w in vocabulary]
+    if not vocab:
+        raise ValueError("the vocabulary is empty")
+    lookup = _as_lookup(vectors)
+    dim = lookup[1]
+    table = np.zeros((len(vocab), dim), dtype=np.float32)
+    found = np.zeros(len(vocab), dtype=bool)
+    for i, word in enumerate(vocab):
+        vec = lookup[0](word)
+        if vec is not None:
+            if vec.shape != (dim,):
+                raise ValueError(f"the vector of {word!r} has shape {vec.shape}, expected ({dim},)")
+            table[i] = vec
+            found[i] = True
+    where = f" in {source}" if source else ""
+    if not found.any():
+        raise ValueError(
+            f"none of the {len(vocab)} vocabulary words has a vector{where} (first words: {vocab[:5]}); "
+            "check that the file matches the corpus's language, case and tokenisation"
+        )
+    if (~found).any():
+        rng = np.random.default_rng(random_state)
+        mean, std = table[found].mean(axis=0), table[found].std(axis=0)
+        std = np.where(std > 0, std, table[found].std() or 1.0)
+        table[~found] = rng.normal(mean, std, size=(int((~found).sum()), dim)).astype(np.float32)
+    aligned = AlignedEmbeddings(table, found, source=source, vocabulary=vocab)
+    log = logger.warning if aligned.coverage < 0.5 else logger.info
+    log("pretrained vectors%s cover %d of %d vocabulary words (%.1f%%)", where, int(found.sum()), len(vocab),
+        100 * aligned.coverage)
+    return aligned
+
+
+def _as_lookup(vectors: Any) -> tuple[Any, int]:
+    if hasattr(vectors, "key_to_index") and hasattr(vectors, "vector_size"):
+        kv = vectors
+
+        def get(word: str) -> np.ndarray | None:
+            return np.asarray(kv[word], dtype=np.float32) if word in kv.key_to_index else None
+
+        return get, int(kv.vector_size)
+    if isinstance(vectors, Mapping):
+        if not vectors:
+            raise ValueError("the word -> vector mapping is empty")
+        first = np.asarray(next(iter(vectors.values())))
+        if first.ndim != 1:
+            raise ValueError(f"word vectors must be 1-D, got shape {first.shape}")
+
+        def get_map(word: str) -> np.ndarray | None:
+            v = vectors.get(word)
+            return None if v is None else np.asarray(v, dtype=np.float32)
+
+        return get_map, int(first.shape[0])
+    raise TypeError(f"expected gensim KeyedVectors or a mapping of word -> vector, got {type(vectors).__name__}")
+
+
+def load_embeddings(
+    path: str | os.PathLike[str],
+    vocabulary: Sequence[str],
+    *,
+    format: str = "auto",
+    encoding: str = "utf-8",
+    random_state: int | None = 0,
+) -> AlignedEmbeddings:
+    """:func:`read_embeddings` then :func:`align_embeddings`: a file's vectors in vocabulary order."""
+    kv = read_embeddings(path, vocabulary, format=format, encoding=encoding)
+    return align_embeddings(kv, vocabulary, random_state=random_state, source=str(path))
+
+
+def _stable_hash(text: str) -> int:
+    """Python's ``hash`` of a str changes per process; gensim seeds word vectors with it."""
+    return zlib.crc32(text.encode("utf-8"))
+
+
+class _Sentences:
+    """A re-iterable view of token lists (gensim iterates once per epoch)."""
+
+    def __init__(self, sentences: Iterable[Sequence[str]]) -> None:
+        self._data = [list(s) for s in sentences]
+
+    def __iter__(self) -> Iterator[list[str]]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def train_skipgram(
+    sentences: Iterable[Sequence[str]],
+    *,
+    vector_size: int = 300,
+    window: int = 4,
+    negative: int = 10,
+    min_count: int = 2,
+    epochs: int = 50,
+    workers: int = 1,
+    seed: int = 2019,
+) -> Any:
+    """Skip-gram word2vec (gensim ``Word2Vec``, ``sg=1``) with the authors' defaults.
+
+    ``sentences`` are token lists in reading order. With ``workers=1`` the
+    result is the same for the same seed and data; more workers are faster but
+    their thread scheduling makes each run differ.
+    """
+    from gensim.models import Word2Vec
+
+    data = _Sentences(sentences)
+    n_tokens = sum(len(s) for s in data)
+    if n_tokens == 0:
+        raise ValueError("no tokens to train word embeddings on")
+    model = Word2Vec(
+        sentences=data,
+        sg=1,
+        vector_size=vector_size,
+        window=window,
+        negative=negative,
+        min_count=min_count,
+        epochs=epochs,
+        workers=workers,
+        seed=seed,
+        hashfxn=_stable_hash,
+    )
+    if len(model.wv) == 0:
+        raise ValueError(f"no word occurs at least min_count={min_count} times; lower min_count")
+    return model.wv
+
+
+def save_word2vec(vectors: Any, path: str | os.PathLike[str], *, binary: bool = False) -> Path:
+    """Write ``KeyedVectors`` as word2vec text (or binary), atomically."""
+    words = list(vectors.index_to_key)
+    matrix = np.asarray(vectors.vectors, dtype=np.float32)
+    out = io.BytesIO()
+    out.write(f"{len(words)} {matrix.shape[1]}\n".encode())
+    for word, row in zip(words, matrix):
+        if any(c.isspace() for c in word):
+            raise ValueError(f"word {word!r} contains whitespace and cannot be written in word2vec format")
+        if binary:
+            out.write(word.encode("utf-8") + b" " + row.astype("<f4").tobytes() + b"\n")
+        else:
+            out.write((word + " " + " ".join(f"{v:.9g}" for v in row.tolist()) + "\n").encode("utf-8"))
+    target = Path(path)
+    atomic_write_bytes(target, out.getvalue())
+    return target
