@@ -84,13 +84,10 @@ def _detect_format(path: Path) -> str:
         header = _parse_header(first)
         if header is None:
             return "glove"
-        sample = fh.read(min(4096, header[1] * 4 + 256))
-    try:
-        sample.decode("utf-8")
-    except UnicodeDecodeError as err:
-        if err.start < len(sample) - 4:  # not just a character cut at the end of the sample
-            return "word2vec-binary"
-    return "word2vec-binary" if b"\x00" in sample else "word2vec"
+        sample = fh.read(header[1] * 4 + 256)
+    # Text in any encoding has no control bytes besides tab and line ends; raw float32 bytes nearly always do.
+    control = bytes(b for b in range(32) if b not in (9, 10, 13))
+    return "word2vec-binary" if any(b in control for b in sample) else "word2vec"
 
 
 class _Keeper:
@@ -127,53 +124,54 @@ def _read_text_vectors(path: Path, fmt: str, keeper: _Keeper, encoding: str) -> 
     expected_rows: int | None = None
     rows = 0
     with _open_binary(path) as raw:
-        stream = io.TextIOWrapper(raw, encoding=encoding, errors="strict", newline="\n")
-        lineno = 0
-        try:
-            for lineno, line in enumerate(stream, start=1):  # noqa: B007 - lineno is used after the loop
-                line = line.rstrip("\r\n").rstrip(" ")
-                if lineno == 1 and fmt != "glove":
-                    header = _parse_header(line.encode())
-                    if header is None:
-                        raise ValueError(
-                            f"{path}, line 1: expected a '<count> <dimension>' header for format {fmt!r}, got "
-                            f"{line[:60]!r}; use format='glove' for files without a header"
-                        )
-                    expected_rows, dim = header
-                    if dim < 1:
-                        raise ValueError(f"{path}, line 1: the header declares dimension {dim}")
-                    continue
-                if not line:
-                    continue
-                word, sep, rest = line.partition(" ")
-                if not sep:
-                    raise ValueError(f"{path}, line {lineno}: a word without a vector: {line[:60]!r}")
-                n_values = rest.count(" ") + 1
-                if dim is None:
-                    dim = n_values
-                elif n_values != dim:
+        for lineno, raw_line in enumerate(raw, start=1):
+            try:
+                line = raw_line.decode(encoding)
+            except UnicodeDecodeError as err:
+                raise ValueError(
+                    f"{path}, line {lineno}: undecodable bytes ({err.reason}); pass the file's encoding "
+                    "(e.g. --encoding latin-1), or format='word2vec-binary' if it is a binary file"
+                ) from None
+            except LookupError:
+                raise ValueError(f"unknown encoding {encoding!r} for {path}") from None
+            line = line.rstrip("\r\n").rstrip(" ")
+            if lineno == 1 and fmt != "glove":
+                header = _parse_header(line.encode())
+                if header is None:
                     raise ValueError(
-                        f"{path}, line {lineno}: {n_values} values for {word!r}, expected {dim} "
-                        f"(the dimension {'of the header' if expected_rows is not None else 'of line 1'})"
+                        f"{path}, line 1: expected a '<count> <dimension>' header for format {fmt!r}, got "
+                        f"{line[:60]!r}; use format='glove' for files without a header"
                     )
-                rows += 1
-                keeper.seen += 1
-                target = keeper.wants(word)
-                if target is None:
-                    continue
-                try:
-                    vector = np.array(rest.split(" "), dtype=np.float32)
-                except ValueError:
-                    raise ValueError(f"{path}, line {lineno}: the vector of {word!r} has a non-numeric value") from None
-                try:
-                    keeper.keep(word, target, vector)
-                except ValueError as err:
-                    raise ValueError(f"{path}, line {lineno}: {err}") from None
-        except UnicodeDecodeError as err:
-            raise ValueError(
-                f"{path}, line {lineno + 1}: undecodable bytes ({err.reason}); pass the file's encoding "
-                "(e.g. --encoding latin-1), or format='word2vec-binary' if it is a binary file"
-            ) from None
+                expected_rows, dim = header
+                if dim < 1:
+                    raise ValueError(f"{path}, line 1: the header declares dimension {dim}")
+                continue
+            if not line:
+                continue
+            word, sep, rest = line.partition(" ")
+            if not sep:
+                raise ValueError(f"{path}, line {lineno}: a word without a vector: {line[:60]!r}")
+            n_values = rest.count(" ") + 1
+            if dim is None:
+                dim = n_values
+            elif n_values != dim:
+                raise ValueError(
+                    f"{path}, line {lineno}: {n_values} values for {word!r}, expected {dim} "
+                    f"(the dimension {'of the header' if expected_rows is not None else 'of line 1'})"
+                )
+            rows += 1
+            keeper.seen += 1
+            target = keeper.wants(word)
+            if target is None:
+                continue
+            try:
+                vector = np.array(rest.split(" "), dtype=np.float32)
+            except ValueError:
+                raise ValueError(f"{path}, line {lineno}: the vector of {word!r} has a non-numeric value") from None
+            try:
+                keeper.keep(word, target, vector)
+            except ValueError as err:
+                raise ValueError(f"{path}, line {lineno}: {err}") from None
     if dim is None:
         raise ValueError(f"{path} holds no vectors")
     if expected_rows is not None and rows != expected_rows:
