@@ -552,6 +552,43 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self._check_is_fitted()
         return nearest_to_vector(vector, self.word_embeddings_, self.vocabulary_, n)
 
+    # -- pictures ----------------------------------------------------------------
+    def plot_topics(self, path: str | os.PathLike[str], *, n_words: int = 10, topics: Sequence[int] | None = None):
+        """Bar charts of each topic's most probable words (PNG/SVG/PDF from the suffix)."""
+        from etm.plots import plot_top_words
+
+        self._check_is_fitted()
+        return plot_top_words(self.topic_word_, self.vocabulary_, path, n_words=n_words, topics=topics)
+
+    def plot_training(self, path: str | os.PathLike[str]):
+        """Loss, KL and validation perplexity per epoch."""
+        from etm.plots import plot_training_curves
+
+        self._check_is_fitted()
+        return plot_training_curves(self.history_, path)
+
+    def plot_embeddings(self, path: str | os.PathLike[str], *, method: str = "pca", words_per_topic: int = 5):
+        """Topic embeddings and their top words in a 2-D map ("pca" or "tsne")."""
+        from etm.plots import plot_embedding_map
+
+        self._check_is_fitted()
+        return plot_embedding_map(self.word_embeddings_, self.topic_embeddings_, self.vocabulary_, path,
+                                  topic_word=self.topic_word_, words_per_topic=words_per_topic, method=method,
+                                  random_state=self.random_state_)
+
+    def plot_prevalence(self, X: Any, path: str | os.PathLike[str]):
+        """Mean topic proportion over the documents ``X``, largest first."""
+        from etm.plots import plot_topic_prevalence
+
+        return plot_topic_prevalence(self.transform(X), path, top_words=self.get_topics(4))
+
+    def export_pyldavis(self, X: Any, directory: str | os.PathLike[str], *, html: bool | None = None):
+        """pyLDAvis inputs for the documents ``X`` as ``ldavis.json`` (+ ``ldavis.html`` with pyLDAvis)."""
+        from etm.plots import export_pyldavis
+
+        counts, _ = self._counts_for(X, "export_pyldavis")
+        return export_pyldavis(directory, self.topic_word_, self._theta(counts), counts, self.vocabulary_, html=html)
+
     def perplexity(self, X: Any, *, per: str = "document") -> float:
         """Document-completion perplexity on ``X``.
 
