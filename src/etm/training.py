@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
-from tqdm.auto import tqdm
 
 from etm.corpus import PreparedCorpus
 from etm.metrics import CompletionScores, completion_loglik, perplexity_per_document, perplexity_per_token
@@ -461,6 +460,8 @@ def _train(
     stopped_early = False
     best_unsaved = False
     epoch = start_epoch
+    from tqdm.auto import tqdm  # here, not at import: in a notebook without ipywidgets it warns on import
+
     progress = tqdm(total=config.epochs, initial=start_epoch, disable=not verbose, unit="epoch", desc="ETM")
     try:
         for epoch in range(start_epoch, config.epochs):
