@@ -117,6 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(*_flag("--missing-embeddings"), default="train", choices=["train", "fixed"],
                    help="words without a pretrained vector get a seeded random one that is trained (default) "
                         "or kept fixed")
+    g = p.add_argument_group("seeded topics")
+    g.add_argument("--seeds", default=None, metavar="FILE",
+                   help="JSON or YAML file of topic name -> seed words; seeded topics come first and keep their names")
+    g.add_argument(*_flag("--free-topics"), type=int, default=None,
+                   help="with --seeds: free topics beside the seeded ones (K = seeds + this; default: --num-topics)")
+    g.add_argument(*_flag("--seed-strength"), type=float, default=1.0,
+                   help="share of each seed word's count given to its topic as prior pseudo-counts (default 1.0)")
+    g.add_argument(*_flag("--seed-schedule"), default="constant", choices=["constant", "decay"],
+                   help="keep the seed prior (default) or decay it to zero over training")
+    g.add_argument(*_flag("--seed-neighbors"), type=int, default=0,
+                   help="add this many embedding neighbours of each seed centroid at half weight (default 0)")
     g = p.add_argument_group("optimisation (the authors' defaults)")
     g.add_argument("--epochs", type=int, default=20, help="maximum epochs (default 20)")
     g.add_argument(*_flag("--batch-size"), type=int, default=1000, help="documents per step (default 1000)")
@@ -183,6 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("words", nargs="*", help="query words (must be in the model's vocabulary)")
     p.add_argument("--topics", action="store_true", help="also list the nearest words of each topic embedding")
     p.add_argument("-n", "--neighbors", type=int, default=10, help="neighbours per query (default 10)")
+    p.add_argument("--json", action="store_true")
+
+    # label -----------------------------------------------------------------------
+    p = sub.add_parser("label", help="label documents with their most probable seeded topic (CSV/JSON)",
+                       description="Give each document the name of its most probable seeded topic and that "
+                                   "topic's proportion ('none' below --threshold), plus every seeded topic's "
+                                   "proportion.")
+    p.add_argument("model", help="model directory (trained with --seeds)")
+    p.add_argument("input", help="documents (any `etm prepare` input format) or a corpus directory")
+    p.add_argument("-o", "--output", required=True, help="output file: .csv, .tsv or .json")
+    p.add_argument("--threshold", type=float, default=0.0,
+                   help="label 'none' when the best seeded proportion is below this (default 0)")
+    _add_reading_options(p)
+    p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
 
     # plot ------------------------------------------------------------------------
@@ -293,9 +318,12 @@ def cmd_prepare(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def _print_topics(topics: Sequence[Sequence[str]], limit: int | None = None) -> None:
+def _print_topics(topics: Sequence[Sequence[str]], limit: int | None = None,
+                  names: Sequence[str] | None = None) -> None:
+    width = max((len(n) for n in names), default=0) if names else 0
     for k, words in enumerate(topics[: limit or len(topics)]):
-        print(f"  topic {k:3d}: {' '.join(words)}")
+        label = f"{names[k]:{width}s}" if names else f"topic {k:3d}"
+        print(f"  {label}: {' '.join(words)}")
 
 
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
@@ -313,7 +341,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         anneal_lr=bool(args.anneal_lr), nonmono=args.nonmono, lr_factor=args.lr_factor, patience=args.patience,
         kl_warmup=args.kl_warmup, lr_schedule=args.lr_schedule, ema_decay=args.ema_decay,
         embeddings=_read_embeddings_arg(args, corpus.vocabulary), fine_tune_embeddings=args.fine_tune_embeddings,
-        missing_embeddings=args.missing_embeddings,
+        missing_embeddings=args.missing_embeddings, seed_topics=args.seeds, n_free_topics=args.free_topics,
+        seed_strength=args.seed_strength, seed_schedule=args.seed_schedule, seed_neighbors=args.seed_neighbors,
         device=args.device, random_state=args.seed, checkpoint_dir=str(ckpt),
         checkpoint_every=args.checkpoint_every, verbose=not (args.quiet or args.json),
     )
@@ -342,7 +371,9 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         "valid_perplexity": est.valid_perplexity_,
         "seconds": round(time.perf_counter() - t0, 2),
         "device": est.device_,
+        "topic_names": est.topic_names_,
         "topics": est.get_topics(10),
+        "seeding": est.seed_report_,
     }
     if not args.json:
         ppl = "n/a" if est.valid_perplexity_ is None else f"{est.valid_perplexity_:.1f}"
@@ -353,7 +384,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
                   f"{'fine-tuned' if args.fine_tune_embeddings else 'fixed'}")
         print(f"trained {est.n_iter_} epochs in {summary['seconds']} s on {est.device_}; best epoch "
               f"{est.best_epoch_}, validation perplexity {ppl}; model saved to {out}")
-        _print_topics(summary["topics"], args.topics)
+        _print_topics(summary["topics"], args.topics, est.topic_names_)
     return summary
 
 
@@ -496,8 +527,8 @@ def cmd_topics(args: argparse.Namespace) -> dict[str, Any]:
     est = TopicModel.load(args.model, device="cpu")
     topics = est.get_topics(args.words)
     if not args.json:
-        _print_topics(topics)
-    return {"topics": topics}
+        _print_topics(topics, names=est.topic_names_ if est.n_seeded_topics_ else None)
+    return {"topics": topics, "topic_names": est.topic_names_}
 
 
 def cmd_transform(args: argparse.Namespace) -> dict[str, Any]:
@@ -505,22 +536,7 @@ def cmd_transform(args: argparse.Namespace) -> dict[str, Any]:
     from etm.estimator import TopicModel
 
     est = TopicModel.load(args.model, device=args.device)
-    src = Path(args.input)
-    ids: list[str] | None = None
-    if src.is_dir() and (src / "meta.json").is_file():
-        corpus = _load_any_corpus(args.input)
-        parts = [part for _, part in corpus.parts()]
-        import scipy.sparse as sp
-
-        from etm.corpus import Corpus
-
-        X: Any = Corpus(sp.vstack([p.counts for p in parts]), corpus.vocabulary)
-    else:
-        from etm.readers import read_documents
-
-        raw = read_documents(args.input, format=args.format, encoding=args.encoding, text_field=args.text_field,
-                             label_field=args.label_field, split_field=args.split_field, id_field=args.id_field)
-        X, ids = raw.texts, raw.doc_ids
+    X, ids = _documents_for_model(args)
     theta, report = est.transform_with_report(X)
     out = Path(args.output)
     if out.suffix == ".npy":
@@ -531,7 +547,7 @@ def cmd_transform(args: argparse.Namespace) -> dict[str, Any]:
         atomic_write_bytes(out, buf.getvalue())
     elif out.suffix in (".csv", ".tsv"):
         sep = "," if out.suffix == ".csv" else "\t"
-        header = sep.join(["document"] + [f"topic_{k}" for k in range(theta.shape[1])])
+        header = sep.join(["document"] + [_csv_field(name, sep) for name in est.topic_names_])
         names = ids if ids is not None else [str(i) for i in range(theta.shape[0])]
         rows = [sep.join([_csv_field(str(name), sep)] + [f"{v:.6g}" for v in row]) for name, row in zip(names, theta)]
         atomic_write_text(out, header + "\n" + "\n".join(rows) + "\n")
@@ -544,6 +560,62 @@ def cmd_transform(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  {report['unknown_tokens']} tokens were not in the model's vocabulary and were ignored")
         if report.get("empty_documents"):
             print(f"  {report['empty_documents']} documents had no word of the model's vocabulary")
+    return summary
+
+
+def _documents_for_model(args: argparse.Namespace) -> tuple[Any, list[str] | None]:
+    """Documents to run a model on: a corpus directory (all its parts) or any `etm prepare` input."""
+    src = Path(args.input)
+    if src.is_dir() and (src / "meta.json").is_file():
+        import scipy.sparse as sp
+
+        from etm.corpus import Corpus
+
+        corpus = _load_any_corpus(args.input)
+        parts = [part for _, part in corpus.parts()]
+        return Corpus(sp.vstack([p.counts for p in parts]), corpus.vocabulary), None
+    from etm.readers import read_documents
+
+    raw = read_documents(args.input, format=args.format, encoding=args.encoding, text_field=args.text_field,
+                         label_field=args.label_field, split_field=args.split_field, id_field=args.id_field)
+    return raw.texts, raw.doc_ids
+
+
+def cmd_label(args: argparse.Namespace) -> dict[str, Any]:
+    from etm._io import atomic_write_text
+    from etm.estimator import TopicModel
+
+    est = TopicModel.load(args.model, device=args.device)
+    if not est.n_seeded_topics_:
+        logger.warning("%s has no seeded topics: documents are labelled with their most probable topic", args.model)
+    X, ids = _documents_for_model(args)
+    theta, report = est.transform_with_report(X)
+    n = est.n_seeded_topics_ or theta.shape[1]
+    names = est.topic_names_[:n]
+    label_array, share = est.label_theta(theta, threshold=args.threshold)
+    labels = [str(lab) for lab in label_array]
+    docs = ids if ids is not None else [str(i) for i in range(theta.shape[0])]
+    out = Path(args.output)
+    if out.suffix == ".json":
+        records = [{"document": d, "label": lab, "proportion": round(float(p), 6),
+                    "proportions": {name: round(float(v), 6) for name, v in zip(names, row[:n])}}
+                   for d, lab, p, row in zip(docs, labels, share, theta)]
+        atomic_write_text(out, json.dumps(records, indent=1, ensure_ascii=False) + "\n")
+    elif out.suffix in (".csv", ".tsv"):
+        sep = "," if out.suffix == ".csv" else "\t"
+        header = sep.join(["document", "label", "proportion"] + [_csv_field(name, sep) for name in names])
+        rows = [sep.join([_csv_field(str(d), sep), _csv_field(lab, sep), f"{p:.6g}"] + [f"{v:.6g}" for v in row[:n]])
+                for d, lab, p, row in zip(docs, labels, share, theta)]
+        atomic_write_text(out, header + "\n" + "\n".join(rows) + "\n")
+    else:
+        raise ValueError(f"unsupported output {out}: use a .csv, .tsv or .json file name")
+    counts = {name: labels.count(name) for name in [*names, "none"]}
+    summary = {"output": str(out), "documents": len(labels), "labels": counts, **report}
+    if not args.json:
+        print(f"labelled {len(labels)} documents -> {out}")
+        for name, c in sorted(counts.items(), key=lambda kv: -kv[1]):
+            if c:
+                print(f"  {name}: {c}")
     return summary
 
 
@@ -562,6 +634,7 @@ COMMANDS = {
     "embed": cmd_embed,
     "neighbors": cmd_neighbors,
     "plot": cmd_plot,
+    "label": cmd_label,
 }
 
 

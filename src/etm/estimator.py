@@ -65,6 +65,12 @@ _PARAMETER_CONSTRAINTS: dict[str, tuple[Any, ...]] = {
     "lr_schedule": ("options", LR_SCHEDULES),
     "ema_decay": ("real", 0.0, 0.999999),
     "valid_size": ("real", 0.0, 0.9),
+    "n_free_topics": ("int_or_none", 0, None),
+    "seed_strength": ("real", 0.0, None),
+    "seed_schedule": ("options", ("constant", "decay")),
+    "seed_neighbors": ("int", 0, None),
+    "seed_init": ("bool",),
+    "seed_doc_prior": ("real", 0.0, None),
     "device": ("str",),
     "random_state": ("int_or_none", 0, None),
     "checkpoint_dir": ("path_or_none",),
@@ -159,6 +165,28 @@ class TopicModel(TransformerMixin, BaseEstimator):
     valid_size : float, default 0.1
         Share of training documents held out for validation when ``fit`` is
         given texts or a single corpus (0 disables validation).
+    seed_topics : mapping of name -> list of words, path, or None
+        Seeded topics (a JSON/YAML file is read with
+        :func:`etm.seeding.read_seed_file`). They become the first topics and
+        keep their names in ``topic_names_``, listings, theta columns and
+        plots; the other topics are free. See :mod:`etm.seeding`.
+    n_free_topics : int or None
+        With seeds: free topics beside the seeded ones (K = seeds + this);
+        None keeps ``n_topics`` as K.
+    seed_strength : float, default 1.0
+        Share of each seed word's training count added as pseudo-counts to its
+        topic (the Dirichlet-style prior); 0 leaves only the initialisation.
+    seed_schedule : {"constant", "decay"}, default "constant"
+        Keep the prior's strength, or decay it linearly to zero.
+    seed_neighbors : int, default 0
+        Add this many embedding neighbours of each seed centroid, at half
+        weight (useful with pretrained ``embeddings``).
+    seed_init : bool, default True
+        Start each seeded topic's embedding at its seed words' mean embedding.
+    seed_doc_prior : float, default 0.0
+        In training, centre the prior of a document's seeded-topic weights at
+        ``seed_doc_prior * log(1 + count of that topic's seed words)``
+        (keyATM-style; see :class:`etm.seeding.SeedPrior`).
     preprocessor : Preprocessor or None
         Tokenisation and vocabulary for text input; None uses
         ``Preprocessor()``. Ignored for bag-of-words input.
@@ -231,6 +259,13 @@ class TopicModel(TransformerMixin, BaseEstimator):
         lr_schedule: str = "constant",
         ema_decay: float = 0.0,
         valid_size: float = 0.1,
+        seed_topics: Any = None,
+        n_free_topics: int | None = None,
+        seed_strength: float = 1.0,
+        seed_schedule: str = "constant",
+        seed_neighbors: int = 0,
+        seed_init: bool = True,
+        seed_doc_prior: float = 0.0,
         preprocessor: Preprocessor | None = None,
         device: str = "auto",
         random_state: int | None = 2019,
@@ -262,6 +297,13 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.lr_schedule = lr_schedule
         self.ema_decay = ema_decay
         self.valid_size = valid_size
+        self.seed_topics = seed_topics
+        self.n_free_topics = n_free_topics
+        self.seed_strength = seed_strength
+        self.seed_schedule = seed_schedule
+        self.seed_neighbors = seed_neighbors
+        self.seed_init = seed_init
+        self.seed_doc_prior = seed_doc_prior
         self.preprocessor = preprocessor
         self.device = device
         self.random_state = random_state
@@ -390,13 +432,16 @@ class TopicModel(TransformerMixin, BaseEstimator):
             if self.random_state is not None
             else int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
         )
+        seeds = self._seed_topics()
+        n_topics = self._n_topics(seeds)
         corpus = self._as_prepared(X, vocabulary)
         vocab = corpus.vocabulary
-        if self.n_topics > len(vocab):
+        if n_topics > len(vocab):
             raise ValueError(
-                f"n_topics={self.n_topics} is more than the {len(vocab)} words of the vocabulary; "
+                f"n_topics={n_topics} is more than the {len(vocab)} words of the vocabulary; "
                 "use fewer topics or a larger vocabulary (lower min_df)"
             )
+        resolved = None if seeds is None else seeds.resolve(vocab)
         device = resolve_device(self.device)
         self.device_ = str(device)
         config = self._training_config()
@@ -407,7 +452,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
             background = log_word_frequency(corpus.train.counts) if self.background else None
             if aligned is None:
                 model = ETM(
-                    self.n_topics,
+                    n_topics,
                     len(vocab),
                     self.hidden_size,
                     300 if self.embedding_size is None else self.embedding_size,
@@ -418,7 +463,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
             else:
                 learn_missing = self.missing_embeddings == "train" and not self.fine_tune_embeddings
                 model = ETM(
-                    self.n_topics,
+                    n_topics,
                     len(vocab),
                     self.hidden_size,
                     aligned.vectors.shape[1],
@@ -429,6 +474,12 @@ class TopicModel(TransformerMixin, BaseEstimator):
                     enc_drop=self.dropout,
                     background=background,
                 )
+        regularizer = None
+        self.seed_report_ = None
+        self.seed_words_ = None
+        if resolved is not None:
+            regularizer = self._prepare_seeding(model, resolved, corpus, aligned is not None)
+        self.topic_names_ = _topic_names(n_topics, seeds)
         result = train(
             model,
             corpus,
@@ -438,6 +489,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
             resume=resume,
             verbose=self.verbose,
             extra_metadata=self._metadata(),
+            regularizer=regularizer,
         )
         self._set_fitted(result.model.to("cpu"), list(vocab))
         self.history_ = result.history
@@ -446,6 +498,58 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.valid_perplexity_ = result.best_valid_perplexity
         self.training_seconds_ = result.seconds
         return self
+
+    def _seed_topics(self) -> Any:
+        from etm.seeding import SeedTopics, read_seed_file
+
+        if self.seed_topics is None:
+            if self.n_free_topics is not None:
+                raise ValueError("n_free_topics only applies with seed_topics; use n_topics")
+            return None
+        if isinstance(self.seed_topics, (str, os.PathLike)):
+            return read_seed_file(self.seed_topics)
+        return SeedTopics.from_mapping(self.seed_topics)
+
+    def _n_topics(self, seeds: Any) -> int:
+        if seeds is None:
+            return int(self.n_topics)
+        if self.n_free_topics is not None:
+            return len(seeds) + int(self.n_free_topics)
+        if len(seeds) > self.n_topics:
+            raise ValueError(
+                f"{len(seeds)} seeded topics but n_topics={self.n_topics}; raise n_topics or set n_free_topics"
+            )
+        if len(seeds) == self.n_topics:
+            logger.warning("every topic is seeded: no free topic is left to catch other themes")
+        return int(self.n_topics)
+
+    def _prepare_seeding(self, model: ETM, resolved: Any, corpus: PreparedCorpus, pretrained: bool) -> Any:
+        """Initialise seeded topic embeddings and build the seed prior (see :mod:`etm.seeding`)."""
+        from etm.seeding import SeedPrior, expand_with_neighbors, seed_centroids, word_counts
+
+        rows = [list(r) for r in resolved.indices]
+        weights = [[1.0] * len(r) for r in rows]
+        rho = model.rho.weight.detach().cpu().numpy()
+        if self.seed_neighbors:
+            if not pretrained:
+                logger.warning("seed_neighbors without pretrained embeddings uses the random initial word "
+                               "embeddings: the neighbours are arbitrary")
+            for k, extra in enumerate(expand_with_neighbors(rho, rows, self.seed_neighbors)):
+                rows[k] += extra
+                weights[k] += [0.5] * len(extra)
+        if self.seed_init:
+            centroids = seed_centroids(rho, [r[: len(resolved.indices[k])] for k, r in enumerate(rows)])
+            with torch.no_grad():
+                model.alphas.weight[: len(rows)] = torch.as_tensor(centroids, dtype=model.alphas.weight.dtype)
+        self.seed_words_ = {name: [self._vocab_word(corpus.vocabulary, i) for i in r]
+                            for name, r in zip(resolved.seeds.names, rows)}
+        self.seed_report_ = resolved.report()
+        return SeedPrior(rows, word_counts(corpus.train.counts), corpus.train.n_docs, strength=self.seed_strength,
+                         schedule=self.seed_schedule, weights=weights, doc_strength=self.seed_doc_prior)
+
+    @staticmethod
+    def _vocab_word(vocabulary: Sequence[str], index: int) -> str:
+        return str(vocabulary[index])
 
     def _aligned_embeddings(self, vocabulary: Sequence[str]) -> Any:
         """``embeddings`` in the vocabulary's order, or None for the unlabelled ETM."""
@@ -495,9 +599,17 @@ class TopicModel(TransformerMixin, BaseEstimator):
         params["checkpoint_dir"] = None if self.checkpoint_dir is None else str(self.checkpoint_dir)
         # The vectors themselves are in the model file; keep only where they came from.
         params["embeddings"] = str(self.embeddings) if isinstance(self.embeddings, (str, os.PathLike)) else None
+        seeds = self.seed_topics
+        if seeds is not None and not isinstance(seeds, (str, os.PathLike)):
+            seeds = {str(k): [str(w) for w in v] for k, v in (seeds.as_dict() if hasattr(seeds, "as_dict")
+                                                               else dict(seeds)).items()}
+        params["seed_topics"] = str(seeds) if isinstance(seeds, (str, os.PathLike)) else seeds
         pre = getattr(self, "preprocessor_", None)
         return {
             "estimator": params,
+            "topic_names": getattr(self, "topic_names_", None),
+            "seeding": None if getattr(self, "seed_words_", None) is None else {
+                "seed_words": self.seed_words_, "report": self.seed_report_},
             "embeddings": getattr(self, "embedding_report_", None),
             "random_state": self.random_state_,
             "preprocessing": None if pre is None else pre.settings(),
@@ -552,13 +664,44 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self._check_is_fitted()
         return nearest_to_vector(vector, self.word_embeddings_, self.vocabulary_, n)
 
+    # -- seeded topics -----------------------------------------------------------
+    @property
+    def n_seeded_topics_(self) -> int:
+        """How many of the first topics are seeded (0 for an unseeded model)."""
+        return len(getattr(self, "seed_words_", None) or {})
+
+    def predict_with_proportion(self, X: Any, *, threshold: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Each document's most probable *seeded* topic (its name) and that topic's proportion.
+
+        Documents whose best seeded proportion is below ``threshold`` get
+        "none". On an unseeded model every topic counts, named ``topic_k``.
+        """
+        self._check_is_fitted()
+        return self.label_theta(self.transform(X), threshold=threshold)
+
+    def label_theta(self, theta: np.ndarray, *, threshold: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict_with_proportion` on topic proportions already computed by :meth:`transform`."""
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+        n = self.n_seeded_topics_ or theta.shape[1]
+        best = theta[:, :n].argmax(axis=1)
+        share = theta[np.arange(theta.shape[0]), best]
+        names = np.asarray(self.topic_names_[:n], dtype=object)
+        labels = np.where(share >= threshold, names[best], "none").astype(object)
+        return labels, share
+
+    def predict(self, X: Any, *, threshold: float = 0.0) -> np.ndarray:
+        """The name of each document's most probable seeded topic ("none" below ``threshold``)."""
+        return self.predict_with_proportion(X, threshold=threshold)[0]
+
     # -- pictures ----------------------------------------------------------------
     def plot_topics(self, path: str | os.PathLike[str], *, n_words: int = 10, topics: Sequence[int] | None = None):
         """Bar charts of each topic's most probable words (PNG/SVG/PDF from the suffix)."""
         from etm.plots import plot_top_words
 
         self._check_is_fitted()
-        return plot_top_words(self.topic_word_, self.vocabulary_, path, n_words=n_words, topics=topics)
+        return plot_top_words(self.topic_word_, self.vocabulary_, path, n_words=n_words, topics=topics,
+                              names=self.topic_names_)
 
     def plot_training(self, path: str | os.PathLike[str]):
         """Loss, KL and validation perplexity per epoch."""
@@ -574,13 +717,13 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self._check_is_fitted()
         return plot_embedding_map(self.word_embeddings_, self.topic_embeddings_, self.vocabulary_, path,
                                   topic_word=self.topic_word_, words_per_topic=words_per_topic, method=method,
-                                  random_state=self.random_state_)
+                                  names=self.topic_names_, random_state=self.random_state_)
 
     def plot_prevalence(self, X: Any, path: str | os.PathLike[str]):
         """Mean topic proportion over the documents ``X``, largest first."""
         from etm.plots import plot_topic_prevalence
 
-        return plot_topic_prevalence(self.transform(X), path, top_words=self.get_topics(4))
+        return plot_topic_prevalence(self.transform(X), path, top_words=self.get_topics(4), names=self.topic_names_)
 
     def export_pyldavis(self, X: Any, directory: str | os.PathLike[str], *, html: bool | None = None):
         """pyLDAvis inputs for the documents ``X`` as ``ldavis.json`` (+ ``ldavis.html`` with pyLDAvis)."""
@@ -671,7 +814,18 @@ class TopicModel(TransformerMixin, BaseEstimator):
         est.valid_perplexity_ = config.get("valid_perplexity")
         est.provenance_ = config.get("provenance")
         est.embedding_report_ = config.get("embeddings")
+        est.topic_names_ = list(config.get("topic_names") or _topic_names(model.num_topics, None))
+        seeding = config.get("seeding") or {}
+        est.seed_words_ = seeding.get("seed_words")
+        est.seed_report_ = seeding.get("report")
         return est
+
+
+def _topic_names(n_topics: int, seeds: Any) -> list[str]:
+    """Seeded topics keep their names; the others are ``topic_k`` (unseeded) or ``free_j``."""
+    if seeds is None:
+        return [f"topic_{k}" for k in range(n_topics)]
+    return list(seeds.names) + [f"free_{j}" for j in range(n_topics - len(seeds))]
 
 
 def _copy_preprocessor(pre: Preprocessor) -> Preprocessor:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
+import torch.nn.functional as F
 
 from etm.corpus import PreparedCorpus
 from etm.metrics import CompletionScores, completion_loglik, perplexity_per_document, perplexity_per_token
@@ -323,6 +324,7 @@ def _train(
     extra_metadata: dict[str, Any] | None = None,
     on_batch_end: Callable[[int, int, float], None] | None = None,
     on_epoch_end: Callable[[int, ETM, dict[str, Any]], None] | None = None,
+    regularizer: Callable[[ETM, float, SparseBatch, torch.Tensor], torch.Tensor | None] | None = None,
 ) -> TrainingResult:
     """Fit ``model`` on ``corpus.train``, selecting the best epoch on ``corpus.valid``.
 
@@ -351,6 +353,13 @@ def _train(
         ``f(epoch, model, record)`` after each epoch's validation; it may add
         keys to ``record`` (the history entry), e.g. a test-set metric, and
         its time is not counted in the epoch's ``seconds``.
+
+    regularizer : callable, optional
+        ``f(model, progress, batch, mu) -> scalar tensor or None`` added to
+        every batch's loss, ``progress`` in [0, 1) being the share of training
+        done, ``batch`` the :class:`SparseBatch` and ``mu`` its posterior means;
+        e.g. the seeded-topic prior of :class:`etm.seeding.SeedPrior`. Its
+        epoch mean is recorded as ``prior`` in the history.
 
     Returns
     -------
@@ -468,7 +477,7 @@ def _train(
             t_epoch = time.perf_counter()
             model.train()
             order = torch.randperm(train_counts.shape[0], generator=generator).numpy()
-            sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+            sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "prior": 0.0}
             n_seen = 0
             for b, (idx, batch) in enumerate(_batches(train_counts, config.batch_size, dev, order)):
                 optimizer.zero_grad(set_to_none=True)
@@ -476,12 +485,22 @@ def _train(
                     progress_share = (epoch * n_batches + b) / (config.epochs * n_batches)
                     for group in optimizer.param_groups:
                         group["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * progress_share))
-                recon, kld = model(batch, _encoder_input(batch, config.bow_norm, dev))
+                if regularizer is None:
+                    recon, kld = model(batch, _encoder_input(batch, config.bow_norm, dev))
+                else:  # the same computation as forward(), keeping mu for the regularizer
+                    mu, logsigma, kld = model.encode(_encoder_input(batch, config.bow_norm, dev))
+                    theta = F.softmax(model.reparameterize(mu, logsigma), dim=-1)
+                    recon, _ = model(batch, None, theta=theta)
                 if config.kl_warmup:
                     kl_weight = min(1.0, (epoch * n_batches + b + 1) / (config.kl_warmup * n_batches))
                     loss = recon + kl_weight * kld
                 else:
                     loss = recon + kld
+                if regularizer is not None:
+                    prior = regularizer(model, (epoch * n_batches + b) / (config.epochs * n_batches), batch, mu)
+                    if prior is not None:
+                        loss = loss + prior
+                        sums["prior"] += float(prior.detach()) * len(idx)
                 value = float(loss.detach())
                 if not math.isfinite(value):
                     where = f"epoch {epoch + 1}, batch {b + 1} of {n_batches}"
@@ -518,6 +537,8 @@ def _train(
                 "kl": sums["kl"] / n_seen,
                 "lr": optimizer.param_groups[0]["lr"],
             }
+            if regularizer is not None:
+                record["prior"] = sums["prior"] / n_seen
             improved = False
             live = _swap_in(trainable, ema)
             if has_valid and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):

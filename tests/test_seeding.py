@@ -1,0 +1,199 @@
+"""Seeded topics: the seeds file, the mechanism, names everywhere, labelling."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from etm.cli import main
+from etm.estimator import TopicModel
+from etm.seeding import SeedPrior, SeedTopics, read_seed_file
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_seed_file_json_and_yaml(tmp_path: Path) -> None:
+    (tmp_path / "s.json").write_text('{"space": ["nasa", "orbit"], "guns": ["gun"]}', encoding="utf-8")
+    (tmp_path / "s.yaml").write_text("space:\n  - nasa\n  - orbit\nguns: [gun]\n", encoding="utf-8")
+    for name in ("s.json", "s.yaml"):
+        seeds = read_seed_file(tmp_path / name)
+        assert seeds.names == ["space", "guns"] and seeds.words == [["nasa", "orbit"], ["gun"]]
+    shipped = read_seed_file(ROOT / "examples" / "seeds" / "20ng.json")
+    assert len(shipped) == 20 and max(len(w) for w in shipped.words) <= 8
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("bad.json", '{"space": ["nasa",\n "orbit"\n', r"bad.json, line 3, column 1: not valid JSON"),
+        ("dup.json", '{"space": ["nasa"],\n "space": ["orbit"]}', r"dup.json, line 2: topic name 'space' is"),
+        ("bad.yaml", "space:\n  - nasa\n - orbit\n", r"bad.yaml, line 3: not valid YAML"),
+        ("dup.yaml", "space: [nasa]\nguns: [gun]\nspace: [orbit]\n", r"dup.yaml, line 3: topic name 'space' is"),
+        ("empty.json", '{"space": []}', r"topic 'space' has an empty seed list"),
+        ("list.json", '["nasa"]', r"seeds must map topic names to lists of words"),
+        ("str.json", '{"space": "nasa"}', r"topic 'space' must have a list of seed words"),
+    ],
+)
+def test_bad_seed_files(tmp_path: Path, name: str, content: str, message: str) -> None:
+    (tmp_path / name).write_text(content, encoding="utf-8")
+    with pytest.raises((ValueError, TypeError), match=message):
+        read_seed_file(tmp_path / name)
+
+
+def test_shared_seed_word_warns_and_missing_words_are_reported(caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        seeds = SeedTopics.from_mapping({"a": ["x", "y"], "b": ["y", "z"]})
+    assert "the seed word 'y' seeds 2 topics (a, b)" in caplog.text
+    resolved = seeds.resolve(["x", "y", "w"])
+    assert resolved.indices == [[0, 1], [1]] and resolved.missing == {"b": ["z"]}
+    with pytest.raises(ValueError, match="seeded topic 'c' has none of its seed words"):
+        SeedTopics.from_mapping({"c": ["nope"]}).resolve(["x"])
+
+
+def test_seed_prior_is_the_dirichlet_pseudo_count_term() -> None:
+    class Fixed:
+        def __init__(self, beta: torch.Tensor) -> None:
+            self.beta = beta
+
+        def get_beta(self) -> torch.Tensor:
+            return self.beta
+
+    beta = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
+    prior = SeedPrior([[0, 1], [2]], np.array([10.0, 4.0, 2.0]), n_documents=5, strength=0.5)
+    expected = -0.5 * (10 * np.log(0.5) + 4 * np.log(0.3) + 2 * np.log(0.8)) / 5
+    assert float(prior(Fixed(beta), 0.3)) == pytest.approx(expected, rel=1e-5)
+    decaying = SeedPrior([[0]], np.array([1.0, 1.0, 1.0]), 1, strength=2.0, schedule="decay")
+    assert decaying.strength_at(0.0) == 2.0 and decaying.strength_at(0.75) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="unknown seed schedule"):
+        SeedPrior([[0]], np.ones(3), 1, schedule="cyclic")
+
+
+def test_document_prior_is_the_kl_to_a_shifted_prior() -> None:
+    import scipy.sparse as sp
+
+    from etm.model import SparseBatch
+
+    counts = sp.csr_matrix(np.array([[2, 1, 0, 5], [0, 0, 3, 0]], dtype=np.float32))
+    prior = SeedPrior([[0, 1], [2]], np.ones(4), 2, strength=0.0, doc_strength=0.7)
+    batch = SparseBatch.from_scipy(counts)
+    np.testing.assert_array_equal(prior.seed_counts(batch).numpy(), [[3, 0], [0, 3]])
+    np.testing.assert_array_equal(prior.seed_counts(torch.from_numpy(counts.toarray())).numpy(), [[3, 0], [0, 3]])
+    mu = torch.tensor([[0.3, -0.2, 0.1], [0.0, 0.5, -1.0]])  # 2 seeded topics + 1 free
+    logsigma = torch.zeros_like(mu)
+    m = torch.zeros_like(mu)
+    m[:, :2] = 0.7 * torch.log1p(prior.seed_counts(batch))
+    def kl(mean: torch.Tensor) -> torch.Tensor:
+        q = torch.distributions.Normal(mu, torch.exp(0.5 * logsigma))
+        return torch.distributions.kl_divergence(q, torch.distributions.Normal(mean, 1.0)).sum(1).mean()
+    assert float(prior(None, 0.0, batch, mu)) == pytest.approx(float(kl(m) - kl(torch.zeros_like(mu))), rel=1e-5)
+
+
+SEEDS = {"space": ["space", "nasa", "orbit", "launch"], "religion": ["god", "jesus", "church", "bible"],
+         "hardware": ["drive", "card", "scsi", "disk"]}
+
+
+@pytest.fixture(scope="module")
+def seeded(small_corpus) -> TopicModel:
+    est = TopicModel(n_topics=8, seed_topics=SEEDS, seed_strength=1.0, seed_doc_prior=1.0, hidden_size=64, epochs=30,
+                     batch_size=500,
+                     lr=0.01, device="cpu")
+    return est.fit(small_corpus)
+
+
+def test_seeded_topics_keep_their_seed_words_and_names(seeded, small_corpus) -> None:
+    assert seeded.topic_names_ == ["space", "religion", "hardware"] + [f"free_{j}" for j in range(5)]
+    topics = seeded.get_topics(10)
+    for k, words in enumerate(SEEDS.values()):
+        assert len(set(words) & set(topics[k])) >= 2, (k, topics[k])
+    unseeded = TopicModel(n_topics=8, hidden_size=64, epochs=30, batch_size=500, lr=0.01, device="cpu")
+    unseeded.fit(small_corpus)
+    assert unseeded.topic_names_[0] == "topic_0" and unseeded.n_seeded_topics_ == 0
+    recovered = sum(len(set(w) & set(topics[k])) for k, w in enumerate(SEEDS.values()))
+    best_unseeded = sum(max(len(set(w) & set(t)) for t in unseeded.get_topics(10)) for w in SEEDS.values())
+    assert recovered > best_unseeded
+    assert seeded.history_[0]["prior"] > 0
+
+
+def test_predict_labels_seeded_topics(seeded, small_corpus) -> None:
+    import scipy.sparse as sp
+
+    index = {w: i for i, w in enumerate(small_corpus.vocabulary)}
+    docs = sp.lil_matrix((3, len(index)))
+    for row, words in enumerate(SEEDS.values()):
+        for w in words:
+            docs[row, index[w]] = 3
+    labels, share = seeded.predict_with_proportion(docs.tocsr())
+    assert list(labels) == ["space", "religion", "hardware"] and (share > 1 / 8).all()
+    assert list(seeded.predict(docs.tocsr(), threshold=1.0)) == ["none"] * 3
+    with pytest.raises(ValueError, match="threshold must be in"):
+        seeded.predict(docs.tocsr(), threshold=2.0)
+
+
+def test_seeded_errors(small_corpus) -> None:
+    with pytest.raises(ValueError, match="3 seeded topics but n_topics=2"):
+        TopicModel(n_topics=2, seed_topics=SEEDS, epochs=1).fit(small_corpus)
+    with pytest.raises(ValueError, match="n_free_topics only applies with seed_topics"):
+        TopicModel(n_free_topics=3, epochs=1).fit(small_corpus)
+    est = TopicModel(seed_topics=SEEDS, n_free_topics=2, hidden_size=16, epochs=1, device="cpu").fit(small_corpus)
+    assert est.model_.num_topics == 5
+
+
+@pytest.fixture(scope="module")
+def seeded_cli(tmp_path_factory, newsgroup_records) -> Path:
+    root = tmp_path_factory.mktemp("seeded")
+    with gzip.open(root / "news.jsonl.gz", "wt", encoding="utf-8") as fh:
+        for rec in newsgroup_records:
+            fh.write(json.dumps(rec) + "\n")
+    (root / "seeds.yaml").write_text("space: [space, nasa, orbit]\nreligion: [god, jesus, church]\n"
+                                     "computers: [windows, drive, card, nothere]\n", encoding="utf-8")
+    assert main(["prepare", str(root / "news.jsonl.gz"), "-o", str(root / "corpus"), "--split-field", "split",
+                 "--id-field", "id", "--strip-newsgroup", "--min-df", "3", "--max-df", "0.5"]) == 0
+    assert main(["train", str(root / "corpus"), "-o", str(root / "model"), "--seeds", str(root / "seeds.yaml"),
+                 "--free-topics", "3", "--t-hidden-size", "32", "--epochs", "4", "--batch_size", "200", "--lr",
+                 "0.01", "--quiet", "--device", "cpu"]) == 0
+    return root
+
+
+def test_cli_two_commands_to_a_labelled_csv(seeded_cli: Path, capsys) -> None:
+    root = seeded_cli
+    capsys.readouterr()
+    assert main(["label", str(root / "model"), str(root / "news.jsonl.gz"), "--id-field", "id", "-o",
+                 str(root / "labels.csv"), "--threshold", "0.2"]) == 0
+    with open(root / "labels.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["document", "label", "proportion", "space", "religion", "computers"]
+    assert len(rows) == 800 and rows[0]["document"].startswith("train/")
+    for row in rows:
+        best = max(("space", "religion", "computers"), key=lambda n: float(row[n]))
+        assert row["label"] == (best if float(row[best]) >= 0.2 else "none")
+        assert float(row["proportion"]) == pytest.approx(float(row[best]), rel=1e-5)
+    capsys.readouterr()
+    assert main(["label", str(root / "model"), str(root / "news.jsonl.gz"), "-o", str(root / "labels.json"),
+                 "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    records = json.loads((root / "labels.json").read_text(encoding="utf-8"))
+    assert summary["documents"] == len(records) == 800 and set(records[0]["proportions"]) == {
+        "space", "religion", "computers"}
+
+
+def test_cli_names_everywhere(seeded_cli: Path, capsys) -> None:
+    root = seeded_cli
+    capsys.readouterr()
+    assert main(["topics", str(root / "model")]) == 0
+    out = capsys.readouterr().out
+    assert "space    :" in out and "free_2   :" in out
+    assert main(["transform", str(root / "model"), str(root / "news.jsonl.gz"), "-o", str(root / "theta.csv")]) == 0
+    header = (root / "theta.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert header == "document,space,religion,computers,free_0,free_1,free_2"
+    config = json.loads((root / "model" / "config.json").read_text(encoding="utf-8"))
+    assert config["seeding"]["report"]["missing"]["computers"] == ["nothere"]
+    est = TopicModel.load(root / "model")
+    svg = est.plot_topics(root / "t.svg").read_text(encoding="utf-8")
+    assert ">religion<" in svg and ">free_1<" in svg
