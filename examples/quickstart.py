@@ -78,6 +78,13 @@ def main() -> None:
         again = TopicModel.load(tmp)
         print(f"\nsaved and reloaded: {sorted(p.name for p in Path(tmp).iterdir())}; same topics: "
               f"{again.get_topics(8) == model.get_topics(8)}")
+        figures = [model.plot_topics(Path(tmp) / "topics.png"), model.plot_training(Path(tmp) / "training.png"),
+                   model.plot_embeddings(Path(tmp) / "map.png")]
+        print(f"figures: {', '.join(f.name for f in figures)}")
+
+    word = model.get_topics(1)[0][0]
+    print(f"nearest words of {word!r} in the embedding space: "
+          + ", ".join(w for w, _ in model.nearest_words(word, 5)))
 
 
 if __name__ == "__main__":

@@ -45,3 +45,15 @@ def test_internal_pipeline_notebook_executes(shared_data: Path, monkeypatch) -> 
     assert len(checks) >= 10 and all(line.rstrip().endswith("True") for line in checks), checks
     before, after = (float(x) for x in re.findall(r"loss before ([\d.]+) .*after one step ([\d.]+)", text)[0])
     assert after < before
+
+
+def test_seeded_topics_example_runs(shared_data: Path) -> None:
+    env = {**os.environ, "ETM_SHARED_DATA": str(shared_data)}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "seeded_topics.py"), "--limit", "600", "--epochs", "2",
+         "--free-topics", "2"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("alt.atheism") and "sci.space" in proc.stdout
+    assert re.search(r"label = newsgroup for \d+ of 150 test messages", proc.stdout)
