@@ -53,7 +53,7 @@ def test_pyldavis_export(fitted, small_corpus, tmp_path: Path) -> None:
     written = est.export_pyldavis(small_corpus.test, tmp_path)
     data = json.loads(written["json"].read_text(encoding="utf-8"))
     counts = small_corpus.test.counts
-    assert data["vocab"] == est.vocabulary_
+    assert data["vocab"] == est.vocabulary_ and data["topic_names"] == [f"topic_{k}" for k in range(6)]
     assert np.asarray(data["topic_term_dists"]).shape == (6, len(est.vocabulary_))
     np.testing.assert_allclose(np.asarray(data["doc_topic_dists"]).sum(axis=1), 1.0, rtol=1e-9)
     assert sum(data["term_frequency"]) == int(counts.sum()) == sum(data["doc_lengths"])

@@ -730,7 +730,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         from etm.plots import export_pyldavis
 
         counts, _ = self._counts_for(X, "export_pyldavis")
-        return export_pyldavis(directory, self.topic_word_, self._theta(counts), counts, self.vocabulary_, html=html)
+        return export_pyldavis(directory, self.topic_word_, self._theta(counts), counts, self.vocabulary_, html=html,
+                               names=self.topic_names_)
 
     def perplexity(self, X: Any, *, per: str = "document") -> float:
         """Document-completion perplexity on ``X``.

@@ -265,18 +265,22 @@ def export_pyldavis(
     vocabulary: Sequence[str],
     *,
     html: bool | None = None,
+    names: Sequence[str] | None = None,
 ) -> dict[str, Path]:
     """Write ``ldavis.json`` (the pyLDAvis inputs) and, with pyLDAvis installed, ``ldavis.html``.
 
     ``html=None`` writes the page when pyLDAvis imports; ``True`` requires it.
-    Load the JSON elsewhere with ``pyLDAvis.prepare(**json.load(f))``.
+    The JSON also holds ``topic_names`` (pyLDAvis numbers topics from 0 in
+    the model's order); load it elsewhere with
+    ``pyLDAvis.prepare(**{k: v for k, v in json.load(f).items() if k != "topic_names"})``.
     """
     data = pyldavis_data(topic_word, theta, counts, vocabulary)
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     written = {"json": out / "ldavis.json"}
-    atomic_write_text(written["json"], json.dumps({k: np.asarray(v).tolist() if k != "vocab" else v
-                                                   for k, v in data.items()}))
+    payload: dict[str, Any] = {k: np.asarray(v).tolist() if k != "vocab" else v for k, v in data.items()}
+    payload["topic_names"] = _topic_names(data["topic_term_dists"].shape[0], names)
+    atomic_write_text(written["json"], json.dumps(payload))
     if html is False:
         return written
     try:
