@@ -202,20 +202,22 @@ def main(argv: list[str] | None = None) -> int:
 
     seeded = dict(seed_topics=seeds.as_dict(), n_free_topics=args.free)
     etm_row("ETM unseeded, matched", n_topics=K)
-    etm_row("seeded ETM: init only", **seeded, seed_strength=0.0)
-    etm_row("seeded ETM: prior 1", **seeded, seed_strength=1.0)
-    etm_row("seeded ETM: prior 5", **seeded, seed_strength=5.0)
-    etm_row("seeded ETM: prior 1, decaying", **seeded, seed_strength=1.0, seed_schedule="decay")
+    etm_row("seeded ETM: init only", **seeded, seed_strength=0.0, seed_doc_prior=0.0)
+    etm_row("seeded ETM: prior 1", **seeded, seed_strength=1.0, seed_doc_prior=0.0)
+    etm_row("seeded ETM: prior 5", **seeded, seed_strength=5.0, seed_doc_prior=0.0)
+    etm_row("seeded ETM: prior 1, decaying", **seeded, seed_strength=1.0, seed_schedule="decay",
+            seed_doc_prior=0.0)
     etm_row("seeded ETM: doc prior 1 only", **seeded, seed_strength=0.0, seed_doc_prior=1.0)
     etm_row("seeded ETM: prior 1 + doc prior 1", **seeded, seed_strength=1.0, seed_doc_prior=1.0)
     etm_row("seeded ETM: prior 1 + doc prior 3", **seeded, seed_strength=1.0, seed_doc_prior=3.0)
+    etm_row("seeded ETM: prior 1 + doc prior 10", **seeded, seed_strength=1.0, seed_doc_prior=10.0)
     etm_row("seeded ETM: prior 1 + doc prior 1, no init", **seeded, seed_strength=1.0, seed_doc_prior=1.0,
             seed_init=False)
     if args.embeddings is not None:
-        etm_row("seeded labelled ETM: prior 1 + doc prior 1", **seeded, seed_strength=1.0, seed_doc_prior=1.0,
+        etm_row("seeded labelled ETM: prior 1 + doc prior 3", **seeded, seed_strength=1.0, seed_doc_prior=3.0,
                 embeddings=str(args.embeddings))
-        etm_row("seeded labelled ETM: prior 1 + doc prior 1 + 5 neighbours", **seeded, seed_strength=1.0,
-                seed_doc_prior=1.0, embeddings=str(args.embeddings), seed_neighbors=5)
+        etm_row("seeded labelled ETM: prior 1 + doc prior 3 + 5 neighbours", **seeded, seed_strength=1.0,
+                seed_doc_prior=3.0, embeddings=str(args.embeddings), seed_neighbors=5)
 
     if wanted("anchored CorEx (anchor strength 3)"):
         log("training anchored CorEx")

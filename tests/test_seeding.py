@@ -153,11 +153,11 @@ def seeded_cli(tmp_path_factory, newsgroup_records) -> Path:
             fh.write(json.dumps(rec) + "\n")
     (root / "seeds.yaml").write_text("space: [space, nasa, orbit]\nreligion: [god, jesus, church]\n"
                                      "computers: [windows, drive, card, nothere]\n", encoding="utf-8")
-    assert main(["prepare", str(root / "news.jsonl.gz"), "-o", str(root / "corpus"), "--split-field", "split",
-                 "--id-field", "id", "--strip-newsgroup", "--min-df", "3", "--max-df", "0.5"]) == 0
-    assert main(["train", str(root / "corpus"), "-o", str(root / "model"), "--seeds", str(root / "seeds.yaml"),
-                 "--free-topics", "3", "--t-hidden-size", "32", "--epochs", "4", "--batch_size", "200", "--lr",
-                 "0.01", "--quiet", "--device", "cpu"]) == 0
+    # raw text + seeds -> model in one command (the corpus is prepared on the fly into model/corpus)
+    assert main(["train", str(root / "news.jsonl.gz"), "-o", str(root / "model"), "--seeds", str(root / "seeds.yaml"),
+                 "--split-field", "split", "--id-field", "id", "--strip-newsgroup", "--min-df", "3", "--max-df",
+                 "0.5", "--free-topics", "3", "--t-hidden-size", "32", "--epochs", "4", "--batch_size", "200",
+                 "--lr", "0.01", "--quiet", "--device", "cpu"]) == 0
     return root
 
 
@@ -192,6 +192,8 @@ def test_cli_names_everywhere(seeded_cli: Path, capsys) -> None:
     assert main(["transform", str(root / "model"), str(root / "news.jsonl.gz"), "-o", str(root / "theta.csv")]) == 0
     header = (root / "theta.csv").read_text(encoding="utf-8").splitlines()[0]
     assert header == "document,space,religion,computers,free_0,free_1,free_2"
+    assert main(["evaluate", str(root / "model"), str(root / "model" / "corpus")]) == 0
+    assert "document-completion perplexity on test halves" in capsys.readouterr().out
     config = json.loads((root / "model" / "config.json").read_text(encoding="utf-8"))
     assert config["seeding"]["report"]["missing"]["computers"] == ["nothere"]
     est = TopicModel.load(root / "model")

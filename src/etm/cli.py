@@ -48,23 +48,8 @@ def _add_reading_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--encoding", default="utf-8", help="text encoding of the input (default utf-8)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="etm",
-        description="Embedded Topic Model (Dieng, Ruiz & Blei, 2020): prepare a corpus, train, evaluate, "
-                    "list topics and infer topic proportions.",
-    )
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    # prepare ---------------------------------------------------------------
-    p = sub.add_parser("prepare", help="raw text -> bag-of-words corpus directory",
-                       description="Read documents, build the vocabulary on the training split and write a "
-                                   "corpus directory (vocab.txt, sparse .npz, meta.json).")
-    p.add_argument("input", help="file or directory with the documents")
-    p.add_argument("-o", "--output", required=True, help="corpus directory to write")
-    _add_reading_options(p)
+def _add_preprocessing_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """Tokenising, vocabulary and split options, shared by `etm prepare` and `etm train` on raw text."""
     g = p.add_argument_group("preprocessing (scikit-learn CountVectorizer)")
     g.add_argument(*_flag("--min-df"), type=float, default=1, help="ignore words in fewer documents "
                    "(an integer count, or a fraction below 1; default 1)")
@@ -82,6 +67,27 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(*_flag("--valid-size"), type=float, default=0.1, help="validation share (default 0.1)")
     g.add_argument(*_flag("--test-size"), type=float, default=0.1,
                    help="test share when the input has no split column (default 0.1)")
+    return g
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="etm",
+        description="Embedded Topic Model (Dieng, Ruiz & Blei, 2020): prepare a corpus, train, evaluate, "
+                    "list topics and infer topic proportions.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    # prepare ---------------------------------------------------------------
+    p = sub.add_parser("prepare", help="raw text -> bag-of-words corpus directory",
+                       description="Read documents, build the vocabulary on the training split and write a "
+                                   "corpus directory (vocab.txt, sparse .npz, meta.json).")
+    p.add_argument("input", help="file or directory with the documents")
+    p.add_argument("-o", "--output", required=True, help="corpus directory to write")
+    _add_reading_options(p)
+    g = _add_preprocessing_options(p)
     g.add_argument("--seed", type=int, default=0, help="seed of splits and completion halves (default 0)")
     p.add_argument(*_flag("--export-authors"), default=None, metavar="DIR",
                    help="also write the corpus in the ETM authors' .mat/vocab.pkl format")
@@ -91,8 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train an ETM on a prepared corpus",
                        description="Train with the authors' defaults; the best epoch is chosen on the "
                                    "validation split's document-completion perplexity.")
-    p.add_argument("corpus", help="corpus directory from `etm prepare`, or an authors'/OCTIS directory")
+    p.add_argument("corpus", help="corpus directory from `etm prepare`, an authors'/OCTIS directory, or raw "
+                                  "documents (any `etm prepare` input: prepared on the fly into OUTPUT/corpus)")
     p.add_argument("-o", "--output", required=True, help="model directory to write")
+    _add_reading_options(p)
+    g = _add_preprocessing_options(p)
+    g.add_argument(*_flag("--split-seed"), type=int, default=0,
+                   help="raw input: seed of splits and completion halves (default 0)")
     g = p.add_argument_group("model")
     g.add_argument(*_flag("--num-topics"), type=int, default=50, help="K (default 50)")
     g.add_argument(*_flag("--t-hidden-size"), type=int, default=800, help="encoder width H (default 800)")
@@ -126,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of each seed word's count given to its topic as prior pseudo-counts (default 1.0)")
     g.add_argument(*_flag("--seed-schedule"), default="constant", choices=["constant", "decay"],
                    help="keep the seed prior (default) or decay it to zero over training")
+    g.add_argument(*_flag("--seed-doc-prior"), type=float, default=3.0,
+                   help="in training, raise the prior of a document's seeded topics by this times log(1 + count "
+                        "of their seed words in it), keyATM-style (default 3.0; 0 = off)")
     g.add_argument(*_flag("--seed-neighbors"), type=int, default=0,
                    help="add this many embedding neighbours of each seed centroid at half weight (default 0)")
     g = p.add_argument_group("optimisation (the authors' defaults)")
@@ -277,31 +291,41 @@ def _load_any_corpus(path: str, fmt: str = "auto"):  # -> PreparedCorpus
     return PreparedCorpus.load(root)
 
 
-def cmd_prepare(args: argparse.Namespace) -> dict[str, Any]:
+def _is_corpus_dir(path: str, fmt: str = "auto") -> bool:
+    root = Path(path)
+    return fmt in ("authors", "octis") or (
+        fmt == "auto" and root.is_dir()
+        and any((root / name).is_file() for name in ("vocab.pkl", "corpus.tsv", "meta.json"))
+    )
+
+
+def _prepare_raw(args: argparse.Namespace, source: str, seed: int) -> tuple[Any, dict[str, Any]]:
+    """Read raw documents and build a PreparedCorpus with the command's preprocessing options."""
     from etm.preprocessing import Preprocessor
     from etm.readers import prepare_corpus, read_documents
 
-    if args.format in ("authors", "octis") or (
-        args.format == "auto" and Path(args.input).is_dir()
-        and ((Path(args.input) / "vocab.pkl").is_file() or (Path(args.input) / "corpus.tsv").is_file())
-    ):
+    raw = read_documents(source, format=args.format, encoding=args.encoding, text_field=args.text_field,
+                         label_field=args.label_field, split_field=args.split_field, id_field=args.id_field)
+    pre = Preprocessor(
+        lowercase=not args.no_lowercase,
+        stop_words=None if args.stop_words.lower() == "none" else args.stop_words,
+        extra_stop_words=tuple(_read_stop_words(args.extra_stop_words)),
+        min_df=int(args.min_df) if float(args.min_df).is_integer() and args.min_df >= 1 else args.min_df,
+        max_df=int(args.max_df) if args.max_df > 1 else args.max_df,
+        max_features=args.max_features,
+        strip_newsgroup=args.strip_newsgroup,
+        **({"token_pattern": args.token_pattern} if args.token_pattern else {}),
+    )
+    return prepare_corpus(raw, pre, valid_size=args.valid_size, test_size=args.test_size, random_state=seed)
+
+
+def cmd_prepare(args: argparse.Namespace) -> dict[str, Any]:
+    if args.format in ("authors", "octis") or (_is_corpus_dir(args.input, args.format)
+                                               and not (Path(args.input) / "meta.json").is_file()):
         prepared = _load_any_corpus(args.input, args.format)
         report: dict[str, Any] = {"source": str(args.input)}
     else:
-        raw = read_documents(args.input, format=args.format, encoding=args.encoding, text_field=args.text_field,
-                             label_field=args.label_field, split_field=args.split_field, id_field=args.id_field)
-        pre = Preprocessor(
-            lowercase=not args.no_lowercase,
-            stop_words=None if args.stop_words.lower() == "none" else args.stop_words,
-            extra_stop_words=tuple(_read_stop_words(args.extra_stop_words)),
-            min_df=int(args.min_df) if float(args.min_df).is_integer() and args.min_df >= 1 else args.min_df,
-            max_df=int(args.max_df) if args.max_df > 1 else args.max_df,
-            max_features=args.max_features,
-            strip_newsgroup=args.strip_newsgroup,
-            **({"token_pattern": args.token_pattern} if args.token_pattern else {}),
-        )
-        prepared, report = prepare_corpus(raw, pre, valid_size=args.valid_size, test_size=args.test_size,
-                                          random_state=args.seed)
+        prepared, report = _prepare_raw(args, args.input, args.seed)
     prepared.save(args.output)
     if args.export_authors:
         prepared.to_authors_format(args.export_authors)
@@ -329,7 +353,13 @@ def _print_topics(topics: Sequence[Sequence[str]], limit: int | None = None,
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     from etm.estimator import TopicModel
 
-    corpus = _load_any_corpus(args.corpus)
+    if _is_corpus_dir(args.corpus):
+        corpus = _load_any_corpus(args.corpus)
+    else:  # raw documents: prepare them with the preprocessing options and keep the corpus beside the model
+        corpus, report = _prepare_raw(args, args.corpus, args.split_seed)
+        corpus.save(Path(args.output) / "corpus")
+        logger.info("prepared %s into %s: vocabulary %d words, %s", args.corpus, Path(args.output) / "corpus",
+                    len(corpus.vocabulary), {k: v for k, v in report.items() if k.startswith("dropped")})
     if corpus.valid_halves is None:
         logger.warning("%s has no validation split: the last epoch is kept", args.corpus)
     out = Path(args.output)
@@ -343,6 +373,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         embeddings=_read_embeddings_arg(args, corpus.vocabulary), fine_tune_embeddings=args.fine_tune_embeddings,
         missing_embeddings=args.missing_embeddings, seed_topics=args.seeds, n_free_topics=args.free_topics,
         seed_strength=args.seed_strength, seed_schedule=args.seed_schedule, seed_neighbors=args.seed_neighbors,
+        seed_doc_prior=args.seed_doc_prior,
         device=args.device, random_state=args.seed, checkpoint_dir=str(ckpt),
         checkpoint_every=args.checkpoint_every, verbose=not (args.quiet or args.json),
     )

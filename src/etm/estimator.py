@@ -183,7 +183,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         weight (useful with pretrained ``embeddings``).
     seed_init : bool, default True
         Start each seeded topic's embedding at its seed words' mean embedding.
-    seed_doc_prior : float, default 0.0
+    seed_doc_prior : float, default 3.0
         In training, centre the prior of a document's seeded-topic weights at
         ``seed_doc_prior * log(1 + count of that topic's seed words)``
         (keyATM-style; see :class:`etm.seeding.SeedPrior`).
@@ -265,7 +265,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         seed_schedule: str = "constant",
         seed_neighbors: int = 0,
         seed_init: bool = True,
-        seed_doc_prior: float = 0.0,
+        seed_doc_prior: float = 3.0,
         preprocessor: Preprocessor | None = None,
         device: str = "auto",
         random_state: int | None = 2019,
