@@ -34,7 +34,7 @@ def test_estimator_figures(fitted, small_corpus, tmp_path: Path) -> None:
     svg = est.plot_topics(tmp_path / "topics.svg", topics=[0, 2]).read_text(encoding="utf-8")
     for word in est.get_topics(3)[2]:
         assert f">{word}<" in svg  # the bars are labelled with the topic's top words
-    assert "topic 2" in svg and "topic 1<" not in svg
+    assert ">topic_2<" in svg and ">topic_1<" not in svg
     svg = est.plot_training(tmp_path / "training.svg").read_text(encoding="utf-8")
     assert "validation perplexity" in svg and "KL per document" in svg
     svg = est.plot_embeddings(tmp_path / "map.svg").read_text(encoding="utf-8")
