@@ -17,7 +17,7 @@ Models (same vocabulary for all: the demo's preprocessing fitted on the training
 
 * seeded ETM variants (20 seeded + ``--free`` free topics): initialisation only, the topic-word seed prior
   at several strengths, decaying, without the initialisation, with the document prior (keyATM-style), and
-  on skip-gram embeddings with embedding-neighbour expansion (``--embeddings``);
+  on skip-gram embeddings (``--embeddings``);
 * unseeded ETM with the same number of topics, topics matched to labels by the best one-to-one assignment
   (``scipy.optimize.linear_sum_assignment``) on the training split;
 * anchored CorEx (``corextopic``) with the seed words as anchors;
@@ -216,8 +216,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.embeddings is not None:
         etm_row("seeded labelled ETM: prior 1 + doc prior 3", **seeded, seed_strength=1.0, seed_doc_prior=3.0,
                 embeddings=str(args.embeddings))
-        etm_row("seeded labelled ETM: prior 1 + doc prior 3 + 5 neighbours", **seeded, seed_strength=1.0,
-                seed_doc_prior=3.0, embeddings=str(args.embeddings), seed_neighbors=5)
 
     if wanted("anchored CorEx (anchor strength 3)"):
         log("training anchored CorEx")

@@ -140,8 +140,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(*_flag("--seed-doc-prior"), type=float, default=3.0,
                    help="in training, raise the prior of a document's seeded topics by this times log(1 + count "
                         "of their seed words in it), keyATM-style (default 3.0; 0 = off)")
-    g.add_argument(*_flag("--seed-neighbors"), type=int, default=0,
-                   help="add this many embedding neighbours of each seed centroid at half weight (default 0)")
     g = p.add_argument_group("optimisation (the authors' defaults)")
     g.add_argument("--epochs", type=int, default=20, help="maximum epochs (default 20)")
     g.add_argument(*_flag("--batch-size"), type=int, default=1000, help="documents per step (default 1000)")
@@ -372,7 +370,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         kl_warmup=args.kl_warmup, lr_schedule=args.lr_schedule, ema_decay=args.ema_decay,
         embeddings=_read_embeddings_arg(args, corpus.vocabulary), fine_tune_embeddings=args.fine_tune_embeddings,
         missing_embeddings=args.missing_embeddings, seed_topics=args.seeds, n_free_topics=args.free_topics,
-        seed_strength=args.seed_strength, seed_schedule=args.seed_schedule, seed_neighbors=args.seed_neighbors,
+        seed_strength=args.seed_strength, seed_schedule=args.seed_schedule,
         seed_doc_prior=args.seed_doc_prior,
         device=args.device, random_state=args.seed, checkpoint_dir=str(ckpt),
         checkpoint_every=args.checkpoint_every, verbose=not (args.quiet or args.json),

@@ -68,7 +68,6 @@ _PARAMETER_CONSTRAINTS: dict[str, tuple[Any, ...]] = {
     "n_free_topics": ("int_or_none", 0, None),
     "seed_strength": ("real", 0.0, None),
     "seed_schedule": ("options", ("constant", "decay")),
-    "seed_neighbors": ("int", 0, None),
     "seed_init": ("bool",),
     "seed_doc_prior": ("real", 0.0, None),
     "device": ("str",),
@@ -178,9 +177,6 @@ class TopicModel(TransformerMixin, BaseEstimator):
         topic (the Dirichlet-style prior); 0 leaves only the initialisation.
     seed_schedule : {"constant", "decay"}, default "constant"
         Keep the prior's strength, or decay it linearly to zero.
-    seed_neighbors : int, default 0
-        Add this many embedding neighbours of each seed centroid, at half
-        weight (useful with pretrained ``embeddings``).
     seed_init : bool, default True
         Start each seeded topic's embedding at its seed words' mean embedding.
     seed_doc_prior : float, default 3.0
@@ -263,7 +259,6 @@ class TopicModel(TransformerMixin, BaseEstimator):
         n_free_topics: int | None = None,
         seed_strength: float = 1.0,
         seed_schedule: str = "constant",
-        seed_neighbors: int = 0,
         seed_init: bool = True,
         seed_doc_prior: float = 3.0,
         preprocessor: Preprocessor | None = None,
@@ -301,7 +296,6 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.n_free_topics = n_free_topics
         self.seed_strength = seed_strength
         self.seed_schedule = seed_schedule
-        self.seed_neighbors = seed_neighbors
         self.seed_init = seed_init
         self.seed_doc_prior = seed_doc_prior
         self.preprocessor = preprocessor
@@ -478,7 +472,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.seed_report_ = None
         self.seed_words_ = None
         if resolved is not None:
-            regularizer = self._prepare_seeding(model, resolved, corpus, aligned is not None)
+            regularizer = self._prepare_seeding(model, resolved, corpus)
         self.topic_names_ = _topic_names(n_topics, seeds)
         result = train(
             model,
@@ -523,29 +517,21 @@ class TopicModel(TransformerMixin, BaseEstimator):
             logger.warning("every topic is seeded: no free topic is left to catch other themes")
         return int(self.n_topics)
 
-    def _prepare_seeding(self, model: ETM, resolved: Any, corpus: PreparedCorpus, pretrained: bool) -> Any:
+    def _prepare_seeding(self, model: ETM, resolved: Any, corpus: PreparedCorpus) -> Any:
         """Initialise seeded topic embeddings and build the seed prior (see :mod:`etm.seeding`)."""
-        from etm.seeding import SeedPrior, expand_with_neighbors, seed_centroids, word_counts
+        from etm.seeding import SeedPrior, seed_centroids, word_counts
 
         rows = [list(r) for r in resolved.indices]
-        weights = [[1.0] * len(r) for r in rows]
         rho = model.rho.weight.detach().cpu().numpy()
-        if self.seed_neighbors:
-            if not pretrained:
-                logger.warning("seed_neighbors without pretrained embeddings uses the random initial word "
-                               "embeddings: the neighbours are arbitrary")
-            for k, extra in enumerate(expand_with_neighbors(rho, rows, self.seed_neighbors)):
-                rows[k] += extra
-                weights[k] += [0.5] * len(extra)
         if self.seed_init:
-            centroids = seed_centroids(rho, [r[: len(resolved.indices[k])] for k, r in enumerate(rows)])
+            centroids = seed_centroids(rho, rows)
             with torch.no_grad():
                 model.alphas.weight[: len(rows)] = torch.as_tensor(centroids, dtype=model.alphas.weight.dtype)
         self.seed_words_ = {name: [self._vocab_word(corpus.vocabulary, i) for i in r]
                             for name, r in zip(resolved.seeds.names, rows)}
         self.seed_report_ = resolved.report()
         return SeedPrior(rows, word_counts(corpus.train.counts), corpus.train.n_docs, strength=self.seed_strength,
-                         schedule=self.seed_schedule, weights=weights, doc_strength=self.seed_doc_prior)
+                         schedule=self.seed_schedule, doc_strength=self.seed_doc_prior)
 
     @staticmethod
     def _vocab_word(vocabulary: Sequence[str], index: int) -> str:

@@ -16,9 +16,9 @@ The mechanism (see the README for the comparison that chose the defaults):
   documents, like the likelihood). This is MAP estimation under the asymmetric
   Dirichlet prior that seeded LDA and GuidedLDA use; ``strength`` plays the role
   of GuidedLDA's ``seed_confidence``. It can stay constant or decay to zero.
-* **Optionally, embedding neighbours.** With pretrained embeddings the seed
-  lists can be expanded with the words closest to each seed centroid, at half
-  the seed words' weight.
+* **A document prior.** In training, documents that contain a topic's seed
+  words get a prior that favours that topic (keyATM-style), so the encoder
+  learns to route documents to the seeded topics (see :class:`SeedPrior`).
 """
 
 from __future__ import annotations
@@ -206,8 +206,8 @@ class SeedPrior:
 
     *Topic-word prior*: ``-sum_{k,w} eta_kw * log beta_kw / N`` with
     pseudo-counts ``eta_kw = strength(progress) * weight_kw * n_w`` (``n_w``
-    the word's training count, ``weight`` 1 for seed words and 0.5 for
-    expansion words, N the number of training documents), so that summed over
+    the word's training count, ``weight`` 1 unless ``weights`` says otherwise,
+    N the number of training documents), so that summed over
     an epoch's batches (each a per-document mean) it adds the prior once.
 
     *Document prior* (``doc_strength`` > 0): a document that contains seed
@@ -250,7 +250,7 @@ class SeedPrior:
         if doc_strength < 0 or not math.isfinite(doc_strength):
             raise ValueError(f"doc_strength must be a finite number >= 0, got {doc_strength!r}")
         self.doc_strength = float(doc_strength)
-        # (V, S) indicator of seed words (expansion words excluded): counts seed words per document and topic.
+        # (V, S) indicator of seed words (full-weight ones): counts seed words per document and topic.
         n_topics = len(topic_words)
         self.n_seeded = n_topics
         indicator = torch.zeros(len(counts), n_topics)
@@ -298,21 +298,6 @@ def seed_centroids(embeddings: np.ndarray, topic_words: Sequence[Sequence[int]])
     """Mean embedding of each seeded topic's seed words, shape (S, E)."""
     emb = np.asarray(embeddings, dtype=np.float64)
     return np.stack([emb[list(row)].mean(axis=0) for row in topic_words])
-
-
-def expand_with_neighbors(
-    embeddings: np.ndarray, topic_words: Sequence[Sequence[int]], n_neighbors: int
-) -> list[list[int]]:
-    """For each topic, the ``n_neighbors`` words nearest (cosine) its seed centroid that are not seeds already."""
-    emb = np.asarray(embeddings, dtype=np.float64)
-    unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    seeds_anywhere = {w for row in topic_words for w in row}
-    out = []
-    for centroid in seed_centroids(emb, topic_words):
-        sims = unit @ (centroid / max(np.linalg.norm(centroid), 1e-12))
-        order = [int(i) for i in np.argsort(-sims, kind="stable") if int(i) not in seeds_anywhere]
-        out.append(order[:n_neighbors])
-    return out
 
 
 def word_counts(counts: sp.spmatrix) -> np.ndarray:
