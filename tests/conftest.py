@@ -68,3 +68,16 @@ def newsgroup_records(shared_data: Path) -> list[dict]:
             if counts == limits:
                 break
     return out
+
+
+@pytest.fixture(scope="module")
+def news_workspace(tmp_path_factory, newsgroup_records) -> Path:
+    """A directory per test module holding ``news.jsonl.gz``: ``newsgroup_records`` as a CLI input file."""
+    import gzip
+    import json
+
+    root = tmp_path_factory.mktemp("news")
+    with gzip.open(root / "news.jsonl.gz", "wt", encoding="utf-8") as fh:
+        for rec in newsgroup_records:
+            fh.write(json.dumps(rec) + "\n")
+    return root

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
@@ -13,12 +12,8 @@ from etm.cli import main
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, newsgroup_records) -> Path:
-    root = tmp_path_factory.mktemp("cli")
-    with gzip.open(root / "news.jsonl.gz", "wt", encoding="utf-8") as fh:
-        for rec in newsgroup_records:
-            fh.write(json.dumps(rec) + "\n")
-    return root
+def workspace(news_workspace) -> Path:
+    return news_workspace
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -167,12 +167,9 @@ def test_skipgram_is_reproducible_and_learns_on_20ng(newsgroup_records) -> None:
 
 
 @pytest.fixture(scope="module")
-def labelled_workspace(tmp_path_factory, newsgroup_records) -> Path:
+def labelled_workspace(news_workspace) -> Path:
     """raw 20NG -> etm prepare -> etm embed --corpus -> etm train --embeddings (fixed)."""
-    root = tmp_path_factory.mktemp("letm")
-    with gzip.open(root / "news.jsonl.gz", "wt", encoding="utf-8") as fh:
-        for rec in newsgroup_records:
-            fh.write(json.dumps(rec) + "\n")
+    root = news_workspace
     assert main(["prepare", str(root / "news.jsonl.gz"), "-o", str(root / "corpus"), "--label-field", "label",
                  "--split-field", "split", "--strip-newsgroup", "--min-df", "3", "--max-df", "0.5"]) == 0
     assert main(["embed", str(root / "news.jsonl.gz"), "-o", str(root / "vectors.txt"), "--split-field", "split",

@@ -11,15 +11,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_quickstart_runs(shared_data: Path) -> None:
+def _run_example(script: str, shared_data: Path, *args: str) -> str:
+    """Run ``examples/<script>`` on the shared data; return its stdout (a failure shows its stderr)."""
     env = {**os.environ, "ETM_SHARED_DATA": str(shared_data)}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "quickstart.py"), "--limit", "400", "--epochs", "2",
-         "--topics", "4"],
-        capture_output=True, text=True, env=env, timeout=600,
-    )
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args],
+                          capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "topic  0:" in proc.stdout and "coherence:" in proc.stdout and "same topics: True" in proc.stdout
+    return proc.stdout
+
+
+def test_quickstart_runs(shared_data: Path) -> None:
+    stdout = _run_example("quickstart.py", shared_data, "--limit", "400", "--epochs", "2", "--topics", "4")
+    assert "topic  0:" in stdout and "coherence:" in stdout and "same topics: True" in stdout
+    assert "figures: topics.png, training.png, map.png" in stdout and "nearest words of" in stdout
+
 
 
 def test_internal_pipeline_notebook_executes(shared_data: Path, monkeypatch) -> None:
@@ -48,12 +53,6 @@ def test_internal_pipeline_notebook_executes(shared_data: Path, monkeypatch) -> 
 
 
 def test_seeded_topics_example_runs(shared_data: Path) -> None:
-    env = {**os.environ, "ETM_SHARED_DATA": str(shared_data)}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "seeded_topics.py"), "--limit", "600", "--epochs", "2",
-         "--free-topics", "2"],
-        capture_output=True, text=True, env=env, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.startswith("alt.atheism") and "sci.space" in proc.stdout
-    assert re.search(r"label = newsgroup for \d+ of 150 test messages", proc.stdout)
+    stdout = _run_example("seeded_topics.py", shared_data, "--limit", "600", "--epochs", "2", "--free-topics", "2")
+    assert stdout.startswith("alt.atheism") and "sci.space" in stdout
+    assert re.search(r"label = newsgroup for \d+ of 150 test messages", stdout)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 import logging
 from pathlib import Path
@@ -146,11 +145,8 @@ def test_seeded_errors(small_corpus) -> None:
 
 
 @pytest.fixture(scope="module")
-def seeded_cli(tmp_path_factory, newsgroup_records) -> Path:
-    root = tmp_path_factory.mktemp("seeded")
-    with gzip.open(root / "news.jsonl.gz", "wt", encoding="utf-8") as fh:
-        for rec in newsgroup_records:
-            fh.write(json.dumps(rec) + "\n")
+def seeded_cli(news_workspace) -> Path:
+    root = news_workspace
     (root / "seeds.yaml").write_text("space: [space, nasa, orbit]\nreligion: [god, jesus, church]\n"
                                      "computers: [windows, drive, card, nothere]\n", encoding="utf-8")
     # raw text + seeds -> model in one command (the corpus is prepared on the fly into model/corpus)
