@@ -413,7 +413,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
                   f"{'fine-tuned' if args.fine_tune_embeddings else 'fixed'}")
         print(f"trained {est.n_iter_} epochs in {summary['seconds']} s on {est.device_}; best epoch "
               f"{est.best_epoch_}, validation perplexity {ppl}; model saved to {out}")
-        _print_topics(summary["topics"], args.topics, est.topic_names_)
+        _print_topics(summary["topics"], args.topics, est.topic_names_ if est.n_seeded_topics_ else None)
     return summary
 
 
