@@ -159,3 +159,14 @@ def test_cosine_schedule_and_kl_warmup(small_corpus) -> None:
         _cfg(lr_schedule="cosine", anneal_lr=True).validate()
     with pytest.raises(ValueError, match=r"unknown lr_schedule 'step'; choose one of \['constant', 'cosine'\]"):
         _cfg(lr_schedule="step").validate()
+
+
+def test_kl_weight_scales_the_kl_term(small_corpus) -> None:
+    full = train(_fresh(small_corpus), small_corpus, _cfg(epochs=4))
+    weak = train(_fresh(small_corpus), small_corpus, _cfg(epochs=4, kl_weight=0.05))
+    for h in weak.history:
+        assert h["loss"] == pytest.approx(h["reconstruction"] + 0.05 * h["kl"], rel=1e-5)
+    # a weaker pull toward the prior lets the posterior move further from it
+    assert weak.history[-1]["kl"] > full.history[-1]["kl"]
+    with pytest.raises(ValueError, match="kl_weight must be a positive number"):
+        _cfg(kl_weight=0.0).validate()

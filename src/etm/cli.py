@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after this many epochs without a better validation perplexity (default: off)")
     g.add_argument(*_flag("--kl-warmup"), type=int, default=0,
                    help="epochs of linear KL warm-up, 0 = off (default 0)")
+    g.add_argument(*_flag("--kl-weight"), type=float, default=1.0,
+                   help="multiplier of the KL term; below 1 documents concentrate on fewer topics (default 1, "
+                        "the authors' objective)")
     g.add_argument(*_flag("--lr-schedule"), default="constant", choices=["constant", "cosine"],
                    help="learning-rate schedule (default constant, the authors')")
     g.add_argument(*_flag("--ema-decay"), type=float, default=0.0,
@@ -367,7 +370,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         dropout=args.enc_drop, background=bool(args.background), epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, optimizer=args.optimizer, weight_decay=args.wdecay, clip=args.clip, bow_norm=bool(args.bow_norm),
         anneal_lr=bool(args.anneal_lr), nonmono=args.nonmono, lr_factor=args.lr_factor, patience=args.patience,
-        kl_warmup=args.kl_warmup, lr_schedule=args.lr_schedule, ema_decay=args.ema_decay,
+        kl_warmup=args.kl_warmup, kl_weight=args.kl_weight, lr_schedule=args.lr_schedule, ema_decay=args.ema_decay,
         embeddings=_read_embeddings_arg(args, corpus.vocabulary), fine_tune_embeddings=args.fine_tune_embeddings,
         missing_embeddings=args.missing_embeddings, seed_topics=args.seeds, n_free_topics=args.free_topics,
         seed_strength=args.seed_strength, seed_schedule=args.seed_schedule,

@@ -62,6 +62,7 @@ _PARAMETER_CONSTRAINTS: dict[str, tuple[Any, ...]] = {
     "lr_factor": ("real", 1.000001, None),
     "patience": ("int_or_none", 1, None),
     "kl_warmup": ("int", 0, None),
+    "kl_weight": ("real", 1e-6, None),
     "lr_schedule": ("options", LR_SCHEDULES),
     "ema_decay": ("real", 0.0, 0.999999),
     "valid_size": ("real", 0.0, 0.9),
@@ -158,9 +159,10 @@ class TopicModel(TransformerMixin, BaseEstimator):
     patience : int or None, default None
         Early stopping after this many epochs without a better validation
         perplexity.
-    kl_warmup, lr_schedule, ema_decay
-        KL warm-up epochs, "constant" or "cosine" learning rate, and weight
-        averaging; off by default (see :class:`etm.training.TrainingConfig`).
+    kl_warmup, kl_weight, lr_schedule, ema_decay
+        KL warm-up epochs, KL multiplier, "constant" or "cosine" learning
+        rate, and weight averaging; the authors' objective by default (see
+        :class:`etm.training.TrainingConfig`).
     valid_size : float, default 0.1
         Share of training documents held out for validation when ``fit`` is
         given texts or a single corpus (0 disables validation).
@@ -252,6 +254,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         lr_factor: float = 4.0,
         patience: int | None = None,
         kl_warmup: int = 0,
+        kl_weight: float = 1.0,
         lr_schedule: str = "constant",
         ema_decay: float = 0.0,
         valid_size: float = 0.1,
@@ -289,6 +292,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.lr_factor = lr_factor
         self.patience = patience
         self.kl_warmup = kl_warmup
+        self.kl_weight = kl_weight
         self.lr_schedule = lr_schedule
         self.ema_decay = ema_decay
         self.valid_size = valid_size
@@ -326,6 +330,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
             lr_factor=self.lr_factor,
             patience=self.patience,
             kl_warmup=self.kl_warmup,
+            kl_weight=self.kl_weight,
             lr_schedule=self.lr_schedule,
             ema_decay=self.ema_decay,
             eval_batch_size=max(self.batch_size, 1000),

@@ -98,6 +98,12 @@ class TrainingConfig:
         encoder otherwise collapses onto the prior (KL near 0, theta
         uninformative) and perplexity stalls for the first epochs; warming
         the KL up lets it learn informative topic proportions first.
+    kl_weight : float
+        Multiplier of the KL term (1 = the ELBO, the authors' objective).
+        Below 1 it weakens the pull of every document's topic proportions
+        toward the dense N(0, I) prior, so documents concentrate on fewer
+        topics (a beta-VAE-style trade of perplexity for topic quality; see
+        benchmarks/lda_gap.py).
     lr_schedule : str
         "constant" (the authors') or "cosine": the learning rate decays
         per step from ``lr`` to 0 over ``epochs``, which removes the late
@@ -128,6 +134,7 @@ class TrainingConfig:
     eval_every: int = 1
     checkpoint_every: int = 5
     kl_warmup: int = 0
+    kl_weight: float = 1.0
     lr_schedule: str = "constant"
     ema_decay: float = 0.0
     seed: int = 2019
@@ -147,6 +154,8 @@ class TrainingConfig:
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of {list(LR_SCHEDULES)}")
         if self.lr_schedule != "constant" and self.anneal_lr:
             raise ValueError("anneal_lr and lr_schedule='cosine' both set the learning rate; choose one")
+        if not (isinstance(self.kl_weight, (int, float, np.number)) and 0 < self.kl_weight < float("inf")):
+            raise ValueError(f"kl_weight must be a positive number, got {self.kl_weight!r}")
         if not isinstance(self.kl_warmup, (int, np.integer)) or self.kl_warmup < 0:
             raise ValueError(f"kl_warmup must be a non-negative integer, got {self.kl_warmup!r}")
         if self.patience is not None and self.patience < 1:
@@ -491,11 +500,10 @@ def _train(
                     mu, logsigma, kld = model.encode(_encoder_input(batch, config.bow_norm, dev))
                     theta = F.softmax(model.reparameterize(mu, logsigma), dim=-1)
                     recon, _ = model(batch, None, theta=theta)
+                kl_weight = config.kl_weight
                 if config.kl_warmup:
-                    kl_weight = min(1.0, (epoch * n_batches + b + 1) / (config.kl_warmup * n_batches))
-                    loss = recon + kl_weight * kld
-                else:
-                    loss = recon + kld
+                    kl_weight *= min(1.0, (epoch * n_batches + b + 1) / (config.kl_warmup * n_batches))
+                loss = recon + kl_weight * kld if kl_weight != 1.0 else recon + kld
                 if regularizer is not None:
                     prior = regularizer(model, (epoch * n_batches + b) / (config.epochs * n_batches), batch, mu)
                     if prior is not None:
