@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -641,7 +642,8 @@ def cmd_label(args: argparse.Namespace) -> dict[str, Any]:
         atomic_write_text(out, header + "\n" + "\n".join(rows) + "\n")
     else:
         raise ValueError(f"unsupported output {out}: use a .csv, .tsv or .json file name")
-    counts = {name: labels.count(name) for name in [*names, "none"]}
+    tally = Counter(labels)
+    counts = {name: tally[name] for name in [*names, "none"]}
     summary = {"output": str(out), "documents": len(labels), "labels": counts, **report}
     if not args.json:
         print(f"labelled {len(labels)} documents -> {out}")

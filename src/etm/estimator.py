@@ -526,21 +526,15 @@ class TopicModel(TransformerMixin, BaseEstimator):
         """Initialise seeded topic embeddings and build the seed prior (see :mod:`etm.seeding`)."""
         from etm.seeding import SeedPrior, seed_centroids, word_counts
 
-        rows = [list(r) for r in resolved.indices]
-        rho = model.rho.weight.detach().cpu().numpy()
+        rows = resolved.indices
         if self.seed_init:
-            centroids = seed_centroids(rho, rows)
+            centroids = seed_centroids(model.rho.weight.detach().cpu().numpy(), rows)
             with torch.no_grad():
                 model.alphas.weight[: len(rows)] = torch.as_tensor(centroids, dtype=model.alphas.weight.dtype)
-        self.seed_words_ = {name: [self._vocab_word(corpus.vocabulary, i) for i in r]
-                            for name, r in zip(resolved.seeds.names, rows)}
+        self.seed_words_ = {name: [str(corpus.vocabulary[i]) for i in r] for name, r in zip(resolved.seeds.names, rows)}
         self.seed_report_ = resolved.report()
         return SeedPrior(rows, word_counts(corpus.train.counts), corpus.train.n_docs, strength=self.seed_strength,
                          schedule=self.seed_schedule, doc_strength=self.seed_doc_prior)
-
-    @staticmethod
-    def _vocab_word(vocabulary: Sequence[str], index: int) -> str:
-        return str(vocabulary[index])
 
     def _aligned_embeddings(self, vocabulary: Sequence[str]) -> Any:
         """``embeddings`` in the vocabulary's order, or None for the unlabelled ETM."""

@@ -266,15 +266,22 @@ class SeedPrior:
             return self.strength * max(0.0, 1.0 - progress)
         return self.strength
 
-    def __call__(self, model: Any, progress: float, batch: Any = None, mu: torch.Tensor | None = None
-                 ) -> torch.Tensor | None:
+    def _on(self, device: torch.device) -> None:
+        """Move the index tensors to ``device`` once, not on every batch."""
+        if self.eta.device != device:
+            self.topics, self.words = self.topics.to(device), self.words.to(device)
+            self.eta, self.indicator = self.eta.to(device), self.indicator.to(device)
+
+    def __call__(self, model: Any, progress: float, batch: Any = None, mu: torch.Tensor | None = None,
+                 beta: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The prior terms for one batch; ``beta`` (K, V) is the step's, when the caller has it already."""
         terms = []
         s = self.strength_at(progress)
         if s > 0.0:
-            beta = model.get_beta()
-            dev = beta.device
-            log_beta = torch.log(beta[self.topics.to(dev), self.words.to(dev)] + 1e-10)
-            terms.append(-(s * self.eta.to(dev) * log_beta).sum())
+            beta = model.get_beta() if beta is None else beta
+            self._on(beta.device)
+            log_beta = torch.log(beta[self.topics, self.words] + 1e-10)
+            terms.append(-(s * self.eta * log_beta).sum())
         if self.doc_strength > 0.0 and batch is not None and mu is not None:
             m = self.doc_strength * torch.log1p(self.seed_counts(batch).to(mu.device))  # (B, S)
             mu_s = mu[:, : self.n_seeded]
@@ -286,8 +293,8 @@ class SeedPrior:
         from etm.model import SparseBatch
 
         if isinstance(batch, SparseBatch):
-            ind = self.indicator.to(batch.values.device)
-            contrib = batch.values.unsqueeze(1) * ind[batch.indices]  # (nnz, S)
+            self._on(batch.values.device)
+            contrib = batch.values.unsqueeze(1) * self.indicator[batch.indices]  # (nnz, S)
             out = torch.zeros(batch.n_docs, self.n_seeded, device=contrib.device, dtype=contrib.dtype)
             return out.index_add_(0, batch.rows, contrib)
         dense = batch.to_dense() if batch.layout != torch.strided else batch

@@ -333,7 +333,7 @@ def _train(
     extra_metadata: dict[str, Any] | None = None,
     on_batch_end: Callable[[int, int, float], None] | None = None,
     on_epoch_end: Callable[[int, ETM, dict[str, Any]], None] | None = None,
-    regularizer: Callable[[ETM, float, SparseBatch, torch.Tensor], torch.Tensor | None] | None = None,
+    regularizer: Callable[..., torch.Tensor | None] | None = None,
 ) -> TrainingResult:
     """Fit ``model`` on ``corpus.train``, selecting the best epoch on ``corpus.valid``.
 
@@ -364,9 +364,10 @@ def _train(
         its time is not counted in the epoch's ``seconds``.
 
     regularizer : callable, optional
-        ``f(model, progress, batch, mu) -> scalar tensor or None`` added to
-        every batch's loss, ``progress`` in [0, 1) being the share of training
-        done, ``batch`` the :class:`SparseBatch` and ``mu`` its posterior means;
+        ``f(model, progress, batch, mu, beta) -> scalar tensor or None`` added
+        to every batch's loss, ``progress`` in [0, 1) being the share of
+        training done, ``batch`` the :class:`SparseBatch`, ``mu`` its posterior
+        means and ``beta`` the step's topics (computed once, shared);
         e.g. the seeded-topic prior of :class:`etm.seeding.SeedPrior`. Its
         epoch mean is recorded as ``prior`` in the history.
 
@@ -496,16 +497,18 @@ def _train(
                         group["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * progress_share))
                 if regularizer is None:
                     recon, kld = model(batch, _encoder_input(batch, config.bow_norm, dev))
-                else:  # the same computation as forward(), keeping mu for the regularizer
+                else:  # the same computation as forward(), keeping mu and beta for the regularizer
                     mu, logsigma, kld = model.encode(_encoder_input(batch, config.bow_norm, dev))
                     theta = F.softmax(model.reparameterize(mu, logsigma), dim=-1)
-                    recon, _ = model(batch, None, theta=theta)
+                    beta = model.get_beta()
+                    recon = model.reconstruction_loss(batch, theta, beta).mean()
                 kl_weight = config.kl_weight
                 if config.kl_warmup:
                     kl_weight *= min(1.0, (epoch * n_batches + b + 1) / (config.kl_warmup * n_batches))
                 loss = recon + kl_weight * kld if kl_weight != 1.0 else recon + kld
                 if regularizer is not None:
-                    prior = regularizer(model, (epoch * n_batches + b) / (config.epochs * n_batches), batch, mu)
+                    prior = regularizer(model, (epoch * n_batches + b) / (config.epochs * n_batches), batch, mu,
+                                        beta)
                     if prior is not None:
                         loss = loss + prior
                         sums["prior"] += float(prior.detach()) * len(idx)
