@@ -192,6 +192,8 @@ def test_cli_names_everywhere(seeded_cli: Path, capsys) -> None:
     assert "document-completion perplexity on test halves" in capsys.readouterr().out
     config = json.loads((root / "model" / "config.json").read_text(encoding="utf-8"))
     assert config["seeding"]["report"]["missing"]["computers"] == ["nothere"]
+    assert main(["neighbors", str(root / "model"), "--topics", "-n", "3"]) == 0
+    assert capsys.readouterr().out.startswith("space: ")
     est = TopicModel.load(root / "model")
     svg = est.plot_topics(root / "t.svg").read_text(encoding="utf-8")
     assert ">religion<" in svg and ">free_1<" in svg

@@ -479,11 +479,13 @@ def cmd_neighbors(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"words": {w: est.nearest_words(w, args.neighbors) for w in args.words}}
     if args.topics:
         result["topics"] = est.topic_neighbors(args.neighbors)
+        result["topic_names"] = est.topic_names_
     if not args.json:
         for word, near in result["words"].items():
             print(f"{word}: " + ", ".join(f"{w} ({s:.2f})" for w, s in near))
-        for k, near in enumerate(result.get("topics", [])):
-            print(f"topic {k:3d}: " + " ".join(w for w, _ in near))
+        names = est.topic_names_ if est.n_seeded_topics_ else [f"topic {k:3d}" for k in range(len(est.topic_names_))]
+        for name, near in zip(names, result.get("topics", [])):
+            print(f"{name}: " + " ".join(w for w, _ in near))
     return result
 
 
