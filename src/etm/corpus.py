@@ -367,6 +367,11 @@ class PreparedCorpus:
             raise ValueError(f"{meta_path}: not valid JSON (line {err.lineno}): {err.msg}") from None
         if meta.get("format") != "etm-corpus":
             raise ValueError(f"{meta_path}: not an etm corpus (format={meta.get('format')!r})")
+        if meta.get("layout") == "sharded":
+            from etm.shards import ShardedCorpus
+
+            logger.info("%s is a sharded corpus: loading all its shards into memory", root)
+            return ShardedCorpus.load(root).to_prepared()
         if meta.get("format_version") != CORPUS_FORMAT_VERSION:
             raise ValueError(
                 f"{meta_path}: corpus format version {meta.get('format_version')!r}, "

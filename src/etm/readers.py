@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from etm._io import _decode, _lines, _normalise_split, _read_text
+from etm._io import _check_file, _decode, _lines, _normalise_split, _read_text
 from etm.corpus import Corpus, PreparedCorpus
 from etm.formats import read_authors_format, read_octis
 from etm.preprocessing import Preprocessor
@@ -45,6 +45,8 @@ __all__ = [
     "read_authors_format",
     "read_octis",
     "prepare_corpus",
+    "RawRecord",
+    "iter_documents",
 ]
 
 #: Accepted values of ``read_documents(format=...)``.
@@ -472,6 +474,170 @@ def read_documents(
         delimiter="\t" if fmt == "tsv" else ",",
         encoding=encoding,
     )
+
+
+# --------------------------------------------------------------------------- #
+# Streaming: one document at a time, for inputs larger than memory
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class RawRecord:
+    """One document as :func:`iter_documents` yields it."""
+
+    text: str
+    label: str | None
+    split: str | None
+    doc_id: str
+
+
+def _open_binary(path: Path) -> Any:
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b" or path.suffix == ".gz":
+        import gzip
+
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def _stream_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
+    """(1-based line number, decoded line without its end) of a possibly gzipped file, never all at once."""
+    try:
+        "".encode(encoding)
+    except LookupError:
+        raise ValueError(f"unknown encoding {encoding!r} for {path}") from None
+    fh = _open_binary(path)
+    try:
+        for lineno, raw in enumerate(fh, start=1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf") and encoding.replace("-", "").lower() == "utf8":
+                raw = raw[3:]
+            try:
+                line = raw.decode(encoding)
+            except UnicodeDecodeError as err:
+                raise UnicodeDecodeError(
+                    err.encoding, err.object, err.start, err.end,
+                    f"{err.reason} in {path}, line {lineno}; pass the right encoding (e.g. --encoding latin-1)",
+                ) from None
+            yield lineno, line.rstrip("\n").rstrip("\r")
+    except (OSError, EOFError) as err:
+        raise ValueError(f"{path}: not a readable file ({err})") from None
+    finally:
+        fh.close()
+
+
+def iter_documents(
+    path: str | os.PathLike[str],
+    *,
+    format: str = "auto",
+    encoding: str = "utf-8",
+    text_field: str = "text",
+    label_field: str | None = None,
+    split_field: str | None = None,
+    id_field: str | None = None,
+) -> Iterator[RawRecord]:
+    """Stream the documents :func:`read_documents` would return, one :class:`RawRecord` at a time.
+
+    Memory does not grow with the file: this is what ``etm prepare
+    --shard-size`` and ``etm transform`` read larger-than-memory inputs with.
+    Blank lines of text files are yielded as empty documents (so ids stay
+    line numbers); blank JSON lines are skipped, as :func:`read_jsonl` does.
+    Errors name the file and line, as the whole-file readers do.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+    p = Path(path)
+    fmt = _guess_format(p) if format == "auto" else format
+    if fmt in ("text", "folder") and (text_field, label_field, split_field, id_field) != ("text", None, None, None):
+        raise ValueError(f"format {fmt!r} has no fields; use jsonl, csv or tsv for fields")
+    if fmt == "folder":
+        yield from _iter_folder(p, encoding)
+        return
+    _check_file(p)
+    if fmt == "text":
+        for lineno, line in _stream_lines(p, encoding):
+            yield RawRecord(line, None, None, f"line {lineno}")
+        return
+    if fmt == "jsonl":
+        for lineno, line in _stream_lines(p, encoding):
+            if not line.strip():
+                continue
+            where = f"{p}, line {lineno}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{where}: expected a JSON object per line, got a {type(record).__name__}")
+            yield RawRecord(
+                _get_text(record, text_field, where, "field"),
+                None if label_field is None else str(_get_field(record, label_field, where, "field")),
+                None if split_field is None else _normalise_split(_get_field(record, split_field, where, "field"),
+                                                                  where),
+                str(_get_field(record, id_field, where, "field")) if id_field is not None else f"line {lineno}",
+            )
+        return
+    yield from _iter_csv(p, "\t" if fmt == "tsv" else ",", encoding, text_field, label_field, split_field, id_field)
+
+
+def _iter_csv(
+    p: Path, delimiter: str, encoding: str, text_column: str, label_column: str | None,
+    split_column: str | None, id_column: str | None,
+) -> Iterator[RawRecord]:
+    old_limit = csv.field_size_limit()
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    try:
+        lines = (line + "\n" for _, line in _stream_lines(p, encoding))
+        reader = csv.reader(lines, delimiter=delimiter)
+        start = 1
+        header: list[str] | None = None
+        index: dict[str, int | None] = {}
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as err:
+                raise ValueError(f"{p}, line {reader.line_num}: malformed record ({err})") from None
+            lineno, start = start, reader.line_num + 1
+            if not row:
+                continue
+            if header is None:
+                header = [h.strip() for h in row]
+                existing = ", ".join(repr(h) for h in header)
+                for key, name in (("text", text_column), ("label", label_column), ("split", split_column),
+                                  ("id", id_column)):
+                    if name is not None and name not in header:
+                        raise ValueError(f"{p}: no column {name!r}; the columns are: {existing}")
+                    index[key] = None if name is None else header.index(name)
+                continue
+            where = f"{p}, line {lineno}"
+            if len(row) != len(header):
+                raise ValueError(f"{where}: {len(row)} fields but the header has {len(header)}")
+            i_label, i_split, i_id = index["label"], index["split"], index["id"]
+            yield RawRecord(
+                row[index["text"]],  # type: ignore[index]
+                None if i_label is None else row[i_label],
+                None if i_split is None else _normalise_split(row[i_split], where),
+                row[i_id] if i_id is not None else f"line {lineno}",
+            )
+        if header is None:
+            raise ValueError(f"{p} has no header row")
+    finally:
+        csv.field_size_limit(old_limit)
+
+
+def _iter_folder(root: Path, encoding: str) -> Iterator[RawRecord]:
+    if not root.exists():
+        raise FileNotFoundError(f"{root} does not exist")
+    if not root.is_dir():
+        raise ValueError(f"{root} is not a folder")
+    entries = sorted(e for e in root.iterdir() if not e.name.startswith("."))
+    subdirs = [e for e in entries if e.is_dir()]
+    groups = [(sub, sub.name) for sub in subdirs] if subdirs else [(root, None)]
+    for folder, label in groups:
+        files = _visible_files(folder) if label is not None else [e for e in entries if e.is_file()]
+        for f in files:
+            raw = f.read_bytes()
+            yield RawRecord(_decode(raw, f, encoding) if raw else "", label, None, f.relative_to(root).as_posix())
 
 
 # --------------------------------------------------------------------------- #

@@ -24,7 +24,9 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from etm.batching import batch_source, completion_chunks
 from etm.corpus import PreparedCorpus
+from etm.distributed import all_sum, broadcast_float, rank_and_world
 from etm.metrics import CompletionScores, completion_loglik, perplexity_per_document, perplexity_per_token
 from etm.model import ETM, SparseBatch
 from etm.persistence import load_checkpoint, load_model, restore_optimizer, save_checkpoint, save_model
@@ -268,18 +270,60 @@ def evaluate_completion(
     device: torch.device | str | None = None,
 ) -> CompletionScores:
     """Document-completion perplexity: theta from the first halves, likelihood of the second."""
-    if first_half.shape != second_half.shape:
-        raise ValueError(f"halves differ in shape: {first_half.shape} vs {second_half.shape}")
-    theta = infer_theta(model, first_half, batch_size=batch_size, bow_norm=bow_norm, device=device)
+    return evaluate_completion_chunks(model, [(first_half, second_half)], batch_size=batch_size, bow_norm=bow_norm,
+                                      device=device)
+
+
+def evaluate_completion_chunks(
+    model: ETM,
+    chunks: Sequence[tuple[sp.spmatrix, sp.spmatrix]],
+    *,
+    batch_size: int = 1000,
+    bow_norm: bool = True,
+    device: torch.device | str | None = None,
+) -> CompletionScores:
+    """:func:`evaluate_completion` over halves given in pieces (e.g. one per shard); memory holds one piece."""
     beta = get_topic_word(model)
-    ll = completion_loglik(theta, beta, second_half)
-    n = np.asarray(second_half.sum(axis=1)).ravel()
+    lls, lengths = [], []
+    for first_half, second_half in chunks:
+        if first_half.shape != second_half.shape:
+            raise ValueError(f"halves differ in shape: {first_half.shape} vs {second_half.shape}")
+        for start in range(0, first_half.shape[0], 50 * batch_size):  # bounds theta's memory per piece
+            h1 = first_half[start : start + 50 * batch_size]
+            h2 = sp.csr_matrix(second_half[start : start + 50 * batch_size], dtype=np.float64)
+            theta = infer_theta(model, h1, batch_size=batch_size, bow_norm=bow_norm, device=device)
+            lls.append(completion_loglik(theta, beta, h2))
+            lengths.append(np.asarray(h2.sum(axis=1)).ravel())
+    if not lls:
+        raise ValueError("no documents to evaluate document completion on")
+    ll, n = np.concatenate(lls), np.concatenate(lengths)
     return CompletionScores(
         perplexity_per_document=perplexity_per_document(ll, n),
         perplexity_per_token=perplexity_per_token(ll, n),
-        n_documents=int(second_half.shape[0]),
+        n_documents=int(n.size),
         n_tokens=int(n.sum()),
     )
+
+
+class _TrainingStep(torch.nn.Module):
+    """One forward pass of training as a module, so ``DistributedDataParallel`` can wrap it.
+
+    The same computation as :meth:`ETM.forward`, also returning ``mu`` and
+    ``beta`` for regularizers (e.g. the seed prior).
+    """
+
+    def __init__(self, model: ETM) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, batch: SparseBatch, encoder_input: SparseBatch | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logsigma, kld = self.model.encode(encoder_input)
+        theta = F.softmax(self.model.reparameterize(mu, logsigma), dim=-1)
+        beta = self.model.get_beta()
+        recon = self.model.reconstruction_loss(batch, theta, beta).mean()
+        return recon, kld, mu, beta
 
 
 def _swap_in(params: list[torch.Tensor], ema: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
@@ -386,19 +430,31 @@ def _train(
     """
     config.validate()
     dev = torch.device(device)
+    rank, world = rank_and_world()
+    main = rank == 0
     vocabulary = corpus.vocabulary
     if len(vocabulary) != model.vocab_size:
         raise ValueError(f"corpus has {len(vocabulary)} words, model vocabulary has {model.vocab_size} words")
-    train_counts = corpus.train.counts.astype(np.float32)
-    if train_counts.shape[0] == 0:
+    generator = torch.Generator()
+    generator.manual_seed(config.seed)
+    source = batch_source(corpus, generator, config.seed)
+    if source.n_docs == 0:
         raise ValueError("the training corpus has no documents")
-    has_valid = corpus.valid_halves is not None and corpus.valid_halves[0].shape[0] > 0
+    valid_chunks = completion_chunks(corpus, "valid")
+    has_valid = bool(valid_chunks)
     ckpt_root = Path(checkpoint_dir) if checkpoint_dir is not None else None
     meta = {"training": asdict(config), **(extra_metadata or {})}
 
-    generator = torch.Generator()
-    generator.manual_seed(config.seed)
     model.to(dev)
+    runner: torch.nn.Module = _TrainingStep(model)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        if config.batch_size % world:
+            logger.warning("batch size %d is not a multiple of %d processes: each takes %d documents a step",
+                           config.batch_size, world, config.batch_size // world)
+        runner = DistributedDataParallel(runner, device_ids=[dev.index] if dev.type == "cuda" else None,
+                                         broadcast_buffers=False)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(config.optimizer, trainable, config.lr, config.weight_decay)
     ema: list[torch.Tensor] | None = [p.detach().clone() for p in trainable] if config.ema_decay > 0 else None
@@ -439,9 +495,10 @@ def _train(
             logger.info("no checkpoint in %s yet; starting from scratch", last)
 
     logger.info(
-        "training ETM: %d documents, V=%d, K=%d, device=%s, %s",
-        train_counts.shape[0], model.vocab_size, model.num_topics, dev,
+        "training ETM: %d documents, V=%d, K=%d, device=%s, %s%s",
+        source.n_docs, model.vocab_size, model.num_topics, dev,
         ", ".join(f"{k}={v}" for k, v in asdict(config).items()),
+        f", {world} processes" if world > 1 else "",
     )
     if not has_valid:
         logger.warning("no validation halves: the last epoch is kept and early stopping is off")
@@ -458,7 +515,7 @@ def _train(
 
     def write_best(unsaved: bool) -> bool:
         """Write the best weights so far (kept in memory between checkpoints); returns False."""
-        if ckpt_root is not None and unsaved and best_state is not None:
+        if ckpt_root is not None and main and unsaved and best_state is not None:
             current = {k: v.detach().clone() for k, v in model.state_dict().items()}
             model.load_state_dict(best_state)
             save_model(ckpt_root / "best", model, vocabulary,
@@ -467,41 +524,39 @@ def _train(
         return False
 
     def write_last(epochs_completed: int) -> None:
-        if ckpt_root is not None:
+        if ckpt_root is not None and main:
             states = _rng_states(generator)
             if ema is not None:
                 states.update({f"ema.{i}": shadow for i, shadow in enumerate(ema)})
             save_checkpoint(ckpt_root / "last", model, vocabulary, optimizer, trainer_state(epochs_completed),
                             states, extra=meta)
 
-    n_batches = math.ceil(train_counts.shape[0] / config.batch_size)
+    n_batches = source.n_steps(config.batch_size, world, start_epoch)
     t_start = time.perf_counter()
     stopped_early = False
     best_unsaved = False
     epoch = start_epoch
     from tqdm.auto import tqdm  # here, not at import: in a notebook without ipywidgets it warns on import
 
-    progress = tqdm(total=config.epochs, initial=start_epoch, disable=not verbose, unit="epoch", desc="ETM")
+    progress = tqdm(total=config.epochs, initial=start_epoch, disable=not (verbose and main), unit="epoch",
+                    desc="ETM")
     try:
         for epoch in range(start_epoch, config.epochs):
             t_epoch = time.perf_counter()
             model.train()
-            order = torch.randperm(train_counts.shape[0], generator=generator).numpy()
+            if world > 1:  # each process its own noise and dropout, reproducible from any epoch on resume
+                torch.manual_seed(int(np.random.SeedSequence([config.seed, rank, epoch]).generate_state(1)[0]))
+            n_batches = source.n_steps(config.batch_size, world, epoch)
             sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "prior": 0.0}
             n_seen = 0
-            for b, (idx, batch) in enumerate(_batches(train_counts, config.batch_size, dev, order)):
+            for b, rows in enumerate(source.epoch(epoch, config.batch_size, rank, world)):
+                batch = SparseBatch.from_scipy(rows, device=dev)
                 optimizer.zero_grad(set_to_none=True)
                 if config.lr_schedule == "cosine":
                     progress_share = (epoch * n_batches + b) / (config.epochs * n_batches)
                     for group in optimizer.param_groups:
                         group["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * progress_share))
-                if regularizer is None:
-                    recon, kld = model(batch, _encoder_input(batch, config.bow_norm, dev))
-                else:  # the same computation as forward(), keeping mu and beta for the regularizer
-                    mu, logsigma, kld = model.encode(_encoder_input(batch, config.bow_norm, dev))
-                    theta = F.softmax(model.reparameterize(mu, logsigma), dim=-1)
-                    beta = model.get_beta()
-                    recon = model.reconstruction_loss(batch, theta, beta).mean()
+                recon, kld, mu, beta = runner(batch, _encoder_input(batch, config.bow_norm, dev))
                 kl_weight = config.kl_weight
                 if config.kl_warmup:
                     kl_weight *= min(1.0, (epoch * n_batches + b + 1) / (config.kl_warmup * n_batches))
@@ -511,9 +566,9 @@ def _train(
                                         beta)
                     if prior is not None:
                         loss = loss + prior
-                        sums["prior"] += float(prior.detach()) * len(idx)
+                        sums["prior"] += float(prior.detach()) * batch.n_docs
                 value = float(loss.detach())
-                if not math.isfinite(value):
+                if not math.isfinite(value if world == 1 else all_sum([value])[0]):
                     where = f"epoch {epoch + 1}, batch {b + 1} of {n_batches}"
                     kept = (
                         f"the last good checkpoint is kept in {ckpt_root / 'last'}"
@@ -534,13 +589,17 @@ def _train(
                 if ema is not None:
                     with torch.no_grad():
                         torch._foreach_lerp_(ema, trainable, 1.0 - config.ema_decay)
-                k = len(idx)
+                k = batch.n_docs
                 sums["loss"] += value * k
                 sums["recon"] += float(recon.detach()) * k
                 sums["kl"] += float(kld.detach()) * k
                 n_seen += k
                 if on_batch_end is not None:
                     on_batch_end(epoch + 1, b + 1, value)
+            if world > 1:
+                totals = all_sum([sums["loss"], sums["recon"], sums["kl"], sums["prior"], n_seen])
+                sums = dict(zip(("loss", "recon", "kl", "prior"), totals[:4]))
+                n_seen = int(totals[4])
             record: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "loss": sums["loss"] / n_seen,
@@ -553,19 +612,23 @@ def _train(
             improved = False
             live = _swap_in(trainable, ema)
             if has_valid and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
-                assert corpus.valid_halves is not None
-                scores = evaluate_completion(model, *corpus.valid_halves, batch_size=config.eval_batch_size,
-                                             bow_norm=config.bow_norm, device=dev)
-                ppl = scores.perplexity_per_document
+                if main:
+                    scores = evaluate_completion_chunks(model, valid_chunks, batch_size=config.eval_batch_size,
+                                                        bow_norm=config.bow_norm, device=dev)
+                    ppl, ppl_token = scores.perplexity_per_document, scores.perplexity_per_token
+                else:
+                    ppl = ppl_token = 0.0
+                ppl, ppl_token = broadcast_float(ppl), broadcast_float(ppl_token)  # one decision for all ranks
                 if not math.isfinite(ppl):
                     raise TrainingDivergedError(
                         f"training diverged: validation perplexity became {ppl} after epoch {epoch + 1}",
                         epoch=epoch + 1, batch=n_batches, last_good_state=best_state)
                 record["valid_perplexity"] = ppl
-                record["valid_perplexity_per_token"] = scores.perplexity_per_token
+                record["valid_perplexity_per_token"] = ppl_token
                 if ppl < best_ppl:
                     best_ppl, best_epoch, improved = ppl, epoch + 1, True
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    if main:
+                        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                     epochs_without_improvement = 0
                 else:
                     epochs_without_improvement += 1
@@ -576,7 +639,7 @@ def _train(
                         group["lr"] /= config.lr_factor
                     logger.info("epoch %d: learning rate annealed to %g", epoch + 1, optimizer.param_groups[0]["lr"])
             record["seconds"] = time.perf_counter() - t_epoch
-            if on_epoch_end is not None:
+            if on_epoch_end is not None and main:
                 paused = time.perf_counter()
                 on_epoch_end(epoch + 1, model, record)
                 t_start += time.perf_counter() - paused
@@ -610,6 +673,8 @@ def _train(
 
     if has_valid and best_state is not None:
         model.load_state_dict(best_state)
+    if world > 1:
+        torch.distributed.barrier()
     elif ema is not None:
         _swap_in(trainable, ema)
     model.eval()

@@ -1,0 +1,605 @@
+"""Corpora larger than memory: a streaming two-pass ``prepare`` and memory-mapped CSR shards.
+
+``etm prepare --shard-size N`` reads its input twice, one document at a time.
+The first pass counts document and term frequencies of the training documents
+(memory grows with the number of distinct tokens, not documents; see
+``prune_at``) and decides every document's split. The second pass counts each
+document over the resulting vocabulary and appends it to a shard: training
+documents go to a shard drawn at random, so every shard is a sample of the
+whole input even when the input is sorted (by date, by label...).
+
+A shard is three flat binary files, the CSR ``indptr`` (int64), ``indices``
+(int32) and ``counts`` (int32) arrays, read back with :func:`numpy.memmap`:
+training touches only the pages of the rows it batches, so its peak memory
+does not depend on the size of the corpus. ``meta.json`` records each
+shard's shape so truncated files are caught on load.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from etm._io import atomic_write_text, read_text_checked
+from etm.corpus import CORPUS_FORMAT_VERSION, Corpus, PreparedCorpus, split_halves
+from etm.preprocessing import Preprocessor
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CsrShard", "ShardedCorpus", "prepare_sharded", "is_sharded_corpus", "vocabulary_from_counts"]
+
+LAYOUT = "sharded"
+_SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}
+_FILES = (("indptr", np.int64), ("indices", np.int32), ("counts", np.int32))
+
+
+def is_sharded_corpus(directory: str | os.PathLike[str]) -> bool:
+    """True when ``directory`` holds a corpus written by :func:`prepare_sharded`."""
+    meta = Path(directory) / "meta.json"
+    if not meta.is_file():
+        return False
+    try:
+        return json.loads(read_text_checked(meta)).get("layout") == LAYOUT
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
+# --------------------------------------------------------------------------- #
+# One shard
+# --------------------------------------------------------------------------- #
+class CsrShard:
+    """A memory-mapped CSR matrix of shape (documents, V), with optional labels and ids."""
+
+    def __init__(self, root: Path, name: str, n_docs: int, nnz: int, n_words: int) -> None:
+        self.root, self.name = root, name
+        self.n_docs, self.nnz, self.n_words = int(n_docs), int(nnz), int(n_words)
+        for kind, dtype in _FILES:
+            path = self._path(kind)
+            expected = (self.n_docs + 1 if kind == "indptr" else self.nnz) * np.dtype(dtype).itemsize
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} is missing from the sharded corpus")
+            if path.stat().st_size != expected:
+                raise ValueError(
+                    f"{path} has {path.stat().st_size} bytes but meta.json implies {expected}: the file is "
+                    "truncated or from another corpus; prepare the corpus again"
+                )
+
+    def _path(self, kind: str) -> Path:
+        return self.root / "shards" / f"{self.name}.{kind}"
+
+    def _array(self, kind: str, dtype: Any, length: int) -> np.ndarray:
+        if length == 0:
+            return np.zeros(0, dtype=dtype)
+        return np.memmap(self._path(kind), dtype=dtype, mode="r", shape=(length,))
+
+    def matrix(self) -> sp.csr_matrix:
+        """The whole shard as a CSR matrix over the memory map (nothing is read until used)."""
+        indptr = np.asarray(self._array("indptr", np.int64, self.n_docs + 1))
+        return sp.csr_matrix(
+            (self._array("counts", np.int32, self.nnz), self._array("indices", np.int32, self.nnz), indptr),
+            shape=(self.n_docs, self.n_words),
+            copy=False,
+        )
+
+    def rows(self, index: np.ndarray) -> sp.csr_matrix:
+        """A copy of the given rows, as float32 (what batches need)."""
+        indptr = np.asarray(self._array("indptr", np.int64, self.n_docs + 1))
+        indices = self._array("indices", np.int32, self.nnz)
+        counts = self._array("counts", np.int32, self.nnz)
+        starts, stops = indptr[index], indptr[np.asarray(index) + 1]
+        lengths = stops - starts
+        new_indptr = np.zeros(len(index) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=new_indptr[1:])
+        take = np.repeat(starts - new_indptr[:-1], lengths) + np.arange(new_indptr[-1], dtype=np.int64)
+        return sp.csr_matrix(
+            (counts[take].astype(np.float32), indices[take], new_indptr), shape=(len(index), self.n_words)
+        )
+
+    def _strings(self, kind: str) -> list[str] | None:
+        path = self.root / "shards" / f"{self.name}.{kind}.jsonl"
+        if not path.is_file():
+            return None
+        return [json.loads(line) for line in read_text_checked(path).splitlines()]
+
+    def labels(self) -> list[str] | None:
+        return self._strings("labels")
+
+    def doc_ids(self) -> list[str] | None:
+        return self._strings("ids")
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.name, "documents": self.n_docs, "nnz": self.nnz}
+
+
+class _ShardWriter:
+    """Appends CSR rows to one shard's files; memory holds one chunk at a time."""
+
+    def __init__(self, root: Path, name: str, n_words: int, *, labels: bool, ids: bool) -> None:
+        self.root, self.name, self.n_words = root, name, n_words
+        shard_dir = root / "shards"
+        self.files = {kind: open(shard_dir / f"{name}.{kind}", "wb") for kind, _ in _FILES}
+        self.text_files = {
+            kind: open(shard_dir / f"{name}.{kind}.jsonl", "w", encoding="utf-8")
+            for kind, wanted in (("labels", labels), ("ids", ids)) if wanted
+        }
+        self.n_docs = 0
+        self.nnz = 0
+        self.files["indptr"].write(np.zeros(1, dtype=np.int64).tobytes())
+
+    def append(self, counts: sp.csr_matrix, labels: list[str] | None, ids: list[str] | None) -> None:
+        if counts.shape[0] == 0:
+            return
+        self.files["indptr"].write((counts.indptr[1:].astype(np.int64) + self.nnz).tobytes())
+        self.files["indices"].write(counts.indices.astype(np.int32).tobytes())
+        self.files["counts"].write(counts.data.astype(np.int32).tobytes())
+        for kind, values in (("labels", labels), ("ids", ids)):
+            if kind in self.text_files and values is not None:
+                self.text_files[kind].write("".join(json.dumps(v, ensure_ascii=False) + "\n" for v in values))
+        self.n_docs += counts.shape[0]
+        self.nnz += int(counts.indptr[-1])
+
+    def close(self) -> dict[str, Any]:
+        for fh in [*self.files.values(), *self.text_files.values()]:
+            fh.flush()
+            os.fsync(fh.fileno())
+            fh.close()
+        return {"name": self.name, "documents": self.n_docs, "nnz": self.nnz}
+
+
+# --------------------------------------------------------------------------- #
+# The sharded corpus
+# --------------------------------------------------------------------------- #
+@dataclass
+class ShardedCorpus:
+    """A prepared corpus on disk: train / valid / test shards and completion halves.
+
+    Use it where a :class:`~etm.corpus.PreparedCorpus` is accepted for
+    training (:func:`etm.training.train`, :class:`etm.TopicModel`,
+    ``etm train``): batches are read from the memory-mapped shards.
+    :meth:`to_prepared` loads everything into memory for the tools that need
+    it (plots, labelling).
+    """
+
+    root: Path
+    vocabulary: list[str]
+    parts: dict[str, list[CsrShard]]
+    halves: dict[str, list[tuple[CsrShard, CsrShard]]]
+    settings: dict[str, Any] = field(default_factory=dict)
+    n_unsplittable: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> ShardedCorpus:
+        """Open a directory written by :func:`prepare_sharded` (nothing is read but the metadata)."""
+        root = Path(directory)
+        meta_path = root / "meta.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path} not found: is {root} a corpus written by `etm prepare`?")
+        try:
+            meta = json.loads(read_text_checked(meta_path))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{meta_path}: not valid JSON (line {err.lineno}): {err.msg}") from None
+        if meta.get("format") != "etm-corpus" or meta.get("layout") != LAYOUT:
+            raise ValueError(f"{meta_path}: not a sharded etm corpus")
+        if meta.get("format_version") != CORPUS_FORMAT_VERSION:
+            raise ValueError(f"{meta_path}: corpus format version {meta.get('format_version')!r}, "
+                             f"this etm reads version {CORPUS_FORMAT_VERSION}")
+        vocab = read_text_checked(root / "vocab.txt").split("\n")
+        if vocab and vocab[-1] == "":
+            vocab.pop()
+        if len(vocab) != meta["vocabulary_size"]:
+            raise ValueError(f"{root / 'vocab.txt'} has {len(vocab)} words but meta.json says "
+                             f"{meta['vocabulary_size']}")
+        v = len(vocab)
+
+        def open_all(infos: list[dict[str, Any]]) -> list[CsrShard]:
+            return [CsrShard(root, i["name"], i["documents"], i["nnz"], v) for i in infos]
+
+        parts = {name: open_all(infos) for name, infos in meta["parts"].items() if infos}
+        if not parts.get("train"):
+            raise ValueError(f"{meta_path}: the corpus has no training shards")
+        halves = {name: list(zip(open_all(pair[0]), open_all(pair[1]))) for name, pair in meta["halves"].items()}
+        return cls(root, vocab, parts, halves, meta.get("settings", {}), meta.get("n_unsplittable", {}))
+
+    def n_docs(self, part: str = "train") -> int:
+        return sum(s.n_docs for s in self.parts.get(part, []))
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"vocabulary_size": len(self.vocabulary), "layout": LAYOUT}
+        for name, shards in self.parts.items():
+            out[f"{name}_documents"] = sum(s.n_docs for s in shards)
+            out[f"{name}_tokens"] = int(sum(self._token_total(s) for s in shards))
+            out[f"{name}_shards"] = len(shards)
+        for name, pairs in self.halves.items():
+            out[f"{name}_completion_documents"] = sum(a.n_docs for a, _ in pairs)
+        out["left_out_of_completion"] = dict(self.n_unsplittable)
+        return out
+
+    @staticmethod
+    def _token_total(shard: CsrShard) -> int:
+        counts = shard._array("counts", np.int32, shard.nnz)
+        step = 1 << 24
+        return sum(int(counts[i : i + step].sum(dtype=np.int64)) for i in range(0, shard.nnz, step))
+
+    def word_totals(self, part: str = "train") -> np.ndarray:
+        """Occurrences of each word in a part, shape (V,), streamed shard by shard."""
+        totals = np.zeros(len(self.vocabulary), dtype=np.float64)
+        for shard in self.parts.get(part, []):
+            step = 1 << 24
+            indices = shard._array("indices", np.int32, shard.nnz)
+            counts = shard._array("counts", np.int32, shard.nnz)
+            for i in range(0, shard.nnz, step):
+                totals += np.bincount(indices[i : i + step], weights=counts[i : i + step], minlength=totals.size)
+        return totals
+
+    def completion_chunks(self, part: str = "valid") -> list[tuple[sp.csr_matrix, sp.csr_matrix]]:
+        """Document-completion halves, one (first, second) pair per shard, over the memory maps."""
+        return [(a.matrix(), b.matrix()) for a, b in self.halves.get(part, [])]
+
+    def to_prepared(self) -> PreparedCorpus:
+        """Everything in memory, as a :class:`PreparedCorpus` (needs memory for the whole corpus)."""
+
+        def load_part(shards: list[CsrShard]) -> Corpus | None:
+            if not shards:
+                return None
+            counts = sp.vstack([s.matrix() for s in shards], format="csr")
+            labels = [s.labels() for s in shards]
+            ids = [s.doc_ids() for s in shards]
+            return Corpus(
+                counts, self.vocabulary,
+                labels=None if any(x is None for x in labels) else [v for x in labels for v in x],  # type: ignore[union-attr]
+                doc_ids=None if any(x is None for x in ids) else [v for x in ids for v in x],  # type: ignore[union-attr]
+            )
+
+        def load_halves(name: str) -> tuple[sp.csr_matrix, sp.csr_matrix] | None:
+            pairs = self.halves.get(name)
+            if not pairs:
+                return None
+            return (sp.vstack([a.matrix() for a, _ in pairs], format="csr"),
+                    sp.vstack([b.matrix() for _, b in pairs], format="csr"))
+
+        train = load_part(self.parts["train"])
+        assert train is not None
+        return PreparedCorpus(
+            train=train,
+            valid=load_part(self.parts.get("valid", [])),
+            test=load_part(self.parts.get("test", [])),
+            valid_halves=load_halves("valid"),
+            test_halves=load_halves("test"),
+            settings=dict(self.settings),
+            n_unsplittable=dict(self.n_unsplittable),
+        )
+
+
+# --------------------------------------------------------------------------- #
+# Streaming preparation
+# --------------------------------------------------------------------------- #
+def vocabulary_from_counts(
+    doc_freq: dict[str, int], term_freq: dict[str, int], n_docs: int, preprocessor: Preprocessor
+) -> list[str]:
+    """Apply ``min_df``, ``max_df`` and ``max_features`` as scikit-learn's ``CountVectorizer`` does.
+
+    Kept words are sorted alphabetically, as the vectorizer sorts them, so the
+    streaming and in-memory preparations of one input agree.
+    """
+    def as_count(value: int | float) -> float:
+        return value if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value * n_docs
+
+    low, high = as_count(preprocessor.min_df), as_count(preprocessor.max_df)
+    if high < low:
+        raise ValueError("max_df corresponds to fewer documents than min_df: no word can be kept")
+    words = sorted(w for w, df in doc_freq.items() if low <= df <= high)
+    if preprocessor.max_features is not None and len(words) > preprocessor.max_features:
+        tfs = np.array([term_freq[w] for w in words], dtype=np.int64)
+        keep = np.sort(np.argsort(-tfs, kind="stable")[: preprocessor.max_features])
+        words = [words[i] for i in keep]
+    if not words:
+        raise ValueError(
+            f"empty vocabulary after filtering {n_docs} training documents with min_df={preprocessor.min_df!r}, "
+            f"max_df={preprocessor.max_df!r}: no word is left; try a lower min_df or a higher max_df"
+        )
+    return words
+
+
+def _chunks(records: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    """Move a finished corpus into place; an older corpus there is replaced only at the very end."""
+    if target.exists():
+        if not target.is_dir():
+            raise ValueError(f"{target} exists and is not a directory")
+        if any(target.iterdir()) and not (target / "meta.json").is_file():
+            raise ValueError(f"{target} is a non-empty directory that is not an etm corpus; choose another output")
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+
+
+def prepare_sharded(
+    source: str | os.PathLike[str],
+    preprocessor: Preprocessor,
+    output: str | os.PathLike[str],
+    *,
+    reader_options: dict[str, Any] | None = None,
+    shard_size: int = 100_000,
+    valid_size: float = 0.1,
+    test_size: float = 0.1,
+    random_state: int = 0,
+    chunk_size: int = 2000,
+    prune_at: int = 5_000_000,
+    progress: bool = False,
+) -> tuple[ShardedCorpus, dict[str, Any]]:
+    """Prepare ``source`` into a sharded corpus directory without holding it in memory.
+
+    Parameters
+    ----------
+    source : path
+        Any input of :func:`etm.readers.iter_documents` (read twice).
+    preprocessor : Preprocessor
+        Its settings (tokens, stop words, ``min_df``, ``max_df``,
+        ``max_features``) are applied as :func:`etm.readers.prepare_corpus`
+        applies them; it is fitted here to the resulting vocabulary.
+    output : path
+        Directory to write; built beside it under a temporary name and
+        renamed when complete.
+    reader_options : dict, optional
+        ``format``, ``encoding``, ``text_field``, ``label_field``,
+        ``split_field``, ``id_field`` for the reader.
+    shard_size : int
+        Target documents per training shard (the last ones may differ).
+    valid_size, test_size : float
+        Without a split field, each document is drawn into valid / test with
+        these probabilities (so sizes are approximate). With one, a missing
+        valid or test part is drawn from the training documents likewise.
+    random_state : int
+        Seeds splits, shard assignment and completion halves.
+    chunk_size : int
+        Documents tokenised together (bounds the memory of the second pass).
+    prune_at : int
+        When the first pass has counted this many distinct tokens, tokens seen
+        in a single document so far are forgotten (as gensim's Dictionary
+        does), bounding its memory; the report says how often that happened.
+    progress : bool
+        tqdm progress bars on both passes.
+    """
+    from tqdm.auto import tqdm
+
+    from etm.readers import iter_documents
+
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be a positive number of documents, got {shard_size}")
+    if not (0 <= valid_size < 1 and 0 <= test_size < 1 and valid_size + test_size < 1):
+        raise ValueError(f"valid_size and test_size must be fractions summing below 1, got {valid_size}, {test_size}")
+    opts = dict(reader_options or {})
+    pre = preprocessor
+    pre._validate_params()
+    analyzer = pre._make_vectorizer().build_analyzer()
+    from etm.preprocessing import strip_newsgroup_text
+
+    def clean(text: str) -> str:
+        return strip_newsgroup_text(text) if pre.strip_newsgroup else text
+
+    # -- pass 1: splits and frequencies -------------------------------------
+    split_rng = np.random.default_rng([random_state, 0])
+    codes = bytearray()
+    df: Counter[str] = Counter()
+    tf: Counter[str] = Counter()
+    df_carved: dict[int, Counter[str]] = {1: Counter(), 2: Counter()}
+    tf_carved: dict[int, Counter[str]] = {1: Counter(), 2: Counter()}
+    given_split: bool | None = None
+    has_labels = False
+    seen = {0: 0, 1: 0, 2: 0}
+    prunes = 0
+    bar = tqdm(desc="prepare: counting", unit="doc", disable=not progress)
+    for chunk in _chunks(iter_documents(source, **opts), chunk_size):
+        draws = split_rng.random(len(chunk))
+        for record, u in zip(chunk, draws):
+            if given_split is None:
+                given_split = record.split is not None
+                has_labels = record.label is not None
+            if record.split is None:
+                code = 1 if u < valid_size else 2 if u < valid_size + test_size else 0
+                carve = 0
+            else:
+                code = _SPLIT_CODES[record.split]
+                carve = (1 if u < valid_size else 2 if u < valid_size + test_size else 0) if code == 0 else 0
+            codes.append(code if not carve else 8 + carve)  # 8 + k: a training document that may be carved into k
+            seen[code] += 1
+            if code != 0:
+                continue
+            tokens = analyzer(clean(record.text))
+            target_df, target_tf = (df, tf) if not carve else (df_carved[carve], tf_carved[carve])
+            target_df.update(set(tokens))
+            target_tf.update(tokens)
+        if len(df) > prune_at:
+            prunes += 1
+            for word in [w for w, c in df.items() if c <= 1]:
+                del df[word]
+                tf.pop(word, None)
+        bar.update(len(chunk))
+    bar.close()
+    if not codes:
+        raise ValueError(f"no documents in {source}")
+    carved: dict[str, int] = {}
+    code_map = {0: 0, 1: 1, 2: 2}
+    for k, name in ((1, "valid"), (2, "test")):
+        n_candidates = sum(1 for c in codes if c == 8 + k)
+        if given_split and seen[k] == 0 and (valid_size if k == 1 else test_size) > 0:
+            code_map[8 + k] = k
+            carved[name] = n_candidates
+            logger.info("no %s documents in %s; drew %d of the training documents", name, source, n_candidates)
+        else:
+            code_map[8 + k] = 0
+            df.update(df_carved[k])
+            tf.update(tf_carved[k])
+    final = bytes(code_map[c] for c in codes)
+    n_per_split = {name: final.count(code) for name, code in _SPLIT_CODES.items()}
+    if n_per_split["train"] == 0:
+        raise ValueError(f"no training documents among the {len(final)} read from {source}")
+    vocab = vocabulary_from_counts(df, tf, n_per_split["train"], pre)
+    del df, tf, df_carved, tf_carved
+    pre._fit_fixed_vocabulary(vocab)
+    logger.info("vocabulary: %d words from %d training documents", len(vocab), n_per_split["train"])
+
+    # -- pass 2: counts into shards -------------------------------------------
+    target = Path(output)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / "shards").mkdir(parents=True)
+    n_train_shards = max(1, math.ceil(n_per_split["train"] / shard_size))
+    shard_rng = np.random.default_rng([random_state, 1])
+    halves_rng = np.random.default_rng([random_state, 2])
+    writers: dict[str, list[_ShardWriter]] = {"train": [], "valid": [], "test": []}
+    opened: list[_ShardWriter] = []
+    half_writers: dict[str, list[tuple[_ShardWriter, _ShardWriter]]] = {"valid": [], "test": []}
+    dropped = {"train": 0, "valid": 0, "test": 0}
+    unknown = {"train": 0, "valid": 0, "test": 0}
+    unsplittable = {"valid": 0, "test": 0}
+    names = {v: k for k, v in _SPLIT_CODES.items()}
+    try:
+        def new_writer(name: str, *, meta: bool = True) -> _ShardWriter:
+            w = _ShardWriter(tmp, name, len(vocab), labels=meta and has_labels, ids=meta)
+            opened.append(w)
+            return w
+
+        writers["train"] = [new_writer(f"train-{i:05d}") for i in range(n_train_shards)]
+
+        def writer_for(part: str) -> _ShardWriter:
+            ws = writers[part]
+            if not ws or ws[-1].n_docs >= shard_size:
+                ws.append(new_writer(f"{part}-{len(ws):05d}"))
+                half_writers[part].append(
+                    (new_writer(f"{part}_h1-{len(ws) - 1:05d}", meta=False),
+                     new_writer(f"{part}_h2-{len(ws) - 1:05d}", meta=False)))
+            return ws[-1]
+
+        index = pre._index
+
+        bar = tqdm(total=len(final), desc="prepare: writing shards", unit="doc", disable=not progress)
+        position = 0
+        for chunk in _chunks(iter_documents(source, **opts), chunk_size):
+            chunk_codes = np.frombuffer(final, dtype=np.uint8, count=len(chunk), offset=position)
+            position += len(chunk)
+            found: list[int] = []
+            indptr = [0]
+            n_tokens = np.zeros(len(chunk), dtype=np.int64)
+            for i, r in enumerate(chunk):
+                tokens = analyzer(clean(r.text))
+                n_tokens[i] = len(tokens)
+                found.extend(index[t] for t in tokens if t in index)
+                indptr.append(len(found))
+            counts = sp.csr_matrix(
+                (np.ones(len(found), dtype=np.int32), np.asarray(found, dtype=np.int32), np.asarray(indptr)),
+                shape=(len(chunk), len(vocab)),
+            )
+            counts.sum_duplicates()
+            lengths = np.diff(indptr)
+            labels = [r.label for r in chunk]
+            ids = [r.doc_id for r in chunk]
+            for code in (0, 1, 2):
+                part = names[code]
+                rows = np.flatnonzero(chunk_codes == code)
+                if rows.size == 0:
+                    continue
+                unknown[part] += int(n_tokens[rows].sum() - lengths[rows].sum())
+                empty = lengths[rows] == 0
+                dropped[part] += int(empty.sum())
+                rows = rows[~empty]
+                if rows.size == 0:
+                    continue
+                if part == "train":
+                    assignment = shard_rng.integers(n_train_shards, size=rows.size)
+                    for s in np.unique(assignment):
+                        sel = rows[assignment == s]
+                        writers["train"][s].append(counts[sel], [labels[i] for i in sel], [ids[i] for i in sel])
+                    continue
+                w = writer_for(part)
+                sub = counts[rows]
+                w.append(sub, [labels[i] for i in rows], [ids[i] for i in rows])
+                first, second, kept = split_halves(sub, halves_rng)
+                unsplittable[part] += int(rows.size - kept.size)
+                h1, h2 = half_writers[part][-1]
+                h1.append(first, None, None)
+                h2.append(second, None, None)
+            bar.update(len(chunk))
+        bar.close()
+        if position != len(final):
+            raise ValueError(f"{source} changed between the two passes ({len(final)} then {position} documents)")
+        infos = {part: [w.close() for w in ws] for part, ws in writers.items()}
+        half_infos = {part: [[a.close() for a, _ in pairs], [b.close() for _, b in pairs]]
+                      for part, pairs in half_writers.items() if pairs}
+        # empty training shards (tiny corpora) are dropped from the listing and their files removed
+        for part in list(infos):
+            for info in [i for i in infos[part] if i["documents"] == 0]:
+                for kind, _ in _FILES:
+                    (tmp / "shards" / f"{info['name']}.{kind}").unlink()
+                for kind in ("labels", "ids"):
+                    (tmp / "shards" / f"{info['name']}.{kind}.jsonl").unlink(missing_ok=True)
+            infos[part] = [i for i in infos[part] if i["documents"] > 0]
+        if not infos["train"]:
+            raise ValueError("no training documents remain after preprocessing")
+        settings = {
+            "preprocessing": pre.settings(),
+            "source": str(source),
+            "split_from": "given" if given_split else "random",
+            "valid_size": valid_size,
+            "test_size": test_size,
+            "random_state": random_state,
+            "dropped_empty": dropped,
+            "shard_size": shard_size,
+        }
+        atomic_write_text(tmp / "vocab.txt", "\n".join(vocab) + "\n")
+        meta = {
+            "format": "etm-corpus",
+            "format_version": CORPUS_FORMAT_VERSION,
+            "layout": LAYOUT,
+            "vocabulary_size": len(vocab),
+            "parts": infos,
+            "halves": half_infos,
+            "n_unsplittable": {k: v for k, v in unsplittable.items() if infos.get(k)},
+            "settings": settings,
+        }
+        atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1, ensure_ascii=False))
+        _replace_dir(tmp, target)
+    except BaseException:
+        for w in opened:
+            for fh in [*w.files.values(), *w.text_files.values()]:
+                fh.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    corpus = ShardedCorpus.load(target)
+    report = {
+        "documents_read": len(final),
+        "split_from": settings["split_from"],
+        "carved_from_train": carved,
+        "documents_per_split": n_per_split,
+        "dropped_empty": dropped,
+        "unknown_tokens": unknown,
+        "vocabulary_size": len(vocab),
+        "vocabulary_prunes": prunes,
+        "corpus": corpus.summary(),
+    }
+    return corpus, report
