@@ -90,8 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reading_options(p)
     g = _add_preprocessing_options(p)
     g.add_argument("--seed", type=int, default=0, help="seed of splits and completion halves (default 0)")
+    g = p.add_argument_group("inputs larger than memory")
+    g.add_argument(*_flag("--shard-size"), type=int, default=None, metavar="N",
+                   help="stream the input in two passes and write memory-mapped shards of about N training "
+                        "documents (training then reads batches from disk); without it the corpus is built in memory")
     p.add_argument(*_flag("--export-authors"), default=None, metavar="DIR",
                    help="also write the corpus in the ETM authors' .mat/vocab.pkl format")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
 
     # train -------------------------------------------------------------------
@@ -168,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "0 = off (default 0)")
     g.add_argument("--seed", type=int, default=2019, help="random seed (default 2019)")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    g.add_argument("--nproc", type=int, default=1,
+                   help="data-parallel processes on this machine (runs torchrun; default 1). Across machines, start "
+                        "`torchrun --nnodes M --nproc_per_node N ... -m etm train ...` on each")
     g = p.add_argument_group("checkpoints")
     g.add_argument(*_flag("--checkpoint-dir"), default=None,
                    help="where resumable checkpoints go (default: OUTPUT/checkpoints)")
@@ -262,7 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and write one row of K topic proportions per document.")
     p.add_argument("model", help="model directory")
     p.add_argument("input", help="documents (any `etm prepare` input format) or a corpus directory")
-    p.add_argument("-o", "--output", required=True, help="output file: .csv, .tsv or .npy")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file: .csv, .tsv, .npy or .parquet (with pyarrow); written as documents stream in")
+    p.add_argument(*_flag("--chunk-size"), type=int, default=10000,
+                   help="documents read, inferred and written at a time (default 10000)")
     _add_reading_options(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
@@ -303,12 +314,22 @@ def _is_corpus_dir(path: str, fmt: str = "auto") -> bool:
 
 def _prepare_raw(args: argparse.Namespace, source: str, seed: int) -> tuple[Any, dict[str, Any]]:
     """Read raw documents and build a PreparedCorpus with the command's preprocessing options."""
-    from etm.preprocessing import Preprocessor
     from etm.readers import prepare_corpus, read_documents
 
-    raw = read_documents(source, format=args.format, encoding=args.encoding, text_field=args.text_field,
-                         label_field=args.label_field, split_field=args.split_field, id_field=args.id_field)
-    pre = Preprocessor(
+    raw = read_documents(source, **_reader_options(args))
+    return prepare_corpus(raw, _make_preprocessor(args), valid_size=args.valid_size, test_size=args.test_size,
+                          random_state=seed)
+
+
+def _reader_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"format": args.format, "encoding": args.encoding, "text_field": args.text_field,
+            "label_field": args.label_field, "split_field": args.split_field, "id_field": args.id_field}
+
+
+def _make_preprocessor(args: argparse.Namespace) -> Any:
+    from etm.preprocessing import Preprocessor
+
+    return Preprocessor(
         lowercase=not args.no_lowercase,
         stop_words=None if args.stop_words.lower() == "none" else args.stop_words,
         extra_stop_words=tuple(_read_stop_words(args.extra_stop_words)),
@@ -318,10 +339,11 @@ def _prepare_raw(args: argparse.Namespace, source: str, seed: int) -> tuple[Any,
         strip_newsgroup=args.strip_newsgroup,
         **({"token_pattern": args.token_pattern} if args.token_pattern else {}),
     )
-    return prepare_corpus(raw, pre, valid_size=args.valid_size, test_size=args.test_size, random_state=seed)
 
 
 def cmd_prepare(args: argparse.Namespace) -> dict[str, Any]:
+    if args.shard_size is not None:
+        return _prepare_sharded(args)
     if args.format in ("authors", "octis") or (_is_corpus_dir(args.input, args.format)
                                                and not (Path(args.input) / "meta.json").is_file()):
         prepared = _load_any_corpus(args.input, args.format)
@@ -344,6 +366,31 @@ def cmd_prepare(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def _prepare_sharded(args: argparse.Namespace) -> dict[str, Any]:
+    from etm.shards import prepare_sharded
+
+    if _is_corpus_dir(args.input, args.format):
+        raise ValueError(f"--shard-size streams raw documents; {args.input} is an already prepared corpus")
+    corpus, report = prepare_sharded(
+        args.input, _make_preprocessor(args), args.output, reader_options=_reader_options(args),
+        shard_size=args.shard_size, valid_size=args.valid_size, test_size=args.test_size, random_state=args.seed,
+        progress=not (args.quiet or args.json),
+    )
+    if args.export_authors:
+        corpus.to_prepared().to_authors_format(args.export_authors)
+    summary = {"output": str(args.output), **corpus.summary(), "report": report}
+    if not args.json:
+        print(f"wrote {args.output}: vocabulary {summary['vocabulary_size']} words, sharded")
+        for name in ("train", "valid", "test"):
+            if f"{name}_documents" in summary:
+                print(f"  {name:5s} {summary[f'{name}_documents']:9d} documents {summary[f'{name}_tokens']:11d} "
+                      f"tokens in {summary[f'{name}_shards']} shards")
+        print(f"  dropped_empty: {report['dropped_empty']}")
+        if corpus.n_unsplittable:
+            print(f"  left out of document completion (fewer than 2 tokens): {corpus.n_unsplittable}")
+    return summary
+
+
 def _print_topics(topics: Sequence[Sequence[str]], limit: int | None = None,
                   names: Sequence[str] | None = None) -> None:
     width = max((len(n) for n in names), default=0) if names else 0
@@ -352,17 +399,36 @@ def _print_topics(topics: Sequence[Sequence[str]], limit: int | None = None,
         print(f"  {label}: {' '.join(words)}")
 
 
-def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
-    from etm.estimator import TopicModel
+def cmd_train(args: argparse.Namespace) -> dict[str, Any] | None:
+    from etm.distributed import init_from_environment, launched_by_torchrun, shutdown
 
-    if _is_corpus_dir(args.corpus):
+    if not launched_by_torchrun():
+        return _train(args, args.device, lead=True)
+    device = init_from_environment(args.device)
+    try:
+        from etm.distributed import is_main_process
+
+        return _train(args, str(device), lead=is_main_process())
+    finally:
+        shutdown()
+
+
+def _train(args: argparse.Namespace, device: str, *, lead: bool) -> dict[str, Any] | None:
+    """Train; in a data-parallel run every process calls this and only the main one writes and prints."""
+    from etm.estimator import TopicModel
+    from etm.shards import ShardedCorpus, is_sharded_corpus
+
+    if is_sharded_corpus(args.corpus):
+        corpus = ShardedCorpus.load(args.corpus)
+    elif _is_corpus_dir(args.corpus):
         corpus = _load_any_corpus(args.corpus)
     else:  # raw documents: prepare them with the preprocessing options and keep the corpus beside the model
         corpus, report = _prepare_raw(args, args.corpus, args.split_seed)
-        corpus.save(Path(args.output) / "corpus")
+        if lead:
+            corpus.save(Path(args.output) / "corpus")
         logger.info("prepared %s into %s: vocabulary %d words, %s", args.corpus, Path(args.output) / "corpus",
                     len(corpus.vocabulary), {k: v for k, v in report.items() if k.startswith("dropped")})
-    if corpus.valid_halves is None:
+    if lead and not isinstance(corpus, ShardedCorpus) and corpus.valid_halves is None:
         logger.warning("%s has no validation split: the last epoch is kept", args.corpus)
     out = Path(args.output)
     ckpt = Path(args.checkpoint_dir) if args.checkpoint_dir else out / "checkpoints"
@@ -376,8 +442,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         missing_embeddings=args.missing_embeddings, seed_topics=args.seeds, n_free_topics=args.free_topics,
         seed_strength=args.seed_strength, seed_schedule=args.seed_schedule,
         seed_doc_prior=args.seed_doc_prior,
-        device=args.device, random_state=args.seed, checkpoint_dir=str(ckpt),
-        checkpoint_every=args.checkpoint_every, verbose=not (args.quiet or args.json),
+        device=device, random_state=args.seed, checkpoint_dir=str(ckpt),
+        checkpoint_every=args.checkpoint_every, verbose=lead and not (args.quiet or args.json),
     )
     est.provenance_ = {"corpus": str(Path(args.corpus).resolve()), "command": "etm train"}
     pre = corpus.settings.get("preprocessing") if corpus.settings else None
@@ -385,9 +451,12 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     try:
         est.fit(corpus, resume=args.resume)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: a resumable checkpoint is in {ckpt / 'last'}; continue with the same "
-              f"command plus --resume", file=sys.stderr)
+        if lead:
+            print(f"\ninterrupted: a resumable checkpoint is in {ckpt / 'last'}; continue with the same "
+                  f"command plus --resume", file=sys.stderr)
         raise
+    if not lead:
+        return None
     if pre is not None:
         from etm.preprocessing import Preprocessor
 
@@ -520,23 +589,30 @@ def cmd_plot(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from etm.estimator import TopicModel
-
-    est = TopicModel.load(args.model, device=args.device)
-    corpus = _load_any_corpus(args.corpus)
-    halves = corpus.test_halves if args.split == "test" else corpus.valid_halves
-    if halves is None:
-        raise ValueError(f"{args.corpus} has no {args.split} halves to score; prepare it with a {args.split} split")
+    from etm.batching import completion_chunks
     from etm.corpus import check_same_vocabulary
     from etm.device import resolve_device
-    from etm.training import evaluate_completion
+    from etm.estimator import TopicModel
+    from etm.shards import ShardedCorpus, is_sharded_corpus
+    from etm.training import evaluate_completion_chunks
+
+    est = TopicModel.load(args.model, device=args.device)
+    if is_sharded_corpus(args.corpus):  # streamed shard by shard, never all in memory
+        corpus = ShardedCorpus.load(args.corpus)
+        reference, n_reference = corpus, corpus.n_docs("train")
+    else:
+        corpus = _load_any_corpus(args.corpus)
+        reference, n_reference = corpus.train, corpus.train.n_docs
+    chunks = completion_chunks(corpus, args.split)
+    if not chunks:
+        raise ValueError(f"{args.corpus} has no {args.split} halves to score; prepare it with a {args.split} split")
 
     check_same_vocabulary(corpus.vocabulary, est.vocabulary_, left="corpus", right="model")
     t0 = time.perf_counter()
     est.model_.to(resolve_device(args.device))
-    completion = evaluate_completion(est.model_, *halves, bow_norm=est.bow_norm)
+    completion = evaluate_completion_chunks(est.model_, chunks, bow_norm=est.bow_norm)
     est.model_.to("cpu")
-    scores = est.evaluate(corpus.train)
+    scores = est.evaluate(reference)
     result = {
         "split": args.split,
         "completion_documents": completion.n_documents,
@@ -549,7 +625,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         print(f"document-completion perplexity on {args.split} halves ({result['completion_documents']} documents)")
         print(f"  per document (authors' form): {result['perplexity_per_document']:.1f}")
         print(f"  per token (corpus level):     {result['perplexity_per_token']:.1f}")
-        print(f"topic coherence (NPMI, top 10, over {corpus.train.n_docs} training documents): "
+        print(f"topic coherence (NPMI, top 10, over {n_reference} training documents): "
               f"{result['coherence']:.4f}")
         print(f"topic diversity (top 25): {result['diversity']:.4f}")
         print(f"topic quality (coherence x diversity): {result['quality']:.4f}")
@@ -567,35 +643,64 @@ def cmd_topics(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_transform(args: argparse.Namespace) -> dict[str, Any]:
-    from etm._io import atomic_write_bytes, atomic_write_text
     from etm.estimator import TopicModel
+    from etm.theta_output import ThetaWriter
 
     est = TopicModel.load(args.model, device=args.device)
-    X, ids = _documents_for_model(args)
-    theta, report = est.transform_with_report(X)
     out = Path(args.output)
-    if out.suffix == ".npy":
-        import io
-
-        buf = io.BytesIO()
-        np.save(buf, theta, allow_pickle=False)
-        atomic_write_bytes(out, buf.getvalue())
-    elif out.suffix in (".csv", ".tsv"):
-        sep = "," if out.suffix == ".csv" else "\t"
-        header = sep.join(["document"] + [_csv_field(name, sep) for name in est.topic_names_])
-        names = ids if ids is not None else [str(i) for i in range(theta.shape[0])]
-        rows = [sep.join([_csv_field(str(name), sep)] + [f"{v:.6g}" for v in row]) for name, row in zip(names, theta)]
-        atomic_write_text(out, header + "\n" + "\n".join(rows) + "\n")
-    else:
-        raise ValueError(f"unsupported output {out}: use a .csv, .tsv or .npy file name")
-    summary = {"output": str(out), "shape": list(theta.shape), **report}
+    totals: Counter[str] = Counter()
+    with ThetaWriter(out, est.topic_names_) as writer:  # rows stream out; the file appears when complete
+        for X, ids in _document_chunks(args, chunk_size=args.chunk_size):
+            theta, report = est.transform_with_report(X)
+            writer.write(theta, ids)
+            totals.update(report)
+    summary = {"output": str(out), "shape": [writer.rows_written, len(est.topic_names_)], **totals}
     if not args.json:
-        print(f"wrote {theta.shape[0]} x {theta.shape[1]} topic proportions to {out}")
-        if report.get("unknown_tokens"):
-            print(f"  {report['unknown_tokens']} tokens were not in the model's vocabulary and were ignored")
-        if report.get("empty_documents"):
-            print(f"  {report['empty_documents']} documents had no word of the model's vocabulary")
+        print(f"wrote {writer.rows_written} x {len(est.topic_names_)} topic proportions to {out}")
+        if totals.get("unknown_tokens"):
+            print(f"  {totals['unknown_tokens']} tokens were not in the model's vocabulary and were ignored")
+        if totals.get("empty_documents"):
+            print(f"  {totals['empty_documents']} documents had no word of the model's vocabulary")
     return summary
+
+
+def _document_chunks(args: argparse.Namespace, chunk_size: int) -> Any:
+    """Documents to run a model on, ``chunk_size`` at a time: (texts or Corpus, ids) pairs.
+
+    A corpus directory gives all its parts (a sharded one shard by shard,
+    from the memory maps); raw input is streamed, never read whole.
+    """
+    from etm.corpus import Corpus
+    from etm.shards import ShardedCorpus, is_sharded_corpus
+
+    src = Path(args.input)
+    if src.is_dir() and is_sharded_corpus(src):
+        corpus = ShardedCorpus.load(src)
+        for name in ("train", "valid", "test"):
+            for shard in corpus.parts.get(name, []):
+                matrix, ids = shard.matrix(), shard.doc_ids()
+                for start in range(0, shard.n_docs, chunk_size):
+                    yield (Corpus(matrix[start : start + chunk_size], corpus.vocabulary),
+                           None if ids is None else ids[start : start + chunk_size])
+        return
+    if src.is_dir() and (src / "meta.json").is_file():
+        prepared = _load_any_corpus(args.input)
+        for _, part in prepared.parts():
+            for start in range(0, part.n_docs, chunk_size):
+                yield part.subset(np.arange(start, min(start + chunk_size, part.n_docs))), None
+        return
+    from etm.readers import iter_documents
+
+    texts: list[str] = []
+    ids: list[str] = []
+    for record in iter_documents(args.input, **_reader_options(args)):
+        texts.append(record.text)
+        ids.append(record.doc_id)
+        if len(texts) == chunk_size:
+            yield texts, ids
+            texts, ids = [], []
+    if texts:
+        yield texts, ids
 
 
 def _documents_for_model(args: argparse.Namespace) -> tuple[Any, list[str] | None]:
@@ -689,6 +794,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "train" and not args.verbose:
         level = logging.INFO if not getattr(args, "json", False) else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.command == "train" and args.nproc > 1:
+        from etm.distributed import launch, launched_by_torchrun
+
+        if not launched_by_torchrun():
+            return launch(_without_option(list(sys.argv[1:] if argv is None else argv), "--nproc"), args.nproc)
     try:
         result = COMMANDS[args.command](args)
     except KeyboardInterrupt:
@@ -699,6 +809,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = err.reason
         print(f"etm {args.command}: error: {message}", file=sys.stderr)
         return 1
+    if result is None:  # a data-parallel worker other than the main one: nothing to report
+        return 0
     try:
         if args.json:
             print(json.dumps(result, indent=1, default=_json_default))
@@ -706,6 +818,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `etm topics M --json | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """``argv`` without ``name VALUE`` / ``name=VALUE`` (to re-run a command under torchrun)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out
 
 
 def _json_default(value: Any) -> Any:

@@ -347,7 +347,9 @@ class TopicModel(TransformerMixin, BaseEstimator):
     def _as_prepared(self, X: Any, vocabulary: Sequence[str] | None) -> PreparedCorpus:
         """Turn any supported input into train/valid parts; sets ``preprocessor_``."""
         self.preprocessor_: Preprocessor | None = None
-        if isinstance(X, PreparedCorpus):
+        from etm.shards import ShardedCorpus
+
+        if isinstance(X, (PreparedCorpus, ShardedCorpus)):
             return X
         valid = self.valid_size
         if isinstance(X, Corpus):
@@ -448,7 +450,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.embedding_report_ = None if aligned is None else aligned.report()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.random_state_)
-            background = log_word_frequency(corpus.train.counts) if self.background else None
+            background = log_word_frequency(_train_word_totals(corpus)) if self.background else None
             if aligned is None:
                 model = ETM(
                     n_topics,
@@ -524,7 +526,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
 
     def _prepare_seeding(self, model: ETM, resolved: Any, corpus: PreparedCorpus) -> Any:
         """Initialise seeded topic embeddings and build the seed prior (see :mod:`etm.seeding`)."""
-        from etm.seeding import SeedPrior, seed_centroids, word_counts
+        from etm.seeding import SeedPrior, seed_centroids
 
         rows = resolved.indices
         if self.seed_init:
@@ -533,7 +535,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
                 model.alphas.weight[: len(rows)] = torch.as_tensor(centroids, dtype=model.alphas.weight.dtype)
         self.seed_words_ = {name: [str(corpus.vocabulary[i]) for i in r] for name, r in zip(resolved.seeds.names, rows)}
         self.seed_report_ = resolved.report()
-        return SeedPrior(rows, word_counts(corpus.train.counts), corpus.train.n_docs, strength=self.seed_strength,
+        n_docs = corpus.train.n_docs if isinstance(corpus, PreparedCorpus) else corpus.n_docs("train")
+        return SeedPrior(rows, _train_word_totals(corpus), n_docs, strength=self.seed_strength,
                          schedule=self.seed_schedule, doc_strength=self.seed_doc_prior)
 
     def _aligned_embeddings(self, vocabulary: Sequence[str]) -> Any:
@@ -754,8 +757,17 @@ class TopicModel(TransformerMixin, BaseEstimator):
         coherence (the authors use the training documents); ``completion`` is
         scored for perplexity when given.
         """
-        counts, _ = self._counts_for(reference, "evaluate")
-        coherence = topic_coherence(top_word_indices(self.topic_word_, 10), counts)
+        from etm.shards import ShardedCorpus
+
+        top = top_word_indices(self.topic_word_, 10)
+        if isinstance(reference, ShardedCorpus):  # co-occurrence needs only the top words' columns
+            check_same_vocabulary(reference.vocabulary, self.vocabulary_, left="corpus", right="model")
+            columns = np.unique(top)
+            counts = sp.vstack([s.matrix()[:, columns] for s in reference.parts["train"]], format="csr")
+            top = np.searchsorted(columns, top)
+        else:
+            counts, _ = self._counts_for(reference, "evaluate")
+        coherence = topic_coherence(top, counts)
         diversity = topic_diversity(top_word_indices(self.topic_word_, 25))
         out = {"coherence": coherence, "diversity": diversity, "quality": topic_quality(coherence, diversity)}
         if completion is not None:
@@ -816,3 +828,10 @@ def _topic_names(n_topics: int, seeds: Any) -> list[str]:
 
 def _copy_preprocessor(pre: Preprocessor) -> Preprocessor:
     return Preprocessor(**pre.get_params())
+
+
+def _train_word_totals(corpus: Any) -> np.ndarray:
+    """Occurrences of each word in the training documents, in memory or streamed from shards."""
+    if isinstance(corpus, PreparedCorpus):
+        return np.asarray(corpus.train.counts.sum(axis=0), dtype=np.float64).ravel()
+    return corpus.word_totals("train")

@@ -584,11 +584,15 @@ class ETM(nn.Module):
         return -(preds * bows).sum(1)
 
 
-def log_word_frequency(counts: sp.spmatrix, smoothing: float = 1.0) -> torch.Tensor:
+def log_word_frequency(counts: sp.spmatrix | np.ndarray, smoothing: float = 1.0) -> torch.Tensor:
     """Log relative frequency of each word in a corpus, shape (V,), for ``ETM(background=...)``.
 
-    ``smoothing`` is added to every count so that a word absent from the
-    corpus gets a finite (very low) bias instead of minus infinity.
+    ``counts`` is a (D, V) count matrix or the (V,) word totals already
+    summed. ``smoothing`` is added to every count so that a word absent from
+    the corpus gets a finite (very low) bias instead of minus infinity.
     """
-    totals = np.asarray(sp.csr_matrix(counts).sum(axis=0), dtype=np.float64).ravel() + float(smoothing)
+    if isinstance(counts, np.ndarray) and counts.ndim == 1:
+        totals = counts.astype(np.float64) + float(smoothing)
+    else:
+        totals = np.asarray(sp.csr_matrix(counts).sum(axis=0), dtype=np.float64).ravel() + float(smoothing)
     return torch.from_numpy(np.log(totals / totals.sum()).astype(np.float32))
