@@ -171,8 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(*_flag("--ema-decay"), type=float, default=0.0,
                    help="per-step decay of weight averaging; the averaged weights are validated and kept, "
                         "0 = off (default 0)")
+    g.add_argument(*_flag("--lazy-updates"), action="store_true",
+                   help="row-sparse gradients and a lazy Adam for the V x H first encoder layer: only the rows of "
+                        "words in a batch are updated (much faster at large vocabularies; one process only)")
     g.add_argument("--seed", type=int, default=2019, help="random seed (default 2019)")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per process (default: the process's CPUs, shared out between --nproc processes; "
+                        "also ETM_THREADS)")
     g.add_argument("--nproc", type=int, default=1,
                    help="data-parallel processes on this machine (runs torchrun; default 1). Across machines, start "
                         "`torchrun --nnodes M --nproc_per_node N ... -m etm train ...` on each")
@@ -274,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output file: .csv, .tsv, .npy or .parquet (with pyarrow); written as documents stream in")
     p.add_argument(*_flag("--chunk-size"), type=int, default=10000,
                    help="documents read, inferred and written at a time (default 10000)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all of this process's CPUs)")
     _add_reading_options(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
@@ -403,8 +410,12 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any] | None:
     from etm.distributed import init_from_environment, launched_by_torchrun, shutdown
 
     if not launched_by_torchrun():
+        if args.threads is not None:
+            from etm.device import set_threads
+
+            set_threads(args.threads)
         return _train(args, args.device, lead=True)
-    device = init_from_environment(args.device)
+    device = init_from_environment(args.device, args.threads)
     try:
         from etm.distributed import is_main_process
 
@@ -438,6 +449,7 @@ def _train(args: argparse.Namespace, device: str, *, lead: bool) -> dict[str, An
         lr=args.lr, optimizer=args.optimizer, weight_decay=args.wdecay, clip=args.clip, bow_norm=bool(args.bow_norm),
         anneal_lr=bool(args.anneal_lr), nonmono=args.nonmono, lr_factor=args.lr_factor, patience=args.patience,
         kl_warmup=args.kl_warmup, kl_weight=args.kl_weight, lr_schedule=args.lr_schedule, ema_decay=args.ema_decay,
+        lazy_updates=args.lazy_updates,
         embeddings=_read_embeddings_arg(args, corpus.vocabulary), fine_tune_embeddings=args.fine_tune_embeddings,
         missing_embeddings=args.missing_embeddings, seed_topics=args.seeds, n_free_topics=args.free_topics,
         seed_strength=args.seed_strength, seed_schedule=args.seed_schedule,
@@ -643,9 +655,13 @@ def cmd_topics(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_transform(args: argparse.Namespace) -> dict[str, Any]:
+    from etm.device import reuse_freed_memory, set_threads
     from etm.estimator import TopicModel
     from etm.theta_output import ThetaWriter
 
+    if args.threads is not None:
+        set_threads(args.threads)
+    reuse_freed_memory()
     est = TopicModel.load(args.model, device=args.device)
     out = Path(args.output)
     totals: Counter[str] = Counter()

@@ -40,7 +40,7 @@ def launched_by_torchrun() -> bool:
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ and "MASTER_ADDR" in os.environ
 
 
-def init_from_environment(device: str = "auto") -> torch.device:
+def init_from_environment(device: str = "auto", threads: int | None = None) -> torch.device:
     """Join the process group torchrun set up; returns this process's device.
 
     On CUDA machines each process takes the GPU of its ``LOCAL_RANK`` and the
@@ -59,9 +59,10 @@ def init_from_environment(device: str = "auto") -> torch.device:
     backend = "nccl" if dev.type == "cuda" else "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
-    if dev.type == "cpu" and "ETM_THREADS" not in os.environ:
-        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+    if dev.type == "cpu":
+        from etm.device import set_threads
+
+        set_threads(threads, processes_per_machine=int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size())))
     logger.info("process %d of %d on %s (%s)", dist.get_rank(), dist.get_world_size(), dev, backend)
     return dev
 

@@ -63,6 +63,8 @@ class SparseBatch:
         Permutation of the entries that sorts them by word, then document.
     col_offsets : torch.LongTensor of shape (V,)
         Start of each word's entries in ``col_order``.
+    present : torch.LongTensor of shape (U,)
+        The distinct words of the batch, sorted (rows of a row-sparse gradient).
     n_docs : int
         B, the number of documents.
     n_words : int
@@ -75,6 +77,7 @@ class SparseBatch:
     rows: torch.Tensor
     col_order: torch.Tensor
     col_offsets: torch.Tensor
+    present: torch.Tensor
     n_docs: int
     n_words: int
 
@@ -101,6 +104,7 @@ class SparseBatch:
             rows=tensor(rows),
             col_order=tensor(col_order),
             col_offsets=tensor(col_offsets),
+            present=tensor(np.flatnonzero(col_counts).astype(np.int64)),
             n_docs=csr.shape[0],
             n_words=csr.shape[1],
         )
@@ -152,25 +156,32 @@ class _BagOfWordsProduct(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, weight_t: torch.Tensor, batch: SparseBatch) -> torch.Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx: Any, weight_t: torch.Tensor, batch: SparseBatch, sparse_grad: bool = False
+    ) -> torch.Tensor:
         ctx.batch = batch
+        ctx.sparse_grad = sparse_grad
         return F.embedding_bag(
             batch.indices, weight_t, batch.offsets[:-1], mode="sum", per_sample_weights=batch.values.to(weight_t.dtype)
         )
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
         b: SparseBatch = ctx.batch
-        return (
-            F.embedding_bag(
-                b.rows[b.col_order],
-                grad_out.contiguous(),
-                b.col_offsets,
-                mode="sum",
-                per_sample_weights=b.values[b.col_order].to(grad_out.dtype),
-            ),
-            None,
+        # Bags of absent words are empty, so offsets of the present words alone give the same sums.
+        offsets = b.col_offsets[b.present] if ctx.sparse_grad else b.col_offsets
+        rows = F.embedding_bag(
+            b.rows[b.col_order],
+            grad_out.contiguous(),
+            offsets,
+            mode="sum",
+            per_sample_weights=b.values[b.col_order].to(grad_out.dtype),
         )
+        if not ctx.sparse_grad:
+            return rows, None, None
+        grad = torch.sparse_coo_tensor(b.present.unsqueeze(0), rows, (b.n_words, grad_out.shape[1]),
+                                       check_invariants=False, is_coalesced=True)
+        return grad, None, None
 
 
 class _SampledProduct(torch.autograd.Function):
@@ -210,6 +221,10 @@ class BagOfWordsLinear(nn.Module):
     (H, V) matrix of ``nn.Linear`` and state dicts use the ``nn.Linear`` key and
     layout, so checkpoints of the authors' module load unchanged.
 
+    With ``sparse_grad=True`` a sparse batch gives ``weight_t`` a row-sparse
+    gradient holding only the batch's words, for a lazy optimizer
+    (``torch.optim.SparseAdam``) that updates just those rows.
+
     Shape
     -----
     Input: dense (B, V) tensor or :class:`SparseBatch`. Output: (B, H).
@@ -226,6 +241,7 @@ class BagOfWordsLinear(nn.Module):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
+        self.sparse_grad = False
         self.weight_t = nn.Parameter(torch.empty(in_features, out_features, device=device, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(out_features, device=device, dtype=dtype))
         self._register_state_dict_hook(BagOfWordsLinear._save_hook)
@@ -253,7 +269,7 @@ class BagOfWordsLinear(nn.Module):
 
     def forward(self, bows: torch.Tensor | SparseBatch) -> torch.Tensor:
         if isinstance(bows, SparseBatch):
-            return _BagOfWordsProduct.apply(self.weight_t, bows) + self.bias
+            return _BagOfWordsProduct.apply(self.weight_t, bows, self.sparse_grad) + self.bias
         if bows.is_sparse or bows.layout != torch.strided:
             bows = bows.to_dense()
         return torch.addmm(self.bias, bows, self.weight_t)
@@ -525,10 +541,12 @@ class ETM(nn.Module):
 
     def get_beta(self) -> torch.Tensor:
         """Topic-word distributions ``softmax(rho @ alphas^T)^T``, shape (K, V)."""
-        logit = self.alphas(self.rho.weight)  # (V, K)
+        # Transposed to (K, V) first: a softmax along contiguous rows is ~9x faster on CPU than
+        # one down the columns of the (V, K) product, and it is one of a large-V step's main costs.
+        logit = self.alphas(self.rho.weight).t().contiguous()  # (K, V)
         if self.background is not None:
-            logit = logit + self.background.unsqueeze(1)
-        return F.softmax(logit, dim=0).transpose(1, 0)
+            logit = logit + self.background.unsqueeze(0)
+        return F.softmax(logit, dim=1)
 
     def get_theta(self, normalized_bows: torch.Tensor | SparseBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Topic proportions (B, K) and the batch KL, as in the authors' code."""

@@ -499,25 +499,61 @@ def _open_binary(path: Path) -> Any:
     return open(path, "rb")
 
 
-def _stream_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
-    """(1-based line number, decoded line without its end) of a possibly gzipped file, never all at once."""
+def _stream_lines(path: Path, encoding: str, *, keep_ends: bool = False) -> Iterator[tuple[int, str]]:
+    """(1-based line number, decoded line) of a possibly gzipped file, never all at once.
+
+    Lines end at ``\\n`` only and lose it and one ``\\r`` before it (as the
+    whole-file readers split them), unless ``keep_ends``. Encodings whose
+    newline is the byte ``\\n`` (UTF-8, Latin-1, ...) are decoded line by line,
+    so an undecodable byte is reported on its exact line; others (UTF-16,
+    UTF-32) through an incremental decoder.
+    """
+    import codecs
+
     try:
-        "".encode(encoding)
+        info = codecs.lookup(encoding)
     except LookupError:
         raise ValueError(f"unknown encoding {encoding!r} for {path}") from None
+    is_utf8 = info.name == "utf-8"
     fh = _open_binary(path)
+    lineno = 0
     try:
-        for lineno, raw in enumerate(fh, start=1):
-            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf") and encoding.replace("-", "").lower() == "utf8":
-                raw = raw[3:]
+        if "\n".encode(info.name) == b"\n":
+            lines: Iterator[bytes | str] = iter(fh)
+            decode = True
+        else:
+            lines = iter(io.TextIOWrapper(fh, encoding=info.name, newline=""))
+            decode = False
+        while True:
             try:
-                line = raw.decode(encoding)
+                raw = next(lines)
+            except StopIteration:
+                return
             except UnicodeDecodeError as err:
                 raise UnicodeDecodeError(
                     err.encoding, err.object, err.start, err.end,
-                    f"{err.reason} in {path}, line {lineno}; pass the right encoding (e.g. --encoding latin-1)",
+                    f"{err.reason} in {path}, near line {lineno + 1}; pass the right encoding (e.g. --encoding "
+                    "latin-1)",
                 ) from None
-            yield lineno, line.rstrip("\n").rstrip("\r")
+            lineno += 1
+            if decode:
+                assert isinstance(raw, bytes)
+                if lineno == 1 and is_utf8 and raw.startswith(b"\xef\xbb\xbf"):
+                    raw = raw[3:]
+                try:
+                    line = raw.decode(info.name)
+                except UnicodeDecodeError as err:
+                    raise UnicodeDecodeError(
+                        err.encoding, err.object, err.start, err.end,
+                        f"{err.reason} in {path}, line {lineno}; pass the right encoding (e.g. --encoding latin-1)",
+                    ) from None
+            else:
+                assert isinstance(raw, str)
+                line = raw[1:] if lineno == 1 and raw.startswith("\ufeff") else raw
+            if not keep_ends:
+                line = line[:-1] if line.endswith("\n") else line
+                line = line[:-1] if line.endswith("\r") else line
+            yield lineno, line
     except (OSError, EOFError) as err:
         raise ValueError(f"{path}: not a readable file ({err})") from None
     finally:
@@ -585,7 +621,7 @@ def _iter_csv(
     old_limit = csv.field_size_limit()
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     try:
-        lines = (line + "\n" for _, line in _stream_lines(p, encoding))
+        lines = (line for _, line in _stream_lines(p, encoding, keep_ends=True))
         reader = csv.reader(lines, delimiter=delimiter)
         start = 1
         header: list[str] | None = None

@@ -301,7 +301,7 @@ def vocabulary_from_counts(
     words = sorted(w for w, df in doc_freq.items() if low <= df <= high)
     if preprocessor.max_features is not None and len(words) > preprocessor.max_features:
         tfs = np.array([term_freq[w] for w in words], dtype=np.int64)
-        keep = np.sort(np.argsort(-tfs, kind="stable")[: preprocessor.max_features])
+        keep = np.sort(np.argsort(-tfs)[: preprocessor.max_features])  # sklearn's own (unstable) tie order
         words = [words[i] for i in keep]
     if not words:
         raise ValueError(

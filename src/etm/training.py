@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from etm.batching import batch_source, completion_chunks
 from etm.corpus import PreparedCorpus
+from etm.device import reuse_freed_memory
 from etm.distributed import all_sum, broadcast_float, rank_and_world
 from etm.metrics import CompletionScores, completion_loglik, perplexity_per_document, perplexity_per_token
 from etm.model import ETM, SparseBatch
@@ -117,6 +118,14 @@ class TrainingConfig:
         return the averaged weights. Averaging the last few epochs' weights
         removes the noise of a constant learning rate without slowing
         learning down. 0 (the default) is the authors' behaviour.
+    lazy_updates : bool
+        Give the first encoder layer (V x H, most of the parameters at large
+        vocabularies) row-sparse gradients and update it with a lazy Adam
+        (:class:`RowSparseAdam`, the semantics of ``torch.optim.SparseAdam``):
+        only the rows of words present in a batch, and their moments, change
+        at a step. Faster at large V; not exact Adam (absent rows skip steps
+        instead of coasting on their momentum, and decay only when updated).
+        Needs ``optimizer="adam"`` and one process.
     seed : int
         Seed of parameter initialisation, shuffling, dropout and noise.
     """
@@ -139,12 +148,15 @@ class TrainingConfig:
     kl_weight: float = 1.0
     lr_schedule: str = "constant"
     ema_decay: float = 0.0
+    lazy_updates: bool = False
     seed: int = 2019
 
     def validate(self) -> None:
         """Raise ValueError naming the first invalid setting."""
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {list(OPTIMIZERS)}")
+        if self.lazy_updates and self.optimizer != "adam":
+            raise ValueError(f"lazy_updates uses a lazy Adam; it does not apply to optimizer={self.optimizer!r}")
         positive_ints = ("epochs", "batch_size", "eval_batch_size", "eval_every", "checkpoint_every", "nonmono")
         for name in positive_ints:
             value = getattr(self, name)
@@ -207,6 +219,120 @@ def make_optimizer(
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}; choose one of {list(OPTIMIZERS)}")
+
+
+class RowSparseAdam(torch.optim.Optimizer):
+    """Lazy Adam for row-sparse gradients: only the rows present in a gradient, and their moments, move.
+
+    The semantics of ``torch.optim.SparseAdam`` (one step count per
+    parameter for bias correction), plus weight decay on the updated rows.
+    The rows are gathered, updated by PyTorch's fused Adam kernel and
+    scattered back: ``SparseAdam``'s chain of sparse operations was slower
+    here than exact fused Adam over all rows.
+    """
+
+    def __init__(self, params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:  # type: ignore[override]
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                grad = p.grad.coalesce() if p.grad.is_sparse else p.grad
+                rows = grad.indices()[0] if grad.is_sparse else None
+                values = grad.values() if grad.is_sparse else grad
+                targets = [p, state["exp_avg"], state["exp_avg_sq"]]
+                gathered = [t.index_select(0, rows) for t in targets] if rows is not None else targets
+                state["step"] += 1
+                _adam_update(gathered[0], values, gathered[1], gathered[2], state["step"], lr=group["lr"],
+                             beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"])
+                if rows is not None:
+                    for target, new in zip(targets, gathered):
+                        target.index_copy_(0, rows, new)
+
+
+def _adam_update(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
+                 step: torch.Tensor, *, lr: float, beta1: float, beta2: float, eps: float,
+                 weight_decay: float) -> None:
+    """One Adam step in place (PyTorch's fused kernel where available, else the same formula)."""
+    if param.device.type in ("cpu", "cuda") and hasattr(torch, "_fused_adam_"):
+        torch._fused_adam_([param], [grad], [exp_avg], [exp_avg_sq], [], [step], lr=lr, beta1=beta1, beta2=beta2,
+                           weight_decay=weight_decay, eps=eps, amsgrad=False, maximize=False)
+        return
+    if weight_decay:
+        grad = grad.add(param, alpha=weight_decay)
+    exp_avg.lerp_(grad, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    t = float(step)
+    denom = (exp_avg_sq / (1 - beta2**t)).sqrt_().add_(eps)
+    param.addcdiv_(exp_avg, denom, value=-lr / (1 - beta1**t))
+
+
+class LazyAdam:
+    """Adam for a model whose first encoder layer has row-sparse gradients.
+
+    :class:`RowSparseAdam` updates the sparse-gradient parameters (only
+    the rows present in the batch); fused ``Adam`` the others. Exposes what
+    the training loop and checkpoints use of an optimizer: ``param_groups``
+    (the two optimizers' own dicts, so learning-rate changes reach them),
+    ``zero_grad``, ``step``, and a combined ``state_dict`` whose parameter
+    indices run over the sparse parameters first.
+    """
+
+    def __init__(self, sparse: Sequence[torch.nn.Parameter], dense: Sequence[torch.nn.Parameter], lr: float,
+                 weight_decay: float) -> None:
+        self.sparse = RowSparseAdam(list(sparse), lr=lr, weight_decay=weight_decay)
+        self.dense = make_optimizer("adam", dense, lr, weight_decay)
+        self.n_sparse = len(list(sparse))
+        self.param_groups = self.sparse.param_groups + self.dense.param_groups
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.sparse.zero_grad(set_to_none=set_to_none)
+        self.dense.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        self.sparse.step()
+        self.dense.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        a, b = self.sparse.state_dict(), self.dense.state_dict()
+        state = {**a["state"], **{int(k) + self.n_sparse: v for k, v in b["state"].items()}}
+        groups = a["param_groups"] + [
+            {**g, "params": [int(i) + self.n_sparse for i in g["params"]]} for g in b["param_groups"]
+        ]
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        n_groups = len(self.sparse.param_groups)
+        groups = state_dict["param_groups"]
+        state = {int(k): v for k, v in state_dict["state"].items()}
+        self.sparse.load_state_dict({
+            "state": {k: v for k, v in state.items() if k < self.n_sparse},
+            "param_groups": groups[:n_groups],
+        })
+        self.dense.load_state_dict({
+            "state": {k - self.n_sparse: v for k, v in state.items() if k >= self.n_sparse},
+            "param_groups": [{**g, "params": [int(i) - self.n_sparse for i in g["params"]]} for g in groups[n_groups:]],
+        })
+
+
+def _clip_grad_norm(params: Sequence[torch.Tensor], max_norm: float) -> None:
+    """``clip_grad_norm_`` that also accepts row-sparse gradients."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norms = [(g.coalesce().values() if g.is_sparse else g).norm() for g in grads]
+    total = torch.linalg.vector_norm(torch.stack(norms))
+    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale)
 
 
 def _batches(
@@ -430,6 +556,7 @@ def _train(
     """
     config.validate()
     dev = torch.device(device)
+    reuse_freed_memory()
     rank, world = rank_and_world()
     main = rank == 0
     vocabulary = corpus.vocabulary
@@ -456,7 +583,19 @@ def _train(
         runner = DistributedDataParallel(runner, device_ids=[dev.index] if dev.type == "cuda" else None,
                                          broadcast_buffers=False)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(config.optimizer, trainable, config.lr, config.weight_decay)
+    optimizer: Any
+    first_layer = model.q_theta[0]
+    if config.lazy_updates:
+        if world > 1:
+            raise ValueError("lazy_updates works in one process; DistributedDataParallel reduces dense gradients")
+        if dev.type == "mps":
+            raise ValueError("lazy_updates needs sparse tensors, which MPS lacks; use cpu or cuda")
+        first_layer.sparse_grad = True
+        sparse_params = [first_layer.weight_t]
+        optimizer = LazyAdam(sparse_params, [p for p in trainable if p is not first_layer.weight_t], config.lr,
+                             config.weight_decay)
+    else:
+        optimizer = make_optimizer(config.optimizer, trainable, config.lr, config.weight_decay)
     ema: list[torch.Tensor] | None = [p.detach().clone() for p in trainable] if config.ema_decay > 0 else None
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -584,7 +723,10 @@ def _train(
                     )
                 loss.backward()
                 if config.clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+                    if config.lazy_updates:
+                        _clip_grad_norm(trainable, config.clip)
+                    else:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
                 optimizer.step()
                 if ema is not None:
                     with torch.no_grad():
@@ -670,6 +812,7 @@ def _train(
         raise
     finally:
         progress.close()
+        first_layer.sparse_grad = False
 
     if has_valid and best_state is not None:
         model.load_state_dict(best_state)
