@@ -168,3 +168,23 @@ def test_background_bias_shifts_beta_and_keeps_the_sparse_path_exact() -> None:
     assert torch.allclose(a, b, atol=1e-9)
     with pytest.raises(ValueError, match=r"background must have shape \(vocab_size=60,\), got \(59,\)"):
         ETM(7, 60, 16, 8, background=bg[:59])
+
+
+def test_row_sparse_first_layer_gradient_equals_the_dense_one() -> None:
+    """``sparse_grad`` gives the same first-layer gradient, holding only the batch's words."""
+    counts = sp.random(30, 120, density=0.05, format="csr", random_state=3)
+    counts.data = np.ceil(counts.data * 4)
+    batch = SparseBatch.from_scipy(counts)
+    grads = []
+    for sparse in (False, True):
+        torch.manual_seed(0)
+        model = ETM(4, 120, 16, 8, enc_drop=0.0)
+        model.q_theta[0].sparse_grad = sparse
+        recon, kld = model(batch, batch.normalized())
+        (recon + kld).backward()
+        grads.append(model.q_theta[0].weight_t.grad)
+    dense, row_sparse = grads
+    assert row_sparse.is_sparse and not dense.is_sparse
+    present = np.unique(counts.indices)
+    assert row_sparse.coalesce().indices()[0].tolist() == present.tolist()
+    torch.testing.assert_close(row_sparse.to_dense(), dense, rtol=1e-6, atol=1e-7)

@@ -170,3 +170,65 @@ def test_kl_weight_scales_the_kl_term(small_corpus) -> None:
     assert weak.history[-1]["kl"] > full.history[-1]["kl"]
     with pytest.raises(ValueError, match="kl_weight must be a positive number"):
         _cfg(kl_weight=0.0).validate()
+
+
+# -- lazy updates ---------------------------------------------------------------------
+def _row_sparse(rows: torch.Tensor, values: torch.Tensor, n_rows: int) -> torch.Tensor:
+    return torch.sparse_coo_tensor(rows.unsqueeze(0), values, (n_rows, values.shape[1]), check_invariants=True)
+
+
+def test_row_sparse_adam_matches_sparse_adam_and_adam() -> None:
+    from etm.training import RowSparseAdam
+
+    gen = torch.Generator().manual_seed(0)
+    start = torch.randn(40, 6, generator=gen)
+    ours, ref = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    opt_ours, opt_ref = RowSparseAdam([ours], lr=0.01), torch.optim.SparseAdam([ref], lr=0.01)
+    for _ in range(6):
+        rows = torch.unique(torch.randint(0, 40, (15,), generator=gen))
+        grad = _row_sparse(rows, torch.randn(len(rows), 6, generator=gen), 40).coalesce()
+        ours.grad, ref.grad = grad.clone(), grad.clone()
+        opt_ours.step()
+        opt_ref.step()
+    torch.testing.assert_close(ours.detach(), ref.detach(), rtol=1e-5, atol=1e-6)
+    assert not torch.equal(ours.detach(), start)
+    # dense gradients: exactly Adam, weight decay included
+    a, b = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    opt_a, opt_b = RowSparseAdam([a], lr=0.01, weight_decay=0.1), torch.optim.Adam([b], lr=0.01, weight_decay=0.1)
+    for _ in range(4):
+        g = torch.randn(40, 6, generator=gen)
+        a.grad, b.grad = g.clone(), g.clone()
+        opt_a.step()
+        opt_b.step()
+    torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_lazy_updates_leave_absent_words_rows_untouched(small_corpus) -> None:
+    """After one step, first-layer rows of words absent from the batch are exactly as initialised."""
+    model = _fresh(small_corpus)
+    before = model.q_theta[0].weight_t.detach().clone()
+    config = _cfg(epochs=1, batch_size=len(small_corpus.train.counts.indptr) - 1, lazy_updates=True)
+    train(model, small_corpus, config)
+    seen = np.asarray(small_corpus.train.counts.sum(axis=0)).ravel() > 0
+    after = model.q_theta[0].weight_t.detach()
+    assert torch.equal(after[~torch.from_numpy(seen)], before[~torch.from_numpy(seen)])
+    assert not torch.equal(after[torch.from_numpy(seen)], before[torch.from_numpy(seen)])
+    assert model.q_theta[0].sparse_grad is False  # the model is left as an ordinary module
+
+
+def test_lazy_updates_train_comparably_and_resume_exactly(small_corpus, tmp_path) -> None:
+    exact = train(_fresh(small_corpus), small_corpus, _cfg(epochs=4))
+    lazy = train(_fresh(small_corpus), small_corpus, _cfg(epochs=4, lazy_updates=True))
+    assert lazy.history[-1]["loss"] < lazy.history[0]["loss"]
+    assert lazy.best_valid_perplexity == pytest.approx(exact.best_valid_perplexity, rel=0.1)
+    assert lazy.history[-1]["loss"] != exact.history[-1]["loss"]  # a different optimizer, not the same path
+    train(_fresh(small_corpus), small_corpus, _cfg(epochs=2, lazy_updates=True), checkpoint_dir=tmp_path)
+    resumed = train(_fresh(small_corpus, seed=5), small_corpus, _cfg(epochs=4, lazy_updates=True),
+                    checkpoint_dir=tmp_path, resume=True)
+    assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in lazy.history], rel=1e-6)
+    assert torch.allclose(resumed.model.get_beta(), lazy.model.get_beta(), atol=1e-6)
+
+
+def test_lazy_updates_need_adam() -> None:
+    with pytest.raises(ValueError, match="lazy Adam"):
+        TrainingConfig(optimizer="sgd", lazy_updates=True).validate()
