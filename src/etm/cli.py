@@ -665,12 +665,15 @@ def cmd_transform(args: argparse.Namespace) -> dict[str, Any]:
     est = TopicModel.load(args.model, device=args.device)
     out = Path(args.output)
     totals: Counter[str] = Counter()
+    t0 = time.perf_counter()
     with ThetaWriter(out, est.topic_names_) as writer:  # rows stream out; the file appears when complete
         for X, ids in _document_chunks(args, chunk_size=args.chunk_size):
             theta, report = est.transform_with_report(X)
             writer.write(theta, ids)
             totals.update(report)
-    summary = {"output": str(out), "shape": [writer.rows_written, len(est.topic_names_)], **totals}
+    seconds = time.perf_counter() - t0
+    summary = {"output": str(out), "shape": [writer.rows_written, len(est.topic_names_)], **totals,
+               "seconds": round(seconds, 3), "documents_per_second": round(writer.rows_written / max(seconds, 1e-9), 1)}
     if not args.json:
         print(f"wrote {writer.rows_written} x {len(est.topic_names_)} topic proportions to {out}")
         if totals.get("unknown_tokens"):

@@ -37,7 +37,7 @@ from etm.preprocessing import Preprocessor
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CsrShard", "ShardedCorpus", "prepare_sharded", "is_sharded_corpus", "vocabulary_from_counts"]
+__all__ = ["CsrShard", "ShardedCorpus", "prepare_sharded", "write_shards", "is_sharded_corpus", "vocabulary_from_counts"]
 
 LAYOUT = "sharded"
 _SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}
@@ -603,3 +603,101 @@ def prepare_sharded(
         "corpus": corpus.summary(),
     }
     return corpus, report
+
+
+def write_shards(
+    output: str | os.PathLike[str],
+    vocabulary: list[str],
+    train: Iterable[sp.csr_matrix],
+    *,
+    n_train: int,
+    valid: Iterable[sp.csr_matrix] = (),
+    test: Iterable[sp.csr_matrix] = (),
+    shard_size: int = 100_000,
+    random_state: int = 0,
+    settings: dict[str, Any] | None = None,
+) -> ShardedCorpus:
+    """Write bags of words that arrive in pieces (CSR chunks over ``vocabulary``) as a sharded corpus.
+
+    For counts built elsewhere and too large to hold at once. ``n_train``
+    (the number of training rows to come) sets the number of training
+    shards; each training row goes to a shard drawn at random. Valid and test
+    rows get seeded completion halves; rows without words are dropped.
+    """
+    if shard_size < 1 or n_train < 1:
+        raise ValueError("shard_size and n_train must be positive")
+    target = Path(output)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / "shards").mkdir(parents=True)
+    v = len(vocabulary)
+    rng = np.random.default_rng([random_state, 1])
+    halves_rng = np.random.default_rng([random_state, 2])
+    opened: list[_ShardWriter] = []
+
+    def new_writer(name: str) -> _ShardWriter:
+        w = _ShardWriter(tmp, name, v, labels=False, ids=False)
+        opened.append(w)
+        return w
+
+    try:
+        n_shards = max(1, math.ceil(n_train / shard_size))
+        train_writers = [new_writer(f"train-{i:05d}") for i in range(n_shards)]
+        for chunk in train:
+            chunk = _nonempty(chunk, v)
+            assignment = rng.integers(n_shards, size=chunk.shape[0])
+            for s in np.unique(assignment):
+                train_writers[s].append(chunk[assignment == s], None, None)
+        parts: dict[str, list[dict[str, Any]]] = {"train": [w.close() for w in train_writers]}
+        halves: dict[str, list[list[dict[str, Any]]]] = {}
+        unsplittable: dict[str, int] = {}
+        for name, chunks in (("valid", valid), ("test", test)):
+            writers: list[tuple[_ShardWriter, _ShardWriter, _ShardWriter]] = []
+            unsplittable[name] = 0
+            for chunk in chunks:
+                chunk = _nonempty(chunk, v)
+                if not writers or writers[-1][0].n_docs >= shard_size:
+                    i = len(writers)
+                    writers.append((new_writer(f"{name}-{i:05d}"), new_writer(f"{name}_h1-{i:05d}"),
+                                    new_writer(f"{name}_h2-{i:05d}")))
+                whole, h1, h2 = writers[-1]
+                whole.append(chunk, None, None)
+                first, second, kept = split_halves(chunk, halves_rng)
+                unsplittable[name] += int(chunk.shape[0] - kept.size)
+                h1.append(first, None, None)
+                h2.append(second, None, None)
+            if writers:
+                parts[name] = [w.close() for w, _, _ in writers]
+                halves[name] = [[a.close() for _, a, _ in writers], [b.close() for _, _, b in writers]]
+        parts["train"] = [p for p in parts["train"] if p["documents"] > 0]
+        for w in train_writers:
+            if w.n_docs == 0:
+                for kind, _ in _FILES:
+                    (tmp / "shards" / f"{w.name}.{kind}").unlink()
+        if not parts["train"]:
+            raise ValueError("no training documents with words")
+        atomic_write_text(tmp / "vocab.txt", "\n".join(vocabulary) + "\n")
+        meta = {
+            "format": "etm-corpus", "format_version": CORPUS_FORMAT_VERSION, "layout": LAYOUT,
+            "vocabulary_size": v, "parts": parts, "halves": halves,
+            "n_unsplittable": {k: n for k, n in unsplittable.items() if k in parts},
+            "settings": {"shard_size": shard_size, "random_state": random_state, **(settings or {})},
+        }
+        atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1, ensure_ascii=False))
+        _replace_dir(tmp, target)
+    except BaseException:
+        for w in opened:
+            for fh in [*w.files.values(), *w.text_files.values()]:
+                fh.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ShardedCorpus.load(target)
+
+
+def _nonempty(chunk: sp.spmatrix, n_words: int) -> sp.csr_matrix:
+    csr = sp.csr_matrix(chunk)
+    if csr.shape[1] != n_words:
+        raise ValueError(f"a chunk has {csr.shape[1]} columns but the vocabulary has {n_words} words")
+    csr.sum_duplicates()
+    return csr[np.diff(csr.indptr) > 0]
