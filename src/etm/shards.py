@@ -37,7 +37,9 @@ from etm.preprocessing import Preprocessor
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CsrShard", "ShardedCorpus", "prepare_sharded", "write_shards", "is_sharded_corpus", "vocabulary_from_counts"]
+__all__ = [
+    "CsrShard", "ShardedCorpus", "prepare_sharded", "write_shards", "is_sharded_corpus", "vocabulary_from_counts",
+]
 
 LAYOUT = "sharded"
 _SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}
