@@ -304,7 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             subprocess.run([*ETM, "prepare", str(args.data / "20news-bydate.jsonl.gz"), "-o", str(demo),
                             "--label-field", "label", "--split-field", "split", "--strip-newsgroup", "--min-df", "10",
                             "--max-df", "0.5", "--extra-stop-words",
-                            str(REPO_ROOT / "examples" / "stopwords_extra.txt"), "--quiet"], check=True, capture_output=True)
+                            str(REPO_ROOT / "examples" / "stopwords_extra.txt"), "--quiet"],
+                           check=True, capture_output=True)
         demo_model = ["--num-topics", "20", "--patience", "10"]
         parity = {}
         for nproc in (1, 2):
