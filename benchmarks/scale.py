@@ -143,8 +143,8 @@ def train_run(corpus: Path, out: Path, nproc: int, epochs: int = 1, extra: Seque
 
 
 # --------------------------------------------------------------------------- step-time model for the projection
-def step_model(corpus: Path, threads: int = 1, steps: int = 6) -> dict[str, float]:
-    """Median training-step seconds at local batches of 125 and 500 documents (1 thread): fixed + per-document."""
+def step_model(corpus: Path, threads: int = 1, steps: int = 8) -> dict[str, float]:
+    """Median training-step seconds of one 1-thread process at local batches of 125, 500 and 1000 documents."""
     import torch
 
     from etm.batching import ShardedBatches
@@ -160,10 +160,10 @@ def step_model(corpus: Path, threads: int = 1, steps: int = 6) -> dict[str, floa
     model = Model(50, len(sc.vocabulary), 800, 300, enc_drop=0.0)
     opt = torch.optim.Adam(model.parameters(), lr=0.005, weight_decay=1.2e-6, fused=True)
     out: dict[str, float] = {}
-    for local in (125, 500):
+    for local in (1000, 500, 125):
         times = []
         for i, rows in enumerate(ShardedBatches(sc.parts["train"], 0).epoch(0, local)):
-            if i == steps + 2:
+            if i == steps + 3:
                 break
             t = time.perf_counter()
             batch = SparseBatch.from_scipy(rows)
@@ -171,11 +171,9 @@ def step_model(corpus: Path, threads: int = 1, steps: int = 6) -> dict[str, floa
             recon, kld = model(batch, batch.normalized())
             (recon + kld).backward()
             opt.step()
-            if i >= 2:
+            if i >= 3:
                 times.append(time.perf_counter() - t)
         out[f"step_{local}"] = statistics.median(times)
-    out["per_doc"] = (out["step_500"] - out["step_125"]) / 375
-    out["fixed"] = out["step_125"] - 125 * out["per_doc"]
     out["params"] = float(sum(p.numel() for p in model.parameters()))
     return out
 
@@ -205,32 +203,29 @@ def allreduce_seconds(n_floats: int) -> float:
 
 
 def projection(model: dict[str, float], local_allreduce: float, rates: dict[int, float],
-               network_gbit: float = 10.0, batch: int = 1000) -> list[tuple[str, float, str]]:
+               network_gbit: float = 10.0) -> list[tuple[str, float, str]]:
     """Epoch time on 1.8M documents for 1, 2 and 8 processes.
 
     1 and 2 processes: the measured 1M-document rates of this machine. 8
-    processes (one per core or machine, each a 1-thread process like the
-    ``--nproc 2`` workers): each step costs the fixed part (beta, the
-    vocabulary-wide gradients and Adam over all parameters, the same in every
-    process) plus the per-document part for its 125 documents, plus a ring
-    all-reduce of all gradients, 2 (P-1)/P x 4 bytes x parameters over
-    ``network_gbit`` (or, on one machine, the local gloo time measured here
-    scaled by 2 (P-1)/P / 1).
+    processes, each a 1-thread process like the ``--nproc 2`` workers, one
+    per machine: a step costs the measured 1-thread step at the process's
+    share of the global batch, plus a ring all-reduce of every gradient,
+    2 (P-1)/P x 4 bytes x parameters over ``network_gbit``. Two global
+    batches: the authors' 1000 (125 documents a process) and 8000 (1000 a
+    process, 8x fewer steps; a different optimisation, to be validated).
     """
-    steps = NYT_DOCS / batch
     rows = []
     for p in (1, 2):
         if p in rates:
-            rows.append((f"{p} process{'es' if p > 1 else ''}, this machine (measured rate)", NYT_DOCS / rates[p],
-                         f"{rates[p]:,.0f} docs/s measured on 1M documents"))
-    compute = model["fixed"] + model["per_doc"] * batch / 8
-    bytes_ = 4 * model["params"]
-    network = 2 * 7 / 8 * bytes_ / (network_gbit * 1e9 / 8)
-    rows.append((f"8 processes on 8 machines, {network_gbit:g} Gbit/s", steps * (compute + network),
-                 f"step = {compute * 1e3:.0f} ms compute + {network * 1e3:.0f} ms all-reduce"))
-    local = local_allreduce * (2 * 7 / 8)  # ring all-reduce of P=8 moves 2(P-1)/P of the data; P=2 moves 1x
-    rows.append(("8 processes on one 8-core machine (gloo)", steps * (compute + local),
-                 f"step = {compute * 1e3:.0f} ms compute + {local * 1e3:.0f} ms all-reduce"))
+            rows.append((f"{p} process{'es' if p > 1 else ''}, this machine, batch 1000 (measured rate)",
+                         NYT_DOCS / rates[p], f"{rates[p]:,.0f} docs/s measured on 1M documents"))
+    network = 2 * 7 / 8 * 4 * model["params"] / (network_gbit * 1e9 / 8)
+    for batch, local in ((1000, 125), (8000, 1000)):
+        compute = model[f"step_{local}"]
+        rows.append((f"8 processes on 8 machines ({network_gbit:g} Gbit/s), batch {batch}",
+                     NYT_DOCS / batch * (compute + network),
+                     f"step = {compute * 1e3:.0f} ms compute ({local} docs, 1 thread) + {network * 1e3:.0f} ms "
+                     "all-reduce"))
     return rows
 
 
@@ -249,6 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("ETM_SHARED_DATA", DEFAULT_DATA)))
     parser.add_argument("--work", type=Path, default=REPO_ROOT / "runs" / "scale",
                         help="where corpora and models go (several GB for 1m)")
+    parser.add_argument("--projection-only", action="store_true",
+                        help="only the step timings and all-reduce of the projection (on the largest corpus, built "
+                             "if missing), with training rates from --rates")
+    parser.add_argument("--rates", default=None, metavar="R1,R2",
+                        help="docs/s of 1 and 2 processes measured earlier, for --projection-only")
     args = parser.parse_args(argv)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     if any(s not in SIZES for s in sizes):
@@ -270,7 +270,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts, vocab, texts = base_counts(args.data)
     first, second, _ = split_halves(counts, np.random.default_rng(0))
     results: dict[str, dict[str, Any]] = {}
-    for size in sizes:
+    if args.projection_only:
+        build_bow(sizes[-1], (first, second), vocab, args.work)
+        args.prepare_docs = args.parity_epochs = 0
+    for size in sizes if not args.projection_only else []:
         log(f"building {size}")
         t = time.perf_counter()
         corpus = build_bow(size, (first, second), vocab, args.work)
@@ -326,25 +329,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         model["allreduce_2local"] = allreduce_seconds(int(model["params"]))
 
     # ---------------------------------------------------------------- tables
-    print()
-    print("| documents | shards on disk | training, 1 process (2 threads) | peak memory | training, 2 processes "
-          "(torchrun, 1 thread each) | peak memory per process | inference (`etm transform` → .npy) | peak memory |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for size, res in results.items():
-        n = SIZES[size]
-        t1, t2, inf = res["train1"], res["train2"], res["infer"]
-        print(f"| {n:,} | {res['disk_mib']:,.0f} MiB | {fmt_rate(n, t1['epoch_seconds'][0])} docs/s "
-              f"(epoch {t1['epoch_seconds'][0]:,.0f} s) | {t1['peak_mib']:,.0f} MiB "
-              f"| {fmt_rate(n, t2['epoch_seconds'][0])} docs/s (epoch {t2['epoch_seconds'][0]:,.0f} s) "
-              f"| {t2['peak_mib']:,.0f} MiB | {inf['summary']['documents_per_second']:,.0f} docs/s "
-              f"| {inf['peak_mib']:,.0f} MiB |")
-    print()
-    print(f"- Corpora: recombined halves of raw 20NG messages over a {VOCAB:,}-word vocabulary, plus {N_VALID:,} "
-          "validation documents (validated once at the end of the epoch; included in the epoch time). "
-          "Model K=50, H=800, E=300, batch 1000 (the authors' defaults). Docs/s = training documents / epoch "
-          "seconds from `history.json`; inference docs/s from `etm transform --json` (all documents, "
-          "reading, inference and writing). Peak memory: `/usr/bin/time`'s maximum resident set of the largest "
-          "process (the 2-process total is about twice the per-process figure).")
+    if results:
+        print()
+        print("| documents | shards on disk | training, 1 process (2 threads) | peak memory "
+              "| training, 2 processes (torchrun, 1 thread each) | peak memory per process "
+              "| inference (`etm transform` → .npy) | peak memory |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for size, res in results.items():
+            n = SIZES[size]
+            t1, t2, inf = res["train1"], res["train2"], res["infer"]
+            print(f"| {n:,} | {res['disk_mib']:,.0f} MiB | {fmt_rate(n, t1['epoch_seconds'][0])} docs/s "
+                  f"(epoch {t1['epoch_seconds'][0]:,.0f} s) | {t1['peak_mib']:,.0f} MiB "
+                  f"| {fmt_rate(n, t2['epoch_seconds'][0])} docs/s (epoch {t2['epoch_seconds'][0]:,.0f} s) "
+                  f"| {t2['peak_mib']:,.0f} MiB | {inf['summary']['documents_per_second']:,.0f} docs/s "
+                  f"| {inf['peak_mib']:,.0f} MiB |")
+        print()
+        print(f"- Corpora: recombined halves of raw 20NG messages over a {VOCAB:,}-word vocabulary, plus {N_VALID:,} "
+              "validation documents (validated once at the end of the epoch; included in the epoch time). "
+              "Model K=50, H=800, E=300, batch 1000 (the authors' defaults). Docs/s = training documents / epoch "
+              "seconds from `history.json`; inference docs/s from `etm transform --json` (all documents, "
+              "reading, inference and writing). Peak memory: `/usr/bin/time`'s maximum resident set of the largest "
+              "process (the 2-process total is about twice the per-process figure).")
     if prepare is not None:
         s = prepare["summary"]
         n = s["report"]["documents_read"]
@@ -363,7 +368,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"| {label} | {p['epochs']} | {p['best_epoch']} | {p['valid_perplexity']:.1f} | {p['wall']:.0f} s |")
         print(f"\n- 2 processes vs 1: {diff:+.2f}% validation perplexity (target: within 2%).")
     if model is not None:
-        rates = {p: SIZES[sizes[-1]] / results[sizes[-1]][f"train{p}"]["epoch_seconds"][0] for p in (1, 2)}
+        if args.projection_only:
+            rates = dict(zip((1, 2), map(float, args.rates.split(",")))) if args.rates else {}
+        else:
+            rates = {p: SIZES[sizes[-1]] / results[sizes[-1]][f"train{p}"]["epoch_seconds"][0] for p in (1, 2)}
         print()
         print(f"Projection of one epoch on NYT ({NYT_DOCS:,} documents, V={VOCAB:,}, K=50, batch 1000):")
         print()
@@ -372,11 +380,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for label, seconds, basis in projection(model, model["allreduce_2local"], rates):
             print(f"| {label} | {seconds / 60:,.0f} min | {basis} |")
         print()
-        print(f"- Step model (1 thread, measured on the {sizes[-1]} corpus): {model['step_125'] * 1e3:.0f} ms at 125 "
-              f"documents, {model['step_500'] * 1e3:.0f} ms at 500, i.e. {model['fixed'] * 1e3:.0f} ms fixed per step "
-              f"(beta over the vocabulary, its gradients, Adam over {model['params'] / 1e6:.1f}M parameters) + "
-              f"{model['per_doc'] * 1e3:.2f} ms per document. All-reduce of all gradients between 2 local gloo "
-              f"processes: {model['allreduce_2local'] * 1e3:.0f} ms.")
+        print(f"- One-thread step on the {sizes[-1]} corpus: {model['step_125'] * 1e3:.0f} ms at 125 documents, "
+              f"{model['step_500'] * 1e3:.0f} ms at 500, {model['step_1000'] * 1e3:.0f} ms at 1000: most of a step is "
+              "the same whatever the batch (beta over the vocabulary, its gradients, Adam over "
+              f"{model['params'] / 1e6:.1f}M parameters), so splitting a batch of 1000 over more processes saves "
+              "little. All-reduce of all gradients between 2 local gloo processes: "
+              f"{model['allreduce_2local'] * 1e3:.0f} ms.")
     print(f"\nTotal wall time {time.perf_counter() - started:,.0f} s; load average at end "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}.")
     return 0

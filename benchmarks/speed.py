@@ -68,7 +68,8 @@ LR, WEIGHT_DECAY = 0.005, 1.2e-6
 SEED = 0
 
 #: Vocabulary sizes: None = the authors' preprocessed 20NG, else CountVectorizer's (min_df, max_features).
-SIZES: dict[str, tuple[int, int] | None] = {"3k": None, "20k": (2, 20_000), "50k": (1, 50_000)}
+SIZES: dict[str, tuple[int, int] | None] = {"3k": None, "20k": (2, 20_000), "50k": (1, 50_000),
+                                            "100k": (1, 100_000)}
 TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W\d_]+\b"
 
 VARIANTS = ("dense", "sparse_default", "sparse_fused", "sparse_lazy")

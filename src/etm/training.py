@@ -580,8 +580,10 @@ def _train(
         if config.batch_size % world:
             logger.warning("batch size %d is not a multiple of %d processes: each takes %d documents a step",
                            config.batch_size, world, config.batch_size // world)
+        # buffers (fixed embeddings, background) never change: no need to broadcast them every step;
+        # gradients live in the all-reduce buckets instead of being copied there and back
         runner = DistributedDataParallel(runner, device_ids=[dev.index] if dev.type == "cuda" else None,
-                                         broadcast_buffers=False)
+                                         broadcast_buffers=False, gradient_as_bucket_view=True)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer: Any
     first_layer = model.q_theta[0]
