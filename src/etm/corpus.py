@@ -356,40 +356,21 @@ class PreparedCorpus:
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> PreparedCorpus:
-        """Read a directory written by :meth:`save`."""
+        """Read a directory written by :meth:`save` (a sharded one is loaded whole into memory)."""
         root = Path(directory)
-        meta_path = root / "meta.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{meta_path} not found: is {root} a corpus written by `etm prepare`?")
-        try:
-            meta = json.loads(read_text_checked(meta_path))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{meta_path}: not valid JSON (line {err.lineno}): {err.msg}") from None
-        if meta.get("format") != "etm-corpus":
-            raise ValueError(f"{meta_path}: not an etm corpus (format={meta.get('format')!r})")
+        meta = read_corpus_meta(root)
         if meta.get("layout") == "sharded":
             from etm.shards import ShardedCorpus
 
             logger.info("%s is a sharded corpus: loading all its shards into memory", root)
             return ShardedCorpus.load(root).to_prepared()
-        if meta.get("format_version") != CORPUS_FORMAT_VERSION:
-            raise ValueError(
-                f"{meta_path}: corpus format version {meta.get('format_version')!r}, "
-                f"this etm reads version {CORPUS_FORMAT_VERSION}"
-            )
-        vocab = read_text_checked(root / "vocab.txt").split("\n")
-        if vocab and vocab[-1] == "":
-            vocab.pop()
-        if len(vocab) != meta["vocabulary_size"]:
-            raise ValueError(
-                f"{root / 'vocab.txt'} has {len(vocab)} words but meta.json says {meta['vocabulary_size']}"
-            )
+        vocab = read_corpus_vocabulary(root, meta)
         parts: dict[str, Corpus | None] = {"train": None, "valid": None, "test": None}
         for name, info in meta["parts"].items():
             counts = _load_npz(root / f"{name}.npz", len(vocab))
             parts[name] = Corpus(counts, vocab, labels=info.get("labels"), doc_ids=info.get("doc_ids"))
         if parts["train"] is None:
-            raise ValueError(f"{meta_path}: the corpus has no training part")
+            raise ValueError(f"{root / 'meta.json'}: the corpus has no training part")
         halves: dict[str, tuple[sp.csr_matrix, sp.csr_matrix] | None] = {}
         for name in ("valid", "test"):
             h1, h2 = root / f"{name}_h1.npz", root / f"{name}_h2.npz"
@@ -432,6 +413,36 @@ class PreparedCorpus:
                     scipy.io.savemat(tmp.file, {kind: payload})
                 os.replace(tmp.name, out / f"bow_{key}_{kind}.mat")
         return out
+
+
+def read_corpus_meta(root: Path) -> dict[str, Any]:
+    """``meta.json`` of a corpus directory (in memory or sharded), with its format checked."""
+    meta_path = root / "meta.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} not found: is {root} a corpus written by `etm prepare`?")
+    try:
+        meta = json.loads(read_text_checked(meta_path))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{meta_path}: not valid JSON (line {err.lineno}): {err.msg}") from None
+    found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+    if found != "etm-corpus":
+        raise ValueError(f"{meta_path}: not an etm corpus (format={found!r})")
+    if meta.get("format_version") != CORPUS_FORMAT_VERSION:
+        raise ValueError(
+            f"{meta_path}: corpus format version {meta.get('format_version')!r}, "
+            f"this etm reads version {CORPUS_FORMAT_VERSION}"
+        )
+    return meta
+
+
+def read_corpus_vocabulary(root: Path, meta: dict[str, Any]) -> list[str]:
+    """``vocab.txt`` of a corpus directory, checked against the size ``meta.json`` records."""
+    vocab = read_text_checked(root / "vocab.txt").split("\n")
+    if vocab and vocab[-1] == "":
+        vocab.pop()
+    if len(vocab) != meta["vocabulary_size"]:
+        raise ValueError(f"{root / 'vocab.txt'} has {len(vocab)} words but meta.json says {meta['vocabulary_size']}")
+    return vocab
 
 
 def _to_token_lists(matrix: sp.csr_matrix) -> tuple[list[np.ndarray], list[np.ndarray]]:

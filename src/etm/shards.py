@@ -32,7 +32,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from etm._io import atomic_write_text, read_text_checked
-from etm.corpus import CORPUS_FORMAT_VERSION, Corpus, PreparedCorpus, split_halves
+from etm.corpus import (
+    CORPUS_FORMAT_VERSION,
+    Corpus,
+    PreparedCorpus,
+    read_corpus_meta,
+    read_corpus_vocabulary,
+    split_halves,
+)
 from etm.preprocessing import Preprocessor
 
 logger = logging.getLogger(__name__)
@@ -184,24 +191,10 @@ class ShardedCorpus:
     def load(cls, directory: str | os.PathLike[str]) -> ShardedCorpus:
         """Open a directory written by :func:`prepare_sharded` (nothing is read but the metadata)."""
         root = Path(directory)
-        meta_path = root / "meta.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{meta_path} not found: is {root} a corpus written by `etm prepare`?")
-        try:
-            meta = json.loads(read_text_checked(meta_path))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{meta_path}: not valid JSON (line {err.lineno}): {err.msg}") from None
-        if meta.get("format") != "etm-corpus" or meta.get("layout") != LAYOUT:
-            raise ValueError(f"{meta_path}: not a sharded etm corpus")
-        if meta.get("format_version") != CORPUS_FORMAT_VERSION:
-            raise ValueError(f"{meta_path}: corpus format version {meta.get('format_version')!r}, "
-                             f"this etm reads version {CORPUS_FORMAT_VERSION}")
-        vocab = read_text_checked(root / "vocab.txt").split("\n")
-        if vocab and vocab[-1] == "":
-            vocab.pop()
-        if len(vocab) != meta["vocabulary_size"]:
-            raise ValueError(f"{root / 'vocab.txt'} has {len(vocab)} words but meta.json says "
-                             f"{meta['vocabulary_size']}")
+        meta = read_corpus_meta(root)
+        if meta.get("layout") != LAYOUT:
+            raise ValueError(f"{root / 'meta.json'}: not a sharded etm corpus (written without --shard-size)")
+        vocab = read_corpus_vocabulary(root, meta)
         v = len(vocab)
 
         def open_all(infos: list[dict[str, Any]]) -> list[CsrShard]:
@@ -209,7 +202,7 @@ class ShardedCorpus:
 
         parts = {name: open_all(infos) for name, infos in meta["parts"].items() if infos}
         if not parts.get("train"):
-            raise ValueError(f"{meta_path}: the corpus has no training shards")
+            raise ValueError(f"{root / 'meta.json'}: the corpus has no training shards")
         halves = {name: list(zip(open_all(pair[0]), open_all(pair[1]))) for name, pair in meta["halves"].items()}
         return cls(root, vocab, parts, halves, meta.get("settings", {}), meta.get("n_unsplittable", {}))
 
@@ -322,6 +315,30 @@ def _chunks(records: Iterable[Any], size: int) -> Iterator[list[Any]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def _start(target: Path) -> Path:
+    """A fresh temporary directory beside ``target`` (with ``shards/``) to build a corpus in."""
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / "shards").mkdir(parents=True)
+    return tmp
+
+
+def _finish(tmp: Path, target: Path, vocabulary: list[str], meta: dict[str, Any]) -> None:
+    """Write the vocabulary and ``meta.json`` last, then move the finished corpus into place."""
+    atomic_write_text(tmp / "vocab.txt", "\n".join(vocabulary) + "\n")
+    atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1, ensure_ascii=False))
+    _replace_dir(tmp, target)
+
+
+def _abandon(tmp: Path, opened: list[_ShardWriter]) -> None:
+    """After an error or Ctrl-C: close every shard file and remove the half-built corpus."""
+    for w in opened:
+        for fh in [*w.files.values(), *w.text_files.values()]:
+            fh.close()
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _replace_dir(tmp: Path, target: Path) -> None:
@@ -467,10 +484,7 @@ def prepare_sharded(
 
     # -- pass 2: counts into shards -------------------------------------------
     target = Path(output)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    (tmp / "shards").mkdir(parents=True)
+    tmp = _start(target)
     n_train_shards = max(1, math.ceil(n_per_split["train"] / shard_size))
     shard_rng = np.random.default_rng([random_state, 1])
     halves_rng = np.random.default_rng([random_state, 2])
@@ -573,8 +587,7 @@ def prepare_sharded(
             "dropped_empty": dropped,
             "shard_size": shard_size,
         }
-        atomic_write_text(tmp / "vocab.txt", "\n".join(vocab) + "\n")
-        meta = {
+        _finish(tmp, target, vocab, {
             "format": "etm-corpus",
             "format_version": CORPUS_FORMAT_VERSION,
             "layout": LAYOUT,
@@ -583,14 +596,9 @@ def prepare_sharded(
             "halves": half_infos,
             "n_unsplittable": {k: v for k, v in unsplittable.items() if infos.get(k)},
             "settings": settings,
-        }
-        atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1, ensure_ascii=False))
-        _replace_dir(tmp, target)
+        })
     except BaseException:
-        for w in opened:
-            for fh in [*w.files.values(), *w.text_files.values()]:
-                fh.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        _abandon(tmp, opened)
         raise
     corpus = ShardedCorpus.load(target)
     report = {
@@ -629,10 +637,7 @@ def write_shards(
     if shard_size < 1 or n_train < 1:
         raise ValueError("shard_size and n_train must be positive")
     target = Path(output)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    (tmp / "shards").mkdir(parents=True)
+    tmp = _start(target)
     v = len(vocabulary)
     rng = np.random.default_rng([random_state, 1])
     halves_rng = np.random.default_rng([random_state, 2])
@@ -679,20 +684,14 @@ def write_shards(
                     (tmp / "shards" / f"{w.name}.{kind}").unlink()
         if not parts["train"]:
             raise ValueError("no training documents with words")
-        atomic_write_text(tmp / "vocab.txt", "\n".join(vocabulary) + "\n")
-        meta = {
+        _finish(tmp, target, vocabulary, {
             "format": "etm-corpus", "format_version": CORPUS_FORMAT_VERSION, "layout": LAYOUT,
             "vocabulary_size": v, "parts": parts, "halves": halves,
             "n_unsplittable": {k: n for k, n in unsplittable.items() if k in parts},
             "settings": {"shard_size": shard_size, "random_state": random_state, **(settings or {})},
-        }
-        atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1, ensure_ascii=False))
-        _replace_dir(tmp, target)
+        })
     except BaseException:
-        for w in opened:
-            for fh in [*w.files.values(), *w.text_files.values()]:
-                fh.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        _abandon(tmp, opened)
         raise
     return ShardedCorpus.load(target)
 
