@@ -173,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "0 = off (default 0)")
     g.add_argument(*_flag("--lazy-updates"), action="store_true",
                    help="row-sparse gradients and a lazy Adam for the V x H first encoder layer: only the rows of "
-                        "words in a batch are updated (much faster at large vocabularies; one process only)")
+                        "words in a batch are updated (pays when a batch holds a small share of the vocabulary; "
+                        "slower than exact Adam at 50k words on a 2-core CPU, see README; one process only)")
     g.add_argument("--seed", type=int, default=2019, help="random seed (default 2019)")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
     g.add_argument("--threads", type=int, default=None,

@@ -166,8 +166,9 @@ class TopicModel(TransformerMixin, BaseEstimator):
         :class:`etm.training.TrainingConfig`).
     lazy_updates : bool, default False
         Row-sparse gradients and a lazy Adam for the first encoder layer:
-        several times faster per step at large vocabularies, slightly
-        different optimisation (see :class:`etm.training.TrainingConfig`).
+        only the rows of a batch's words move. It pays when batches hold a
+        small share of the vocabulary; a slightly different optimisation
+        (see :class:`etm.training.TrainingConfig` and the README's measurements).
     valid_size : float, default 0.1
         Share of training documents held out for validation when ``fit`` is
         given texts or a single corpus (0 disables validation).

@@ -123,8 +123,10 @@ class TrainingConfig:
         vocabularies) row-sparse gradients and update it with a lazy Adam
         (:class:`RowSparseAdam`, the semantics of ``torch.optim.SparseAdam``):
         only the rows of words present in a batch, and their moments, change
-        at a step. Faster at large V; not exact Adam (absent rows skip steps
-        instead of coasting on their momentum, and decay only when updated).
+        at a step. It pays when a batch holds a small share of a large
+        vocabulary (on a 2-core CPU at 50k words, where a batch holds 40% of
+        it, exact fused Adam is faster); not exact Adam (absent rows skip
+        steps instead of coasting on their momentum, and decay only when updated).
         Needs ``optimizer="adam"`` and one process.
     seed : int
         Seed of parameter initialisation, shuffling, dropout and noise.
