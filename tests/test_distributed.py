@@ -92,3 +92,17 @@ def test_lazy_updates_refuse_several_processes(corpora: Path, tmp_path: Path) ->
                "--lazy-updates", *TRAIN)
     assert run.returncode != 0
     assert "lazy_updates works in one process" in run.stderr
+
+
+def test_a_one_process_checkpoint_resumes_in_two_processes(corpora: Path) -> None:
+    """The checkpoint holds no per-rank state: a run can continue with another number of processes."""
+    out = corpora / "one-then-two"
+    assert main(["train", str(corpora / "sharded"), "-o", str(out), "--epochs", "2", *TRAIN]) == 0
+    first = _history(out)
+    run = _etm("train", str(corpora / "sharded"), "-o", str(out), "--epochs", "3", "--nproc", "2", "--resume",
+               *TRAIN)
+    assert run.returncode == 0, run.stderr
+    history = _history(out)
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert [h["loss"] for h in history[:2]] == [h["loss"] for h in first]
+    assert np.isfinite(history[2]["valid_perplexity"])
