@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +105,16 @@ class RawDocuments:
         return len(self.texts)
 
 
+@dataclass(frozen=True)
+class RawRecord:
+    """One document as :func:`iter_documents` yields it."""
+
+    text: str
+    label: str | None
+    split: str | None
+    doc_id: str
+
+
 # --------------------------------------------------------------------------- #
 # Low-level helpers
 # --------------------------------------------------------------------------- #
@@ -176,11 +186,20 @@ def read_jsonl(
         record without a requested field (listing the fields it has).
     """
     p, text = _read_text(path, encoding)
-    texts: list[str] = []
-    labels: list[str] = []
-    splits: list[str] = []
-    ids: list[str] = []
-    for lineno, line in enumerate(_lines(text), start=1):
+    records = list(_jsonl_records(p, enumerate(_lines(text), start=1), text_field, label_field, split_field,
+                                  id_field))
+    if not records:
+        raise ValueError(f"{p} has no documents: every line is blank")
+    logger.info("read %d documents from %s", len(records), p)
+    return _collect(records, p, labels=label_field is not None, splits=split_field is not None)
+
+
+def _jsonl_records(
+    p: Path, lines: Iterable[tuple[int, str]], text_field: str, label_field: str | None, split_field: str | None,
+    id_field: str | None,
+) -> Iterator[RawRecord]:
+    """Parse JSON lines given as (1-based line number, line); blank lines are skipped."""
+    for lineno, line in lines:
         if not line.strip():
             continue
         where = f"{p}, line {lineno}"
@@ -190,20 +209,21 @@ def read_jsonl(
             raise ValueError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
         if not isinstance(record, dict):
             raise ValueError(f"{where}: expected a JSON object per line, got a {type(record).__name__}")
-        texts.append(_get_text(record, text_field, where, "field"))
-        if label_field is not None:
-            labels.append(str(_get_field(record, label_field, where, "field")))
-        if split_field is not None:
-            splits.append(_normalise_split(_get_field(record, split_field, where, "field"), where))
-        ids.append(str(_get_field(record, id_field, where, "field")) if id_field is not None else f"line {lineno}")
-    if not texts:
-        raise ValueError(f"{p} has no documents: every line is blank")
-    logger.info("read %d documents from %s", len(texts), p)
+        yield RawRecord(
+            _get_text(record, text_field, where, "field"),
+            None if label_field is None else str(_get_field(record, label_field, where, "field")),
+            None if split_field is None else _normalise_split(_get_field(record, split_field, where, "field"), where),
+            str(_get_field(record, id_field, where, "field")) if id_field is not None else f"line {lineno}",
+        )
+
+
+def _collect(records: list[RawRecord], p: Path, *, labels: bool, splits: bool) -> RawDocuments:
+    """Records of one file as :class:`RawDocuments`."""
     return RawDocuments(
-        texts=texts,
-        labels=labels if label_field is not None else None,
-        doc_ids=ids,
-        splits=splits if split_field is not None else None,
+        texts=[r.text for r in records],
+        labels=[r.label for r in records] if labels else None,  # type: ignore[misc]
+        doc_ids=[r.doc_id for r in records],
+        splits=[r.split for r in records] if splits else None,  # type: ignore[misc]
         source=str(p),
     )
 
@@ -263,10 +283,21 @@ def read_csv(
     p, text = _read_text(path, encoding)
     if delimiter is None:
         delimiter = "\t" if _strip_gz(p.name).lower().endswith(".tsv") else ","
+    records = list(_csv_records(p, io.StringIO(text, newline=""), delimiter, text_column, label_column,
+                                split_column, id_column))
+    logger.info("read %d documents from %s", len(records), p)
+    return _collect(records, p, labels=label_column is not None, splits=split_column is not None)
+
+
+def _csv_records(
+    p: Path, lines: Iterable[str], delimiter: str, text_column: str, label_column: str | None,
+    split_column: str | None, id_column: str | None,
+) -> Iterator[RawRecord]:
+    """Records of a delimited file with a header row, from its lines (line ends kept, for quoted breaks)."""
     old_limit = csv.field_size_limit()
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a long document is not an error
     try:
-        rows = _csv_rows(text, delimiter, p)
+        rows = _csv_rows(lines, delimiter, p)
         header_line, header = next(rows, (0, None))
         if header is None:
             raise ValueError(f"{p} has no header row")
@@ -281,37 +312,27 @@ def read_csv(
             return header.index(name)
 
         i_text, i_label, i_split, i_id = (column(c) for c in (text_column, label_column, split_column, id_column))
-        texts: list[str] = []
-        labels: list[str] = []
-        splits: list[str] = []
-        ids: list[str] = []
+        n = 0
         for lineno, row in rows:
             where = f"{p}, line {lineno}"
             if len(row) != len(header):
                 raise ValueError(f"{where}: {len(row)} fields but the header has {len(header)} ({existing})")
-            texts.append(row[i_text])  # type: ignore[index]
-            if i_label is not None:
-                labels.append(row[i_label])
-            if i_split is not None:
-                splits.append(_normalise_split(row[i_split], where))
-            ids.append(row[i_id] if i_id is not None else f"line {lineno}")
+            n += 1
+            yield RawRecord(
+                row[i_text],  # type: ignore[index]
+                None if i_label is None else row[i_label],
+                None if i_split is None else _normalise_split(row[i_split], where),
+                row[i_id] if i_id is not None else f"line {lineno}",
+            )
+        if n == 0:
+            raise ValueError(f"{p} has no documents: only a header row (line {header_line})")
     finally:
         csv.field_size_limit(old_limit)
-    if not texts:
-        raise ValueError(f"{p} has no documents: only a header row (line {header_line})")
-    logger.info("read %d documents from %s", len(texts), p)
-    return RawDocuments(
-        texts=texts,
-        labels=labels if label_column is not None else None,
-        doc_ids=ids,
-        splits=splits if split_column is not None else None,
-        source=str(p),
-    )
 
 
-def _csv_rows(text: str, delimiter: str, path: Path) -> Iterator[tuple[int, list[str]]]:
+def _csv_rows(lines: Iterable[str], delimiter: str, path: Path) -> Iterator[tuple[int, list[str]]]:
     """Non-empty records with the 1-based line each starts on."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.reader(lines, delimiter=delimiter)
     start = 1
     while True:
         try:
@@ -344,6 +365,14 @@ def read_folder(path: str | os.PathLike[str], *, encoding: str = "utf-8") -> Raw
         to ``path``, in sorted order.
     """
     root = Path(path)
+    files, n_labels = _folder_files(root)
+    records = list(_folder_records(root, files, encoding))
+    logger.info("read %d documents from %s (%d labels)", len(records), root, n_labels)
+    return _collect(records, root, labels=n_labels > 0, splits=False)
+
+
+def _folder_files(root: Path) -> tuple[list[tuple[Path, str | None]], int]:
+    """Document files of a folder with their labels (sub-folder names), and the number of labels."""
     if not root.exists():
         raise FileNotFoundError(f"{root} does not exist")
     if not root.is_dir():
@@ -363,17 +392,13 @@ def read_folder(path: str | os.PathLike[str], *, encoding: str = "utf-8") -> Raw
         files = [(f, None) for f in loose]
     if not files:
         raise ValueError(f"{root} has no documents: expected text files inside one sub-folder per label")
-    texts = []
-    for f, _ in files:
+    return files, len(subdirs)
+
+
+def _folder_records(root: Path, files: list[tuple[Path, str | None]], encoding: str) -> Iterator[RawRecord]:
+    for f, label in files:
         raw = f.read_bytes()
-        texts.append(_decode(raw, f, encoding) if raw else "")
-    logger.info("read %d documents from %s (%d labels)", len(texts), root, len(subdirs))
-    return RawDocuments(
-        texts=texts,
-        labels=[label for _, label in files] if subdirs else None,  # type: ignore[misc]
-        doc_ids=[f.relative_to(root).as_posix() for f, _ in files],
-        source=str(root),
-    )
+        yield RawRecord(_decode(raw, f, encoding) if raw else "", label, None, f.relative_to(root).as_posix())
 
 
 def _visible_files(folder: Path) -> list[Path]:
@@ -479,16 +504,6 @@ def read_documents(
 # --------------------------------------------------------------------------- #
 # Streaming: one document at a time, for inputs larger than memory
 # --------------------------------------------------------------------------- #
-@dataclass(frozen=True)
-class RawRecord:
-    """One document as :func:`iter_documents` yields it."""
-
-    text: str
-    label: str | None
-    split: str | None
-    doc_id: str
-
-
 def _open_binary(path: Path) -> Any:
     with open(path, "rb") as fh:
         magic = fh.read(2)
@@ -585,7 +600,7 @@ def iter_documents(
     if fmt in ("text", "folder") and (text_field, label_field, split_field, id_field) != ("text", None, None, None):
         raise ValueError(f"format {fmt!r} has no fields; use jsonl, csv or tsv for fields")
     if fmt == "folder":
-        yield from _iter_folder(p, encoding)
+        yield from _folder_records(p, _folder_files(p)[0], encoding)
         return
     _check_file(p)
     if fmt == "text":
@@ -593,87 +608,10 @@ def iter_documents(
             yield RawRecord(line, None, None, f"line {lineno}")
         return
     if fmt == "jsonl":
-        for lineno, line in _stream_lines(p, encoding):
-            if not line.strip():
-                continue
-            where = f"{p}, line {lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{where}: expected a JSON object per line, got a {type(record).__name__}")
-            yield RawRecord(
-                _get_text(record, text_field, where, "field"),
-                None if label_field is None else str(_get_field(record, label_field, where, "field")),
-                None if split_field is None else _normalise_split(_get_field(record, split_field, where, "field"),
-                                                                  where),
-                str(_get_field(record, id_field, where, "field")) if id_field is not None else f"line {lineno}",
-            )
+        yield from _jsonl_records(p, _stream_lines(p, encoding), text_field, label_field, split_field, id_field)
         return
-    yield from _iter_csv(p, "\t" if fmt == "tsv" else ",", encoding, text_field, label_field, split_field, id_field)
-
-
-def _iter_csv(
-    p: Path, delimiter: str, encoding: str, text_column: str, label_column: str | None,
-    split_column: str | None, id_column: str | None,
-) -> Iterator[RawRecord]:
-    old_limit = csv.field_size_limit()
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    try:
-        lines = (line for _, line in _stream_lines(p, encoding, keep_ends=True))
-        reader = csv.reader(lines, delimiter=delimiter)
-        start = 1
-        header: list[str] | None = None
-        index: dict[str, int | None] = {}
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as err:
-                raise ValueError(f"{p}, line {reader.line_num}: malformed record ({err})") from None
-            lineno, start = start, reader.line_num + 1
-            if not row:
-                continue
-            if header is None:
-                header = [h.strip() for h in row]
-                existing = ", ".join(repr(h) for h in header)
-                for key, name in (("text", text_column), ("label", label_column), ("split", split_column),
-                                  ("id", id_column)):
-                    if name is not None and name not in header:
-                        raise ValueError(f"{p}: no column {name!r}; the columns are: {existing}")
-                    index[key] = None if name is None else header.index(name)
-                continue
-            where = f"{p}, line {lineno}"
-            if len(row) != len(header):
-                raise ValueError(f"{where}: {len(row)} fields but the header has {len(header)}")
-            i_label, i_split, i_id = index["label"], index["split"], index["id"]
-            yield RawRecord(
-                row[index["text"]],  # type: ignore[index]
-                None if i_label is None else row[i_label],
-                None if i_split is None else _normalise_split(row[i_split], where),
-                row[i_id] if i_id is not None else f"line {lineno}",
-            )
-        if header is None:
-            raise ValueError(f"{p} has no header row")
-    finally:
-        csv.field_size_limit(old_limit)
-
-
-def _iter_folder(root: Path, encoding: str) -> Iterator[RawRecord]:
-    if not root.exists():
-        raise FileNotFoundError(f"{root} does not exist")
-    if not root.is_dir():
-        raise ValueError(f"{root} is not a folder")
-    entries = sorted(e for e in root.iterdir() if not e.name.startswith("."))
-    subdirs = [e for e in entries if e.is_dir()]
-    groups = [(sub, sub.name) for sub in subdirs] if subdirs else [(root, None)]
-    for folder, label in groups:
-        files = _visible_files(folder) if label is not None else [e for e in entries if e.is_file()]
-        for f in files:
-            raw = f.read_bytes()
-            yield RawRecord(_decode(raw, f, encoding) if raw else "", label, None, f.relative_to(root).as_posix())
+    lines = (line for _, line in _stream_lines(p, encoding, keep_ends=True))
+    yield from _csv_records(p, lines, "\t" if fmt == "tsv" else ",", text_field, label_field, split_field, id_field)
 
 
 # --------------------------------------------------------------------------- #
