@@ -723,24 +723,6 @@ def _document_chunks(args: argparse.Namespace, chunk_size: int) -> Any:
         yield texts, ids
 
 
-def _documents_for_model(args: argparse.Namespace) -> tuple[Any, list[str] | None]:
-    """Documents to run a model on: a corpus directory (all its parts) or any `etm prepare` input."""
-    src = Path(args.input)
-    if src.is_dir() and (src / "meta.json").is_file():
-        import scipy.sparse as sp
-
-        from etm.corpus import Corpus
-
-        corpus = _load_any_corpus(args.input)
-        parts = [part for _, part in corpus.parts()]
-        return Corpus(sp.vstack([p.counts for p in parts]), corpus.vocabulary), None
-    from etm.readers import read_documents
-
-    raw = read_documents(args.input, format=args.format, encoding=args.encoding, text_field=args.text_field,
-                         label_field=args.label_field, split_field=args.split_field, id_field=args.id_field)
-    return raw.texts, raw.doc_ids
-
-
 def cmd_label(args: argparse.Namespace) -> dict[str, Any]:
     from etm._io import atomic_write_text
     from etm.estimator import TopicModel
@@ -748,13 +730,18 @@ def cmd_label(args: argparse.Namespace) -> dict[str, Any]:
     est = TopicModel.load(args.model, device=args.device)
     if not est.n_seeded_topics_:
         logger.warning("%s has no seeded topics: documents are labelled with their most probable topic", args.model)
-    X, ids = _documents_for_model(args)
-    theta, report = est.transform_with_report(X)
+    thetas, docs = [], []
+    report: Counter[str] = Counter()
+    for X, ids in _document_chunks(args, chunk_size=10_000):
+        theta, chunk_report = est.transform_with_report(X)
+        thetas.append(theta)
+        docs += ids if ids is not None else [str(len(docs) + i) for i in range(theta.shape[0])]
+        report.update(chunk_report)
+    theta = np.concatenate(thetas)
     n = est.n_seeded_topics_ or theta.shape[1]
     names = est.topic_names_[:n]
     label_array, share = est.label_theta(theta, threshold=args.threshold)
     labels = [str(lab) for lab in label_array]
-    docs = ids if ids is not None else [str(i) for i in range(theta.shape[0])]
     out = Path(args.output)
     if out.suffix == ".json":
         records = [{"document": d, "label": lab, "proportion": round(float(p), 6),

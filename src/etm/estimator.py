@@ -841,6 +841,8 @@ def _copy_preprocessor(pre: Preprocessor) -> Preprocessor:
 
 def _train_word_totals(corpus: Any) -> np.ndarray:
     """Occurrences of each word in the training documents, in memory or streamed from shards."""
+    from etm.seeding import word_counts
+
     if isinstance(corpus, PreparedCorpus):
-        return np.asarray(corpus.train.counts.sum(axis=0), dtype=np.float64).ravel()
+        return word_counts(corpus.train.counts).astype(np.float64)
     return corpus.word_totals("train")

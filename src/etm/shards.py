@@ -70,9 +70,9 @@ def is_sharded_corpus(directory: str | os.PathLike[str]) -> bool:
 class CsrShard:
     """A memory-mapped CSR matrix of shape (documents, V), with optional labels and ids."""
 
-    def __init__(self, root: Path, name: str, n_docs: int, nnz: int, n_words: int) -> None:
+    def __init__(self, root: Path, name: str, n_docs: int, nnz: int, n_words: int, n_tokens: int) -> None:
         self.root, self.name = root, name
-        self.n_docs, self.nnz, self.n_words = int(n_docs), int(nnz), int(n_words)
+        self.n_docs, self.nnz, self.n_words, self.n_tokens = int(n_docs), int(nnz), int(n_words), int(n_tokens)
         for kind, dtype in _FILES:
             path = self._path(kind)
             expected = (self.n_docs + 1 if kind == "indptr" else self.nnz) * np.dtype(dtype).itemsize
@@ -128,7 +128,7 @@ class CsrShard:
         return self._strings("ids")
 
     def info(self) -> dict[str, Any]:
-        return {"name": self.name, "documents": self.n_docs, "nnz": self.nnz}
+        return {"name": self.name, "documents": self.n_docs, "nnz": self.nnz, "tokens": self.n_tokens}
 
 
 class _ShardWriter:
@@ -144,6 +144,7 @@ class _ShardWriter:
         }
         self.n_docs = 0
         self.nnz = 0
+        self.n_tokens = 0  # recorded in meta.json, so summaries never re-read the counts
         self.files["indptr"].write(np.zeros(1, dtype=np.int64).tobytes())
 
     def append(self, counts: sp.csr_matrix, labels: list[str] | None, ids: list[str] | None) -> None:
@@ -157,13 +158,14 @@ class _ShardWriter:
                 self.text_files[kind].write("".join(json.dumps(v, ensure_ascii=False) + "\n" for v in values))
         self.n_docs += counts.shape[0]
         self.nnz += int(counts.indptr[-1])
+        self.n_tokens += int(counts.data.sum(dtype=np.int64))
 
     def close(self) -> dict[str, Any]:
         for fh in [*self.files.values(), *self.text_files.values()]:
             fh.flush()
             os.fsync(fh.fileno())
             fh.close()
-        return {"name": self.name, "documents": self.n_docs, "nnz": self.nnz}
+        return {"name": self.name, "documents": self.n_docs, "nnz": self.nnz, "tokens": self.n_tokens}
 
 
 # --------------------------------------------------------------------------- #
@@ -198,7 +200,7 @@ class ShardedCorpus:
         v = len(vocab)
 
         def open_all(infos: list[dict[str, Any]]) -> list[CsrShard]:
-            return [CsrShard(root, i["name"], i["documents"], i["nnz"], v) for i in infos]
+            return [CsrShard(root, i["name"], i["documents"], i["nnz"], v, i["tokens"]) for i in infos]
 
         parts = {name: open_all(infos) for name, infos in meta["parts"].items() if infos}
         if not parts.get("train"):
@@ -213,18 +215,12 @@ class ShardedCorpus:
         out: dict[str, Any] = {"vocabulary_size": len(self.vocabulary), "layout": LAYOUT}
         for name, shards in self.parts.items():
             out[f"{name}_documents"] = sum(s.n_docs for s in shards)
-            out[f"{name}_tokens"] = int(sum(self._token_total(s) for s in shards))
+            out[f"{name}_tokens"] = sum(s.n_tokens for s in shards)
             out[f"{name}_shards"] = len(shards)
         for name, pairs in self.halves.items():
             out[f"{name}_completion_documents"] = sum(a.n_docs for a, _ in pairs)
         out["left_out_of_completion"] = dict(self.n_unsplittable)
         return out
-
-    @staticmethod
-    def _token_total(shard: CsrShard) -> int:
-        counts = shard._array("counts", np.int32, shard.nnz)
-        step = 1 << 24
-        return sum(int(counts[i : i + step].sum(dtype=np.int64)) for i in range(0, shard.nnz, step))
 
     def word_totals(self, part: str = "train") -> np.ndarray:
         """Occurrences of each word in a part, shape (V,), streamed shard by shard."""

@@ -674,7 +674,6 @@ def _train(
             save_checkpoint(ckpt_root / "last", model, vocabulary, optimizer, trainer_state(epochs_completed),
                             states, extra=meta)
 
-    n_batches = source.n_steps(config.batch_size, world, start_epoch)
     t_start = time.perf_counter()
     stopped_early = False
     best_unsaved = False
