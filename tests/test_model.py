@@ -188,3 +188,51 @@ def test_row_sparse_first_layer_gradient_equals_the_dense_one() -> None:
     present = np.unique(counts.indices)
     assert row_sparse.coalesce().indices()[0].tolist() == present.tolist()
     torch.testing.assert_close(row_sparse.to_dense(), dense, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("vocab", [60, 5_000])  # 5,000 words takes the blocked backward of rho's gradient
+@pytest.mark.parametrize("background", [False, True])
+def test_beta_and_its_gradients_equal_the_plain_softmax_formula(vocab: int, background: bool) -> None:
+    torch.manual_seed(3)
+    bg = torch.randn(vocab) if background else None
+    m = ETM(num_topics=5, vocab_size=vocab, t_hidden_size=8, rho_size=6, enc_drop=0.0, background=bg).double()
+    weights = torch.rand(5, vocab, dtype=torch.float64)
+
+    (m.get_beta() * weights).sum().backward()
+    ours = [m.get_beta().detach(), m.rho.weight.grad.clone(), m.alphas.weight.grad.clone()]
+
+    rho = m.rho.weight.detach().clone().requires_grad_()
+    alphas = m.alphas.weight.detach().clone().requires_grad_()
+    logits = rho @ alphas.t() + (m.background.unsqueeze(1) if background else 0.0)
+    beta = torch.softmax(logits, dim=0).t()
+    (beta * weights).sum().backward()
+    for got, want in zip(ours, [beta.detach(), rho.grad, alphas.grad]):
+        assert torch.allclose(got, want, atol=1e-12, rtol=1e-9)
+
+
+def test_beta_is_stable_for_large_logits_and_column_max_is_exact() -> None:
+    from etm.model import _column_max
+
+    for rows in (1, 2, 63, 64, 65, 129, 1_001, 4_097):
+        x = torch.randn(rows, 3) * 100
+        assert torch.equal(_column_max(x), x.amax(dim=0)), rows
+    m = ETM(num_topics=3, vocab_size=50, t_hidden_size=4, rho_size=4, enc_drop=0.0)
+    with torch.no_grad():
+        m.alphas.weight.mul_(1e4)  # logits in the thousands: a softmax without the shift overflows
+    beta = m.get_beta()
+    assert torch.isfinite(beta).all() and torch.allclose(beta.sum(1), torch.ones(3))
+
+
+def test_a_subclass_that_overrides_get_beta_is_used_by_the_loss() -> None:
+    class Uniform(ETM):
+        def get_beta(self) -> torch.Tensor:
+            return torch.full((self.num_topics, self.vocab_size), 1.0 / self.vocab_size, dtype=torch.float64)
+
+    torch.manual_seed(0)
+    m = Uniform(num_topics=4, vocab_size=60, t_hidden_size=8, rho_size=6, enc_drop=0.0).double().eval()
+    counts = _random_counts(6, 60, 0.2, seed=4)
+    batch = SparseBatch.from_scipy(counts)
+    batch = batch.with_values(batch.values.double())
+    recon, _ = m(batch, batch.normalized(), aggregate=False)
+    expected = torch.tensor(np.asarray(counts.sum(1)).ravel(), dtype=torch.float64) * -np.log(1 / 60 + 1e-6)
+    assert torch.allclose(recon, expected)

@@ -212,6 +212,81 @@ class _SampledProduct(torch.autograd.Function):
         return grad_theta, grad_beta_t, None
 
 
+#: Rows per piece of the tall (V, K) @ (K, E) product in :class:`_TopicWordLogits`' backward.
+_TALL_PRODUCT_ROWS = 1024
+
+
+class _TopicWordLogits(torch.autograd.Function):
+    """``rho @ alphas^T``, (V, K), with a backward suited to a tall, thin product on CPU.
+
+    The gradient of ``rho`` is a (V, K) @ (K, E) product with K ~ 50. On CPU,
+    BLAS runs it ~1.7x faster in pieces of ~1k rows than whole (measured at
+    V = 20k-100k, 1 and 2 threads); at a 50k vocabulary that is ~15 ms of a
+    ~250 ms step. The result is the same product, row block by row block.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, rho: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(rho, alphas)
+        return torch.mm(rho, alphas.t())
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # type: ignore[override]
+        rho, alphas = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_rho = grad_alphas = None
+        if ctx.needs_input_grad[0]:
+            rows = grad.shape[0]
+            if grad.device.type == "cpu" and rows > 4 * _TALL_PRODUCT_ROWS:
+                grad_rho = grad.new_empty(rows, alphas.shape[1])
+                for start in range(0, rows, _TALL_PRODUCT_ROWS):
+                    stop = start + _TALL_PRODUCT_ROWS
+                    torch.mm(grad[start:stop], alphas, out=grad_rho[start:stop])
+            else:
+                grad_rho = torch.mm(grad, alphas)
+        if ctx.needs_input_grad[1]:
+            grad_alphas = torch.mm(grad.t(), rho)
+        return grad_rho, grad_alphas
+
+
+def _column_max(x: torch.Tensor) -> torch.Tensor:
+    """``x.amax(dim=0)`` by halving: elementwise maxima of contiguous halves.
+
+    On CPU ``amax(dim=0)`` of a tall (V, K) tensor runs ~5x slower than this
+    (and than ``sum(dim=0)``); the halves are contiguous blocks, so each pass
+    is a vectorised elementwise maximum.
+    """
+    while x.shape[0] > 64:
+        half = x.shape[0] // 2
+        top = torch.maximum(x[:half], x[half : 2 * half])
+        if x.shape[0] % 2:
+            top[0] = torch.maximum(top[0], x[-1])
+        x = top
+    return x.amax(dim=0)
+
+
+class _SoftmaxOverWords(torch.autograd.Function):
+    """Softmax down dim 0 of a contiguous (V, K) tensor, i.e. over the words of each topic.
+
+    Keeping ``beta`` as (V, K) lets the sampled product read one contiguous
+    K-row per non-zero and saves two (V, K) <-> (K, V) copies a step;
+    ``F.softmax(dim=0)`` is slow down columns, these few passes are not.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = (logits - _column_max(logits)).exp_()
+        out.div_(out.sum(dim=0))
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (probs,) = ctx.saved_tensors
+        weighted = grad * probs
+        return weighted.sub_(probs * weighted.sum(dim=0))
+
+
 class BagOfWordsLinear(nn.Module):
     """First encoder layer, ``nn.Linear(V, H)`` that also takes sparse batches.
 
@@ -541,12 +616,30 @@ class ETM(nn.Module):
 
     def get_beta(self) -> torch.Tensor:
         """Topic-word distributions ``softmax(rho @ alphas^T)^T``, shape (K, V)."""
-        # Transposed to (K, V) first: a softmax along contiguous rows is ~9x faster on CPU than
-        # one down the columns of the (V, K) product, and it is one of a large-V step's main costs.
-        logit = self.alphas(self.rho.weight).t().contiguous()  # (K, V)
+        return self._word_topic_probs().t().contiguous()
+
+    def _word_topic_probs(self) -> torch.Tensor:
+        """``get_beta()`` transposed, (V, K), without a copy: the layout training works in.
+
+        Column k is topic k's distribution over the words. The sparse
+        likelihood reads one contiguous row of K per non-zero from it, and
+        the logits ``rho @ alphas^T`` come out of BLAS in this layout.
+        """
+        alphas = self.alphas.weight
+        logits = _TopicWordLogits.apply(self.rho.weight, alphas)  # (V, K)
         if self.background is not None:
-            logit = logit + self.background.unsqueeze(0)
-        return F.softmax(logit, dim=1)
+            logits = logits + self.background.unsqueeze(1)
+        return _SoftmaxOverWords.apply(logits)
+
+    def _beta_for_loss(self) -> torch.Tensor:
+        """The (K, V) beta the loss uses: ``_word_topic_probs().t()``, a view, not a copy.
+
+        A subclass that overrides :meth:`get_beta` (a different decoder) is
+        honoured: its ``get_beta()`` is used instead.
+        """
+        if type(self).get_beta is not ETM.get_beta:
+            return self.get_beta()
+        return self._word_topic_probs().t()
 
     def get_theta(self, normalized_bows: torch.Tensor | SparseBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Topic proportions (B, K) and the batch KL, as in the authors' code."""
@@ -580,7 +673,7 @@ class ETM(nn.Module):
             theta, kld_theta = self.get_theta(normalized_bows)
         else:
             kld_theta = None
-        beta = self.get_beta()
+        beta = self._beta_for_loss()
         recon_loss = self.reconstruction_loss(bows, theta, beta)
         if aggregate:
             recon_loss = recon_loss.mean()

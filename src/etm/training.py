@@ -449,7 +449,7 @@ class _TrainingStep(torch.nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         mu, logsigma, kld = self.model.encode(encoder_input)
         theta = F.softmax(self.model.reparameterize(mu, logsigma), dim=-1)
-        beta = self.model.get_beta()
+        beta = self.model._beta_for_loss()
         recon = self.model.reconstruction_loss(batch, theta, beta).mean()
         return recon, kld, mu, beta
 
