@@ -79,8 +79,9 @@ LABELS = {
     "sparse_fused": "sparse (etm), fused Adam",
     "sparse_lazy": "sparse + lazy Adam (`--lazy-updates`)",
 }
-#: Speed-up targets (variant, size) -> times faster than dense, checked and printed as pass/fail.
-TARGETS = {("sparse_fused", "3k"): 1.5, ("sparse_fused", "50k"): 5.0, ("sparse_lazy", "50k"): 10.0}
+#: Speed-up targets (variant, size) -> times faster than dense, checked and printed as pass/fail:
+#: the core asks 1.5x at 3k and 5x at 50k, the scale issue 10x at 50k for the step etm ships (exact Adam).
+TARGETS = {("sparse_fused", "3k"): (1.5,), ("sparse_fused", "50k"): (5.0, 10.0)}
 #: Average CPUs taken by other processes above which the report warns that timings are unreliable.
 CONTENTION_WARNING = 0.2
 
@@ -621,8 +622,8 @@ def report(results: dict[str, dict[str, Any]], steps: int, warmup: int, threads:
             mem = res["memory"][variant]
             target = "—"
             if (variant, size) in TARGETS:
-                goal = TARGETS[(variant, size)]
-                target = f"≥{goal:g}×: **{'PASS' if speedup >= goal else 'FAIL'}**"
+                target = ", ".join(f"≥{goal:g}×: **{'PASS' if speedup >= goal else 'FAIL'}**"
+                                   for goal in TARGETS[(variant, size)])
             lines.append(
                 f"| {size} | {LABELS[variant]} | {len(times)} | {_fmt_ms(times)} | {min(times):.0f}–{max(times):.0f} "
                 f"| {speedup:.1f}× | {mem['rss_growth_kib'] / 1024:,.0f} MiB "
