@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--background", type=int, default=0, choices=[0, 1],
                     help="log-frequency background bias in the decoder (not in the authors' model)")
     ap.add_argument("--kl-warmup", type=int, default=0, help="epochs of linear KL warm-up (0 = off)")
+    ap.add_argument("--encoder-token-drop", type=float, default=0.0,
+                    help="share of each training document's tokens hidden from the encoder (0 = off)")
+    ap.add_argument("--kl-weight", type=float, default=1.0, help="multiplier of the KL term (1 = the ELBO)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--json-out", type=Path, default=None, help="write the curve and the results as JSON")
     args = ap.parse_args(argv)
@@ -91,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                             optimizer="adam", seed=args.seed, patience=args.patience,
                             anneal_lr=bool(args.anneal_lr), nonmono=args.nonmono,
                             kl_warmup=args.kl_warmup, lr_schedule=args.lr_schedule,
-                            ema_decay=args.ema_decay)
+                            ema_decay=args.ema_decay, encoder_token_drop=args.encoder_token_drop,
+                            kl_weight=args.kl_weight)
     curve: list[dict] = []
     elapsed = {"train": 0.0}
 
@@ -108,10 +112,13 @@ def main(argv: list[str] | None = None) -> int:
             "train_seconds": round(elapsed["train"], 2),
             "test_ppl_doc": perplexity_per_document(ll, n),
             "valid_ppl_doc": record.get("valid_perplexity"),
+            "coherence": topic_coherence(top_word_indices(beta, 10), train_ref),
+            "diversity": topic_diversity(top_word_indices(beta, 25)),
         }
         curve.append(point)
         print(f"epoch {epoch:4d}  {point['train_seconds']:7.1f} s  test ppl {point['test_ppl_doc']:8.1f}  "
-              f"valid ppl {point['valid_ppl_doc']:8.1f}", flush=True)
+              f"valid ppl {point['valid_ppl_doc']:8.1f}  coherence {point['coherence']:.3f}  "
+              f"diversity {point['diversity']:.3f}", flush=True)
 
     t0 = time.perf_counter()
     result = train(model, corpus, config, on_epoch_end=probe)

@@ -145,3 +145,15 @@ def test_too_many_topics(trained: Path, tmp_path, capsys) -> None:
     code, _, err = _run(capsys, "train", str(trained / "corpus"), "-o", str(tmp_path / "m"), "--num-topics",
                         "100000", "--epochs", "1", "--quiet", "--device", "cpu")
     assert code == 1 and "more than the" in err and "words of the vocabulary" in err
+
+
+def test_train_passes_encoder_token_drop_to_the_model_file(trained: Path, capsys, tmp_path) -> None:
+    code, _, _ = _run(capsys, "train", str(trained / "corpus"), "-o", str(tmp_path / "m"), "--num-topics", "5",
+                      "--t-hidden-size", "32", "--rho-size", "16", "--epochs", "1", "--batch-size", "200", "--quiet",
+                      "--device", "cpu", "--encoder-token-drop", "0.4")
+    assert code == 0
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert saved["estimator"]["encoder_token_drop"] == 0.4
+    code, _, err = _run(capsys, "train", str(trained / "corpus"), "-o", str(tmp_path / "m2"), "--num-topics", "5",
+                        "--epochs", "1", "--quiet", "--device", "cpu", "--encoder-token-drop", "1.5")
+    assert code != 0 and "encoder_token_drop" in err

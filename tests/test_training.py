@@ -232,3 +232,55 @@ def test_lazy_updates_train_comparably_and_resume_exactly(small_corpus, tmp_path
 def test_lazy_updates_need_adam() -> None:
     with pytest.raises(ValueError, match="lazy Adam"):
         TrainingConfig(optimizer="sgd", lazy_updates=True).validate()
+
+
+# -- encoder token drop ---------------------------------------------------------------
+def test_thinning_hides_tokens_from_the_encoder_only(small_corpus) -> None:
+    from etm.model import SparseBatch
+    from etm.training import _thinned
+
+    batch = SparseBatch.from_scipy(small_corpus.train.counts[:500])
+    torch.manual_seed(0)
+    thin = _thinned(batch, 0.5)
+    assert torch.equal(thin.indices, batch.indices) and torch.equal(thin.offsets, batch.offsets)
+    kept = thin.values
+    assert torch.equal(kept, kept.round()) and bool((kept >= 0).all()) and bool((kept <= batch.values).all())
+    assert bool((thin.row_sums() > 0).all())  # no document left without a word
+    share = float(kept.sum() / batch.values.sum())
+    assert 0.47 < share < 0.53  # binomial thinning keeps half of ~60k tokens
+    torch.manual_seed(0)
+    assert torch.equal(_thinned(batch, 0.5).values, kept)
+    one_token = SparseBatch.from_scipy(small_corpus.train.counts[:500].sign()[:, :1].tocsr() + 0)
+    keep_all = _thinned(one_token, 0.99)
+    assert bool((keep_all.row_sums() == one_token.row_sums()).all())
+
+
+def test_encoder_token_drop_thins_the_encoder_input_not_the_likelihood(small_corpus, monkeypatch) -> None:
+    model = _fresh(small_corpus)
+    seen: dict[str, list[float]] = {"encoder": [], "likelihood": []}
+    encode, likelihood = model.encode, ETM.reconstruction_loss
+
+    def spy_encode(inp):
+        seen["encoder"].append(float(inp.row_sums().sum()))
+        return encode(inp)
+
+    def spy_likelihood(bows, theta, beta):
+        seen["likelihood"].append(float(bows.row_sums().sum()))
+        return likelihood(bows, theta, beta)
+
+    monkeypatch.setattr(model, "encode", spy_encode)
+    monkeypatch.setattr(ETM, "reconstruction_loss", staticmethod(spy_likelihood))
+    train(model, small_corpus, _cfg(epochs=1, batch_size=1500, bow_norm=False, encoder_token_drop=0.5))
+    tokens = float(small_corpus.train.counts.sum())
+    assert seen["likelihood"][0] == pytest.approx(tokens)
+    assert 0.45 * tokens < seen["encoder"][0] < 0.55 * tokens
+
+
+def test_encoder_token_drop_is_seeded_and_validated(small_corpus) -> None:
+    a = train(_fresh(small_corpus), small_corpus, _cfg(epochs=2, encoder_token_drop=0.5))
+    b = train(_fresh(small_corpus), small_corpus, _cfg(epochs=2, encoder_token_drop=0.5))
+    plain = train(_fresh(small_corpus), small_corpus, _cfg(epochs=2))
+    assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
+    assert [h["loss"] for h in a.history] != [h["loss"] for h in plain.history]
+    with pytest.raises(ValueError, match=r"encoder_token_drop must be in \[0, 1\), got 1.0"):
+        _cfg(encoder_token_drop=1.0).validate()

@@ -66,6 +66,7 @@ _PARAMETER_CONSTRAINTS: dict[str, tuple[Any, ...]] = {
     "lr_schedule": ("options", LR_SCHEDULES),
     "ema_decay": ("real", 0.0, 0.999999),
     "lazy_updates": ("bool",),
+    "encoder_token_drop": ("real", 0.0, 0.99),
     "valid_size": ("real", 0.0, 0.9),
     "n_free_topics": ("int_or_none", 0, None),
     "seed_strength": ("real", 0.0, None),
@@ -169,6 +170,12 @@ class TopicModel(TransformerMixin, BaseEstimator):
         only the rows of a batch's words move. It pays when batches hold a
         small share of the vocabulary; a slightly different optimisation
         (see :class:`etm.training.TrainingConfig` and the README's measurements).
+    encoder_token_drop : float, default 0.0
+        Share of each training document's tokens hidden from the encoder at
+        every step, so that it learns to infer topic proportions from part
+        of a document, as document completion and short documents ask of
+        it; the decoder still reconstructs every token. 0 is the authors'
+        training (see :class:`etm.training.TrainingConfig`).
     valid_size : float, default 0.1
         Share of training documents held out for validation when ``fit`` is
         given texts or a single corpus (0 disables validation).
@@ -264,6 +271,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         lr_schedule: str = "constant",
         ema_decay: float = 0.0,
         lazy_updates: bool = False,
+        encoder_token_drop: float = 0.0,
         valid_size: float = 0.1,
         seed_topics: Any = None,
         n_free_topics: int | None = None,
@@ -303,6 +311,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.lr_schedule = lr_schedule
         self.ema_decay = ema_decay
         self.lazy_updates = lazy_updates
+        self.encoder_token_drop = encoder_token_drop
         self.valid_size = valid_size
         self.seed_topics = seed_topics
         self.n_free_topics = n_free_topics
@@ -342,6 +351,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
             lr_schedule=self.lr_schedule,
             ema_decay=self.ema_decay,
             lazy_updates=self.lazy_updates,
+            encoder_token_drop=self.encoder_token_drop,
             eval_batch_size=max(self.batch_size, 1000),
             checkpoint_every=self.checkpoint_every,
             seed=self.random_state_,

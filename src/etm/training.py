@@ -128,6 +128,17 @@ class TrainingConfig:
         it, exact fused Adam is faster); not exact Adam (absent rows skip
         steps instead of coasting on their momentum, and decay only when updated).
         Needs ``optimizer="adam"`` and one process.
+    encoder_token_drop : float
+        Share of each training document's token occurrences hidden from the
+        encoder at every step (binomial thinning of the counts); the decoder
+        still reconstructs the whole document, and a document that would
+        lose every token keeps them all. The encoder then learns to infer
+        topic proportions from part of a document, which is what document
+        completion asks of it (theta from the first half, likelihood of the
+        second). The objective stays an evidence lower bound: the bound
+        holds for any encoder input. On the authors' 20 Newsgroups 0.5 lowers
+        test perplexity by ~6% and reaches theirs in a quarter of the epochs
+        (see README). 0 (the default) is the authors' training.
     seed : int
         Seed of parameter initialisation, shuffling, dropout and noise.
     """
@@ -151,6 +162,7 @@ class TrainingConfig:
     lr_schedule: str = "constant"
     ema_decay: float = 0.0
     lazy_updates: bool = False
+    encoder_token_drop: float = 0.0
     seed: int = 2019
 
     def validate(self) -> None:
@@ -164,6 +176,8 @@ class TrainingConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 <= self.encoder_token_drop < 1.0:
+            raise ValueError(f"encoder_token_drop must be in [0, 1), got {self.encoder_token_drop!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -345,6 +359,19 @@ def _batches(
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
         yield idx, SparseBatch.from_scipy(counts[idx], device=device)
+
+
+def _thinned(batch: SparseBatch, drop: float) -> SparseBatch:
+    """The batch with each token occurrence hidden with probability ``drop`` (binomial thinning).
+
+    A document that would lose every token keeps all of them, so the encoder
+    always sees some words.
+    """
+    values = batch.values if batch.values.device.type in ("cpu", "cuda") else batch.values.cpu()  # MPS: no binomial
+    kept = torch.binomial(values, torch.full_like(values, 1.0 - drop)).to(batch.values.device)
+    totals = torch.zeros(batch.n_docs, dtype=kept.dtype, device=kept.device).index_add_(0, batch.rows, kept)
+    emptied = (totals == 0)[batch.rows]
+    return batch.with_values(torch.where(emptied, batch.values, kept))
 
 
 def _encoder_input(batch: SparseBatch, bow_norm: bool, device: torch.device) -> SparseBatch | torch.Tensor:
@@ -698,7 +725,8 @@ def _train(
                     progress_share = (epoch * n_batches + b) / (config.epochs * n_batches)
                     for group in optimizer.param_groups:
                         group["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * progress_share))
-                recon, kld, mu, beta = runner(batch, _encoder_input(batch, config.bow_norm, dev))
+                seen = _thinned(batch, config.encoder_token_drop) if config.encoder_token_drop else batch
+                recon, kld, mu, beta = runner(batch, _encoder_input(seen, config.bow_norm, dev))
                 kl_weight = config.kl_weight
                 if config.kl_warmup:
                     kl_weight *= min(1.0, (epoch * n_batches + b + 1) / (config.kl_warmup * n_batches))
