@@ -276,11 +276,15 @@ def test_encoder_token_drop_thins_the_encoder_input_not_the_likelihood(small_cor
     assert 0.45 * tokens < seen["encoder"][0] < 0.55 * tokens
 
 
-def test_encoder_token_drop_is_seeded_and_validated(small_corpus) -> None:
-    a = train(_fresh(small_corpus), small_corpus, _cfg(epochs=2, encoder_token_drop=0.5))
-    b = train(_fresh(small_corpus), small_corpus, _cfg(epochs=2, encoder_token_drop=0.5))
-    plain = train(_fresh(small_corpus), small_corpus, _cfg(epochs=2))
+def test_encoder_token_drop_is_seeded_resumes_exactly_and_is_validated(small_corpus, tmp_path) -> None:
+    a = train(_fresh(small_corpus), small_corpus, _cfg(epochs=3, encoder_token_drop=0.5))
+    b = train(_fresh(small_corpus), small_corpus, _cfg(epochs=3, encoder_token_drop=0.5))
+    plain = train(_fresh(small_corpus), small_corpus, _cfg(epochs=3))
     assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
     assert [h["loss"] for h in a.history] != [h["loss"] for h in plain.history]
+    train(_fresh(small_corpus), small_corpus, _cfg(epochs=2, encoder_token_drop=0.5), checkpoint_dir=tmp_path)
+    resumed = train(_fresh(small_corpus, seed=5), small_corpus, _cfg(epochs=3, encoder_token_drop=0.5),
+                    checkpoint_dir=tmp_path, resume=True)
+    assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in a.history], rel=1e-6)
     with pytest.raises(ValueError, match=r"encoder_token_drop must be in \[0, 1\), got 1.0"):
         _cfg(encoder_token_drop=1.0).validate()
