@@ -400,6 +400,24 @@ def test_truncated_shard_file_is_caught_on_load(sharded, tmp_path):
         PreparedCorpus.load(copy)
 
 
+def test_corpus_written_before_token_totals_were_recorded_still_loads(sharded, tmp_path):
+    sc, _ = sharded
+    copy = tmp_path / "old"
+    shutil.copytree(sc.root, copy)
+    meta = json.loads((copy / "meta.json").read_text())
+    for infos in [*meta["parts"].values(), *(side for pair in meta["halves"].values() for side in pair)]:
+        for info in infos:
+            info.pop("tokens")
+    (copy / "meta.json").write_text(json.dumps(meta))
+    old = ShardedCorpus.load(copy)
+    assert [s.n_tokens for s in old.parts["train"]] == [s.n_tokens for s in sc.parts["train"]]
+    assert old.summary() == sc.summary()
+    meta["parts"]["train"][0].pop("nnz")
+    (copy / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"meta\.json: a shard entry has no 'nnz' field"):
+        ShardedCorpus.load(copy)
+
+
 def _tiny_corpus_file(path: Path, n: int = 40, word: str = "alpha") -> Path:
     rng = np.random.default_rng(0)
     vocab = [word, "beta", "gamma", "delta", "epsilon", "zeta"]

@@ -70,9 +70,10 @@ def is_sharded_corpus(directory: str | os.PathLike[str]) -> bool:
 class CsrShard:
     """A memory-mapped CSR matrix of shape (documents, V), with optional labels and ids."""
 
-    def __init__(self, root: Path, name: str, n_docs: int, nnz: int, n_words: int, n_tokens: int) -> None:
+    def __init__(self, root: Path, name: str, n_docs: int, nnz: int, n_words: int, n_tokens: int | None) -> None:
         self.root, self.name = root, name
-        self.n_docs, self.nnz, self.n_words, self.n_tokens = int(n_docs), int(nnz), int(n_words), int(n_tokens)
+        self.n_docs, self.nnz, self.n_words = int(n_docs), int(nnz), int(n_words)
+        self._n_tokens = None if n_tokens is None else int(n_tokens)
         for kind, dtype in _FILES:
             path = self._path(kind)
             expected = (self.n_docs + 1 if kind == "indptr" else self.nnz) * np.dtype(dtype).itemsize
@@ -83,6 +84,13 @@ class CsrShard:
                     f"{path} has {path.stat().st_size} bytes but meta.json implies {expected}: the file is "
                     "truncated or from another corpus; prepare the corpus again"
                 )
+
+    @property
+    def n_tokens(self) -> int:
+        """Total count of the shard; summed from the counts file (once) for corpora written before it was recorded."""
+        if self._n_tokens is None:
+            self._n_tokens = int(self._array("counts", np.int32, self.nnz).sum(dtype=np.int64))
+        return self._n_tokens
 
     def _path(self, kind: str) -> Path:
         return self.root / "shards" / f"{self.name}.{kind}"
@@ -200,7 +208,11 @@ class ShardedCorpus:
         v = len(vocab)
 
         def open_all(infos: list[dict[str, Any]]) -> list[CsrShard]:
-            return [CsrShard(root, i["name"], i["documents"], i["nnz"], v, i["tokens"]) for i in infos]
+            try:  # "tokens" came later: corpora written before it are summed on first use
+                return [CsrShard(root, i["name"], i["documents"], i["nnz"], v, i.get("tokens")) for i in infos]
+            except KeyError as missing:
+                raise ValueError(f"{root / 'meta.json'}: a shard entry has no {missing.args[0]!r} field; the file "
+                                 "is damaged or not from etm prepare: prepare the corpus again") from None
 
         parts = {name: open_all(infos) for name, infos in meta["parts"].items() if infos}
         if not parts.get("train"):
