@@ -335,7 +335,9 @@ def _start(target: Path) -> Path:
 
 
 def _finish(tmp: Path, target: Path, vocabulary: list[str], meta: dict[str, Any]) -> None:
-    """Write the vocabulary and ``meta.json`` last, then move the finished corpus into place."""
+    """Write the vocabulary and `meta.json` (format, version, layout and size filled in) last, then move into place."""
+    meta = {"format": "etm-corpus", "format_version": CORPUS_FORMAT_VERSION, "layout": LAYOUT,
+            "vocabulary_size": len(vocabulary), **meta}
     atomic_write_text(tmp / "vocab.txt", "\n".join(vocabulary) + "\n")
     atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1, ensure_ascii=False))
     _replace_dir(tmp, target)
@@ -596,10 +598,6 @@ def prepare_sharded(
             "shard_size": shard_size,
         }
         _finish(tmp, target, vocab, {
-            "format": "etm-corpus",
-            "format_version": CORPUS_FORMAT_VERSION,
-            "layout": LAYOUT,
-            "vocabulary_size": len(vocab),
             "parts": infos,
             "halves": half_infos,
             "n_unsplittable": {k: v for k, v in unsplittable.items() if infos.get(k)},
@@ -693,8 +691,7 @@ def write_shards(
         if not parts["train"]:
             raise ValueError("no training documents with words")
         _finish(tmp, target, vocabulary, {
-            "format": "etm-corpus", "format_version": CORPUS_FORMAT_VERSION, "layout": LAYOUT,
-            "vocabulary_size": v, "parts": parts, "halves": halves,
+            "parts": parts, "halves": halves,
             "n_unsplittable": {k: n for k, n in unsplittable.items() if k in parts},
             "settings": {"shard_size": shard_size, "random_state": random_state, **(settings or {})},
         })

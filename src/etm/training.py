@@ -368,10 +368,9 @@ def _thinned(batch: SparseBatch, drop: float) -> SparseBatch:
     always sees some words.
     """
     values = batch.values if batch.values.device.type in ("cpu", "cuda") else batch.values.cpu()  # MPS: no binomial
-    kept = torch.binomial(values, torch.full_like(values, 1.0 - drop)).to(batch.values.device)
-    totals = torch.zeros(batch.n_docs, dtype=kept.dtype, device=kept.device).index_add_(0, batch.rows, kept)
-    emptied = (totals == 0)[batch.rows]
-    return batch.with_values(torch.where(emptied, batch.values, kept))
+    kept = batch.with_values(torch.binomial(values, torch.full_like(values, 1.0 - drop)).to(batch.values.device))
+    emptied = (kept.row_sums() == 0)[batch.rows]
+    return batch.with_values(torch.where(emptied, batch.values, kept.values))
 
 
 def _encoder_input(batch: SparseBatch, bow_norm: bool, device: torch.device) -> SparseBatch | torch.Tensor:
