@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from etm import ETM
-from etm.persistence import load_checkpoint, load_model
+from etm.checkpoint import read_checkpoint as load_checkpoint
+from etm.persistence import load_model
 from etm.training import TrainingConfig, TrainingDivergedError, evaluate_completion, infer_theta, train
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,18 @@ from typing import Any
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
     target = Path(path)
+    tmp = _write_temporary(target, data)
+    try:
+        fault_point("write")
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _write_temporary(target: Path, data: bytes) -> str:
+    """``data`` written and flushed to disk in a temporary file beside ``target``; returns its path."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
@@ -19,11 +32,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return tmp
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -122,3 +135,133 @@ def _lines(text: str) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+# --------------------------------------------------------------------------- #
+# Units of several files: directories swapped in whole, and file sets with a
+# commit marker. A crash at any instant leaves the old unit or the new one.
+# --------------------------------------------------------------------------- #
+_TMP_TAG = ".etm-tmp-"
+_OLD_TAG = ".etm-old-"
+_fault_hits: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    """Kill this process at the N-th pass through ``name`` when ``ETM_FAULT_KILL=name:N`` is set.
+
+    The fault-injection tests use it to stop training inside a write, where
+    timed kills land too rarely; without the variable it does nothing.
+    """
+    spec = os.environ.get("ETM_FAULT_KILL")
+    if not spec:
+        return
+    point, _, count = spec.partition(":")
+    if point != name:
+        return
+    _fault_hits[name] = _fault_hits.get(name, 0) + 1
+    if _fault_hits[name] == int(count or 1):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def staging_directory(target: str | os.PathLike[str]) -> Path:
+    """A fresh, empty directory beside ``target`` to build its replacement in (see :func:`replace_directory`)."""
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}{_TMP_TAG}{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def replace_directory(tmp: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Move the finished directory ``tmp`` to ``target``, replacing an older one there.
+
+    The older directory is renamed aside first and removed only after the
+    new one is in place; if the process dies between the two renames,
+    :func:`recover_directory` puts the older one back.
+    """
+    tmp, target = Path(tmp), Path(target)
+    _fsync_dir(tmp)
+    if target.exists():
+        old = target.with_name(f".{target.name}{_OLD_TAG}{os.getpid()}")
+        os.replace(target, old)
+        fault_point("swap")
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+
+
+def recover_directory(target: str | os.PathLike[str]) -> None:
+    """Undo what a crash inside :func:`replace_directory` (or while building) left beside ``target``.
+
+    A missing ``target`` with an older copy aside gets the older copy back;
+    half-built staging directories and leftover older copies are removed.
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        return
+    old = sorted(target.parent.glob(f".{target.name}{_OLD_TAG}*"))
+    if not target.exists() and old:
+        os.replace(old[-1], target)
+        old = old[:-1]
+    for leftover in [*old, *target.parent.glob(f".{target.name}{_TMP_TAG}*")]:
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def commit_files(directory: str | os.PathLike[str], files: dict[str, bytes], marker: str) -> None:
+    """Write ``files`` into ``directory`` as one unit whose last file, ``marker``, says it is complete.
+
+    Every file is first written under a temporary name (so the previous unit
+    stays readable meanwhile); then the old marker is removed, the files are
+    renamed into place and the new marker comes last. A reader that finds
+    the marker finds a complete unit; a crash in between leaves no marker
+    (an incomplete unit, reported as such) and never a mix of two.
+    """
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    staged: dict[str, str] = {}
+    try:
+        for name, data in files.items():
+            staged[name] = _write_temporary(out / name, data)
+        fault_point("commit")
+        if (out / marker).exists():
+            os.unlink(out / marker)
+        for name in [n for n in files if n != marker] + [marker]:
+            os.replace(staged.pop(name), out / name)
+        _fsync_dir(out)
+    except BaseException:
+        for tmp in staged.values():
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        raise
+
+
+def remove_stray_temporaries(directory: str | os.PathLike[str]) -> int:
+    """Delete temporary files a killed writer left in ``directory``; returns how many."""
+    root = Path(directory)
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for path in root.glob(".*.tmp"):
+        if path.is_file():
+            path.unlink()
+            removed += 1
+    return removed

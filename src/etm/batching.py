@@ -41,9 +41,11 @@ class InMemoryBatches:
             steps -= 1  # a last batch too small to give every rank a document is skipped
         return steps
 
-    def epoch(self, epoch: int, batch_size: int, rank: int = 0, world: int = 1) -> Iterator[sp.csr_matrix]:
+    def epoch(self, epoch: int, batch_size: int, rank: int = 0, world: int = 1, start: int = 0
+              ) -> Iterator[sp.csr_matrix]:
+        """The epoch's batches from step ``start`` on (the order is drawn whole, so resuming mid-epoch agrees)."""
         order = torch.randperm(self.n_docs, generator=self.generator).numpy()
-        for step in range(self.n_steps(batch_size, world)):
+        for step in range(start, self.n_steps(batch_size, world)):
             idx = order[step * batch_size : (step + 1) * batch_size]
             yield self.counts[idx[rank::world] if world > 1 else idx]
 
@@ -81,7 +83,14 @@ class ShardedBatches:
             return math.ceil(self.n_docs / local)
         return min(sum(self.shards[i].n_docs for i in mine) // local for mine in self._deal(epoch, world))
 
-    def epoch(self, epoch: int, batch_size: int, rank: int = 0, world: int = 1) -> Iterator[sp.csr_matrix]:
+    def epoch(self, epoch: int, batch_size: int, rank: int = 0, world: int = 1, start: int = 0
+              ) -> Iterator[sp.csr_matrix]:
+        """The epoch's batches from step ``start`` on (earlier ones are assembled and dropped)."""
+        for step, batch in enumerate(self._epoch(epoch, batch_size, rank, world)):
+            if step >= start:
+                yield batch
+
+    def _epoch(self, epoch: int, batch_size: int, rank: int, world: int) -> Iterator[sp.csr_matrix]:
         local = max(1, batch_size // world)
         steps = self.n_steps(batch_size, world, epoch)
         pending: list[sp.csr_matrix] = []

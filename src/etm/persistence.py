@@ -7,9 +7,10 @@ A saved model is a directory::
                         preprocessing, seed, versions, provenance
     vocab.txt           one word per line, column order of beta
 
-A training checkpoint adds ``optimizer.safetensors`` (optimizer tensors and RNG
-states) and ``trainer.json`` (epoch, history, optimizer hyper-parameters), so
-an interrupted run resumes where it stopped. Every file is written atomically.
+The three files are written as one unit: each goes to a temporary file first
+and ``config.json`` is renamed into place last, so a directory with a
+``config.json`` holds a complete model and a crash mid-save never leaves a mix
+of two models. Training checkpoints build on this (:mod:`etm.checkpoint`).
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from etm._io import atomic_write_bytes, atomic_write_text, read_text_checked
+from etm._io import commit_files, read_text_checked, recover_directory
 from etm.model import ETM
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["save_model", "load_model", "save_checkpoint", "load_checkpoint", "MODEL_FORMAT_VERSION"]
+__all__ = ["save_model", "load_model", "model_arguments", "MODEL_FORMAT_VERSION"]
 
 MODEL_FORMAT_VERSION = 1
 _MODEL_ARGS = ("num_topics", "vocab_size", "t_hidden_size", "rho_size", "theta_act", "train_embeddings", "enc_drop")
@@ -93,17 +94,24 @@ def save_model(
         "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **(extra or {}),
     }
-    atomic_write_bytes(out / "model.safetensors", _state_bytes(model))
-    atomic_write_text(out / "vocab.txt", "\n".join(vocab) + "\n")
-    atomic_write_text(out / "config.json", json.dumps(config, indent=1, ensure_ascii=False))
+    commit_files(out, {
+        "model.safetensors": _state_bytes(model),
+        "vocab.txt": ("\n".join(vocab) + "\n").encode("utf-8"),
+        "config.json": json.dumps(config, indent=1, ensure_ascii=False).encode("utf-8"),
+    }, marker="config.json")
     return out
 
 
 def _read_config(root: Path) -> dict[str, Any]:
     path = root / "config.json"
+    if not root.exists():
+        recover_directory(root)  # a replacement interrupted between its two renames
     if not root.is_dir():
         raise FileNotFoundError(f"model directory {root} does not exist")
     if not path.is_file():
+        if (root / "model.safetensors").is_file():
+            raise FileNotFoundError(f"{path} is missing: the model in {root} is incomplete (its save was "
+                                    "interrupted); save or train it again")
         raise FileNotFoundError(f"{path} is missing: {root} is not a model saved by etm")
     try:
         config = json.loads(read_text_checked(path))
@@ -216,83 +224,3 @@ def _load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], s
         if not torch.isfinite(state[key]).all():
             raise ValueError(f"{source}: tensor {key!r} contains NaN or infinity")
     model.load_state_dict(state)
-
-
-# -- training checkpoints ------------------------------------------------------
-def save_checkpoint(
-    directory: str | os.PathLike[str],
-    model: ETM,
-    vocabulary: Sequence[str],
-    optimizer: torch.optim.Optimizer,
-    trainer_state: dict[str, Any],
-    rng_states: dict[str, torch.Tensor],
-    *,
-    extra: dict[str, Any] | None = None,
-) -> Path:
-    """Write a resumable checkpoint: the model files plus optimizer and trainer state.
-
-    The model files come last-but-one and ``trainer.json`` last, so a reader
-    that finds ``trainer.json`` finds a complete checkpoint.
-    """
-    out = Path(directory)
-    save_model(out, model, vocabulary, extra=extra)
-    opt_state = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for idx, entry in opt_state["state"].items():
-        for name, value in entry.items():
-            if torch.is_tensor(value):
-                tensors[f"state.{idx}.{name}"] = value.detach().to("cpu").contiguous()
-            else:
-                scalars.setdefault(str(idx), {})[name] = value
-    for name, value in rng_states.items():
-        key = name if "." in name else f"rng.{name}"
-        tensors[key] = value.detach().to("cpu").contiguous()
-    atomic_write_bytes(out / "optimizer.safetensors", st_save(tensors))
-    trainer = {
-        **trainer_state,
-        "optimizer_param_groups": opt_state["param_groups"],
-        "optimizer_scalars": scalars,
-    }
-    atomic_write_text(out / "trainer.json", json.dumps(trainer, indent=1))
-    return out
-
-
-def load_checkpoint(
-    directory: str | os.PathLike[str], *, device: torch.device | str | None = None
-) -> tuple[ETM, list[str], dict[str, Any], dict[str, Any], dict[str, torch.Tensor]]:
-    """Read a checkpoint written by :func:`save_checkpoint`.
-
-    Returns ``model, vocabulary, config, trainer_state, tensors`` where
-    ``trainer_state`` carries the optimizer's param groups and scalars and
-    ``tensors`` its state tensors and RNG states; see
-    :func:`restore_optimizer`.
-    """
-    root = Path(directory)
-    if not (root / "trainer.json").is_file():
-        raise FileNotFoundError(f"{root / 'trainer.json'} is missing: {root} is not a complete training checkpoint")
-    model, vocab, config = load_model(root, device=device)
-    try:
-        trainer = json.loads(read_text_checked(root / "trainer.json"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{root / 'trainer.json'} is corrupt: invalid JSON at line {err.lineno}") from None
-    tensors = _read_tensors(root / "optimizer.safetensors")
-    return model, vocab, config, trainer, tensors
-
-
-def restore_optimizer(
-    optimizer: torch.optim.Optimizer, trainer: dict[str, Any], tensors: dict[str, torch.Tensor]
-) -> None:
-    """Load the optimizer state saved by :func:`save_checkpoint` into ``optimizer``."""
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        if key.startswith("state."):
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = value
-    for idx, entry in trainer.get("optimizer_scalars", {}).items():
-        state.setdefault(int(idx), {}).update(entry)
-    groups = trainer["optimizer_param_groups"]
-    for group in groups:
-        if "betas" in group and isinstance(group["betas"], list):
-            group["betas"] = tuple(group["betas"])
-    optimizer.load_state_dict({"state": state, "param_groups": groups})

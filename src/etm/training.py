@@ -1,11 +1,13 @@
-"""Training and inference loops for :class:`etm.ETM` on sparse corpora.
+"""The training loop of :class:`etm.ETM` on sparse corpora.
 
 Batches are CSR row slices turned into :class:`etm.model.SparseBatch` and moved
 to the device inside the loop; nothing densifies the corpus. The best epoch is
 chosen on the *validation* split's document-completion perplexity (the
 authors' script used the test split), the learning-rate schedule follows the
-authors' ``nonmono`` rule, and early stopping, resumable checkpoints, NaN
-detection and Ctrl-C handling come on top.
+authors' ``nonmono`` rule, and early stopping, exact resume from checkpoints
+(:mod:`etm.checkpoint`), NaN detection and Ctrl-C handling come on top.
+Inference lives in :mod:`etm.inference`, optimizers in :mod:`etm.optimizers`;
+both are re-exported here.
 """
 
 from __future__ import annotations
@@ -13,24 +15,26 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
 from etm.batching import batch_source, completion_chunks
-from etm.corpus import PreparedCorpus
+from etm.checkpoint import checkpoint_progress, read_checkpoint, restore_optimizer, write_checkpoint
 from etm.device import reuse_freed_memory
 from etm.distributed import all_sum, broadcast_float, rank_and_world
-from etm.metrics import CompletionScores, completion_loglik, perplexity_per_document, perplexity_per_token
+from etm.inference import encoder_input, evaluate_completion, evaluate_completion_chunks, get_topic_word, infer_theta
 from etm.model import ETM, SparseBatch
-from etm.persistence import load_checkpoint, load_model, restore_optimizer, save_checkpoint, save_model
+from etm.optimizers import OPTIMIZERS, LazyAdam, RowSparseAdam, clip_gradients, make_optimizer
+from etm.persistence import load_model, model_arguments, save_model
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +47,16 @@ __all__ = [
     "infer_theta",
     "evaluate_completion",
     "make_optimizer",
+    "RowSparseAdam",
+    "LazyAdam",
+    "get_topic_word",
+    "evaluate_completion_chunks",
+    "FIXED_ON_RESUME",
 ]
 
-OPTIMIZERS = ("adam", "adagrad", "adadelta", "rmsprop", "asgd", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
+#: Training settings a resumed run must share with its checkpoint (the others may change on resume).
+FIXED_ON_RESUME = ("batch_size", "optimizer", "lazy_updates", "bow_norm", "ema_decay", "seed")
 
 
 class TrainingDivergedError(RuntimeError):
@@ -214,153 +224,6 @@ class TrainingResult:
     seconds: float = 0.0
 
 
-def make_optimizer(
-    name: str, params: Sequence[torch.nn.Parameter], lr: float, weight_decay: float
-) -> torch.optim.Optimizer:
-    """The authors' optimizer choices; Adam uses the fused kernel where it exists (10x faster on CPU)."""
-    params = list(params)
-    if name == "adam":
-        try:
-            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
-        except (RuntimeError, TypeError, ValueError):
-            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "adagrad":
-        return torch.optim.Adagrad(params, lr=lr, weight_decay=weight_decay)
-    if name == "adadelta":
-        return torch.optim.Adadelta(params, lr=lr, weight_decay=weight_decay)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
-    if name == "asgd":
-        return torch.optim.ASGD(params, lr=lr, t0=0, lambd=0.0, weight_decay=weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; choose one of {list(OPTIMIZERS)}")
-
-
-class RowSparseAdam(torch.optim.Optimizer):
-    """Lazy Adam for row-sparse gradients: only the rows present in a gradient, and their moments, move.
-
-    The semantics of ``torch.optim.SparseAdam`` (one step count per
-    parameter for bias correction), plus weight decay on the updated rows.
-    The rows are gathered, updated by PyTorch's fused Adam kernel and
-    scattered back: ``SparseAdam``'s chain of sparse operations was slower
-    here than exact fused Adam over all rows.
-    """
-
-    def __init__(self, params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
-
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> None:  # type: ignore[override]
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
-                grad = p.grad.coalesce() if p.grad.is_sparse else p.grad
-                rows = grad.indices()[0] if grad.is_sparse else None
-                values = grad.values() if grad.is_sparse else grad
-                targets = [p, state["exp_avg"], state["exp_avg_sq"]]
-                gathered = [t.index_select(0, rows) for t in targets] if rows is not None else targets
-                state["step"] += 1
-                _adam_update(gathered[0], values, gathered[1], gathered[2], state["step"], lr=group["lr"],
-                             beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"])
-                if rows is not None:
-                    for target, new in zip(targets, gathered):
-                        target.index_copy_(0, rows, new)
-
-
-def _adam_update(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
-                 step: torch.Tensor, *, lr: float, beta1: float, beta2: float, eps: float,
-                 weight_decay: float) -> None:
-    """One Adam step in place (PyTorch's fused kernel where available, else the same formula)."""
-    if param.device.type in ("cpu", "cuda") and hasattr(torch, "_fused_adam_"):
-        torch._fused_adam_([param], [grad], [exp_avg], [exp_avg_sq], [], [step], lr=lr, beta1=beta1, beta2=beta2,
-                           weight_decay=weight_decay, eps=eps, amsgrad=False, maximize=False)
-        return
-    if weight_decay:
-        grad = grad.add(param, alpha=weight_decay)
-    exp_avg.lerp_(grad, 1 - beta1)
-    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-    t = float(step)
-    denom = (exp_avg_sq / (1 - beta2**t)).sqrt_().add_(eps)
-    param.addcdiv_(exp_avg, denom, value=-lr / (1 - beta1**t))
-
-
-class LazyAdam:
-    """Adam for a model whose first encoder layer has row-sparse gradients.
-
-    :class:`RowSparseAdam` updates the sparse-gradient parameters (only
-    the rows present in the batch); fused ``Adam`` the others. Exposes what
-    the training loop and checkpoints use of an optimizer: ``param_groups``
-    (the two optimizers' own dicts, so learning-rate changes reach them),
-    ``zero_grad``, ``step``, and a combined ``state_dict`` whose parameter
-    indices run over the sparse parameters first.
-    """
-
-    def __init__(self, sparse: Sequence[torch.nn.Parameter], dense: Sequence[torch.nn.Parameter], lr: float,
-                 weight_decay: float) -> None:
-        self.sparse = RowSparseAdam(list(sparse), lr=lr, weight_decay=weight_decay)
-        self.dense = make_optimizer("adam", dense, lr, weight_decay)
-        self.n_sparse = len(list(sparse))
-        self.param_groups = self.sparse.param_groups + self.dense.param_groups
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.sparse.zero_grad(set_to_none=set_to_none)
-        self.dense.zero_grad(set_to_none=set_to_none)
-
-    def step(self) -> None:
-        self.sparse.step()
-        self.dense.step()
-
-    def state_dict(self) -> dict[str, Any]:
-        a, b = self.sparse.state_dict(), self.dense.state_dict()
-        state = {**a["state"], **{int(k) + self.n_sparse: v for k, v in b["state"].items()}}
-        groups = a["param_groups"] + [
-            {**g, "params": [int(i) + self.n_sparse for i in g["params"]]} for g in b["param_groups"]
-        ]
-        return {"state": state, "param_groups": groups}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        n_groups = len(self.sparse.param_groups)
-        groups = state_dict["param_groups"]
-        state = {int(k): v for k, v in state_dict["state"].items()}
-        self.sparse.load_state_dict({
-            "state": {k: v for k, v in state.items() if k < self.n_sparse},
-            "param_groups": groups[:n_groups],
-        })
-        self.dense.load_state_dict({
-            "state": {k - self.n_sparse: v for k, v in state.items() if k >= self.n_sparse},
-            "param_groups": [{**g, "params": [int(i) - self.n_sparse for i in g["params"]]} for g in groups[n_groups:]],
-        })
-
-
-def _clip_grad_norm(params: Sequence[torch.Tensor], max_norm: float) -> None:
-    """``clip_grad_norm_`` that also accepts row-sparse gradients."""
-    grads = [p.grad for p in params if p.grad is not None]
-    norms = [(g.coalesce().values() if g.is_sparse else g).norm() for g in grads]
-    total = torch.linalg.vector_norm(torch.stack(norms))
-    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(scale)
-
-
-def _batches(
-    counts: sp.csr_matrix, batch_size: int, device: torch.device, order: np.ndarray | None = None
-) -> Iterator[tuple[np.ndarray, SparseBatch]]:
-    n = counts.shape[0]
-    order = np.arange(n) if order is None else order
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
-        yield idx, SparseBatch.from_scipy(counts[idx], device=device)
-
-
 def _thinned(batch: SparseBatch, drop: float) -> SparseBatch:
     """The batch with each token occurrence hidden with probability ``drop`` (binomial thinning).
 
@@ -371,92 +234,6 @@ def _thinned(batch: SparseBatch, drop: float) -> SparseBatch:
     kept = batch.with_values(torch.binomial(values, torch.full_like(values, 1.0 - drop)).to(batch.values.device))
     emptied = (kept.row_sums() == 0)[batch.rows]
     return batch.with_values(torch.where(emptied, batch.values, kept.values))
-
-
-def _encoder_input(batch: SparseBatch, bow_norm: bool, device: torch.device) -> SparseBatch | torch.Tensor:
-    inp = batch.normalized() if bow_norm else batch
-    # MPS has no embedding_bag with per-sample weights: densify the batch (never the corpus).
-    return inp.to_dense() if device.type == "mps" else inp
-
-
-@torch.no_grad()
-def infer_theta(
-    model: ETM,
-    counts: sp.spmatrix,
-    *,
-    batch_size: int = 1000,
-    bow_norm: bool = True,
-    device: torch.device | str | None = None,
-) -> np.ndarray:
-    """Topic proportions of each document, shape (D, K), from the posterior mean.
-
-    The model is put in eval mode for the call (deterministic: ``z = mu``)
-    and restored afterwards. Documents with no words get the prior mean's
-    softmax, i.e. whatever the encoder gives an all-zero input.
-    """
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        csr = sp.csr_matrix(counts, dtype=np.float32)
-        out = np.empty((csr.shape[0], model.num_topics), dtype=np.float32)
-        for idx, batch in _batches(csr, batch_size, dev):
-            theta, _ = model.get_theta(_encoder_input(batch, bow_norm, dev))
-            out[idx] = theta.float().cpu().numpy()
-        return out
-    finally:
-        model.train(was_training)
-
-
-@torch.no_grad()
-def get_topic_word(model: ETM) -> np.ndarray:
-    """``beta`` as a CPU array of shape (K, V)."""
-    return model.get_beta().float().cpu().numpy()
-
-
-def evaluate_completion(
-    model: ETM,
-    first_half: sp.spmatrix,
-    second_half: sp.spmatrix,
-    *,
-    batch_size: int = 1000,
-    bow_norm: bool = True,
-    device: torch.device | str | None = None,
-) -> CompletionScores:
-    """Document-completion perplexity: theta from the first halves, likelihood of the second."""
-    return evaluate_completion_chunks(model, [(first_half, second_half)], batch_size=batch_size, bow_norm=bow_norm,
-                                      device=device)
-
-
-def evaluate_completion_chunks(
-    model: ETM,
-    chunks: Sequence[tuple[sp.spmatrix, sp.spmatrix]],
-    *,
-    batch_size: int = 1000,
-    bow_norm: bool = True,
-    device: torch.device | str | None = None,
-) -> CompletionScores:
-    """:func:`evaluate_completion` over halves given in pieces (e.g. one per shard); memory holds one piece."""
-    beta = get_topic_word(model)
-    lls, lengths = [], []
-    for first_half, second_half in chunks:
-        if first_half.shape != second_half.shape:
-            raise ValueError(f"halves differ in shape: {first_half.shape} vs {second_half.shape}")
-        for start in range(0, first_half.shape[0], 50 * batch_size):  # bounds theta's memory per piece
-            h1 = first_half[start : start + 50 * batch_size]
-            h2 = sp.csr_matrix(second_half[start : start + 50 * batch_size], dtype=np.float64)
-            theta = infer_theta(model, h1, batch_size=batch_size, bow_norm=bow_norm, device=device)
-            lls.append(completion_loglik(theta, beta, h2))
-            lengths.append(np.asarray(h2.sum(axis=1)).ravel())
-    if not lls:
-        raise ValueError("no documents to evaluate document completion on")
-    ll, n = np.concatenate(lls), np.concatenate(lengths)
-    return CompletionScores(
-        perplexity_per_document=perplexity_per_document(ll, n),
-        perplexity_per_token=perplexity_per_token(ll, n),
-        n_documents=int(n.size),
-        n_tokens=int(n.sum()),
-    )
 
 
 class _TrainingStep(torch.nn.Module):
@@ -496,32 +273,493 @@ def _swap_out(params: list[torch.Tensor], live: list[torch.Tensor] | None) -> No
             torch._foreach_copy_(params, live)
 
 
-def _rng_states(generator: torch.Generator) -> dict[str, torch.Tensor]:
-    return {"torch": torch.get_rng_state(), "shuffle": generator.get_state()}
+# -- interruption ------------------------------------------------------------------------
+class _InterruptGuard:
+    """Defers Ctrl-C (SIGINT) to the end of the current step.
+
+    The loop then stops at a step boundary, where its state (weights,
+    optimizer, RNG streams, counters) is that of a completed step and can be
+    checkpointed exactly. A second Ctrl-C stops at once, keeping the last
+    checkpoint written.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _InterruptGuard:
+        if threading.current_thread() is threading.main_thread():
+            current = signal.getsignal(signal.SIGINT)
+            if current is signal.default_int_handler:  # not when SIGINT is ignored or handled by the caller
+                self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.warning("interrupted: stopping after the current step (press Ctrl-C again to stop at once)")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+# -- where training stands -----------------------------------------------------------------
+@dataclass
+class _Progress:
+    """The JSON-able part of the training state: what a checkpoint stores besides tensors."""
+
+    epochs_completed: int = 0
+    steps_completed: int = 0  # steps done in the epoch after ``epochs_completed``
+    sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("loss", "recon", "kl", "prior"), 0.0))
+    n_seen: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_ppl: float = math.inf
+    best_epoch: int | None = None
+    epochs_without_improvement: int = 0
+    stopped_early: bool = False
+    resumes: list[dict[str, Any]] = field(default_factory=list)
+
+    def start_epoch(self) -> None:
+        self.steps_completed, self.n_seen = 0, 0
+        self.sums = dict.fromkeys(self.sums, 0.0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "epochs_completed": self.epochs_completed,
+            "steps_completed": self.steps_completed,
+            "epoch_sums": self.sums,
+            "epoch_documents": self.n_seen,
+            "history": self.history,
+            "best_valid_perplexity": None if math.isinf(self.best_ppl) else self.best_ppl,
+            "best_epoch": self.best_epoch,
+            "epochs_without_improvement": self.epochs_without_improvement,
+            "stopped_early": self.stopped_early,
+            "resumes": self.resumes,
+        }
+
+    @classmethod
+    def from_json(cls, state: dict[str, Any]) -> _Progress:
+        out = cls(
+            epochs_completed=int(state["epochs_completed"]),
+            steps_completed=int(state.get("steps_completed", 0)),
+            n_seen=int(state.get("epoch_documents", 0)),
+            history=list(state.get("history", [])),
+            best_ppl=float(state.get("best_valid_perplexity") or math.inf),
+            best_epoch=state.get("best_epoch"),
+            epochs_without_improvement=int(state.get("epochs_without_improvement", 0)),
+            stopped_early=bool(state.get("stopped_early", False)),
+            resumes=list(state.get("resumes", [])),
+        )
+        out.sums.update({k: float(v) for k, v in (state.get("epoch_sums") or {}).items()})
+        return out
+
+
+def _check_resumable(where: Path, saved: dict[str, Any], saved_training: dict[str, Any], model: ETM,
+                     config: TrainingConfig, metadata: dict[str, Any]) -> None:
+    """Raise ValueError naming every setting that differs from the checkpoint's and may not change."""
+    differences = []
+    saved_model = saved.get("model") or {}
+    for key, value in model_arguments(model).items():
+        if key in saved_model and saved_model[key] != value:
+            differences.append((key, saved_model[key], value))
+    for key in FIXED_ON_RESUME:
+        if key in saved_training and saved_training[key] != getattr(config, key):
+            differences.append((key, saved_training[key], getattr(config, key)))
+    names, saved_names = metadata.get("topic_names"), saved.get("topic_names")
+    if names is not None and saved_names is not None and list(names) != list(saved_names):
+        differences.append(("topic names (seeded topics)", saved_names, names))
+    if differences:
+        listed = "; ".join(f"{key} is {old!r} in the checkpoint but {new!r} now" for key, old, new in differences)
+        raise ValueError(
+            f"cannot resume from {where}: {listed}. These settings cannot change during training: resume with the "
+            "checkpoint's values, or start a new model (another output directory, or --force to replace it)"
+        )
+
+
+class _Trainer:
+    """The training loop, one method per concern: stepping, validation and selection, checkpoints, interruption.
+
+    See :func:`train` for the arguments. State that a checkpoint must hold
+    lives in ``progress`` (JSON) and in the tensors of :meth:`_tensors`.
+    """
+
+    def __init__(self, model: ETM, corpus: Any, config: TrainingConfig, *, device: torch.device | str = "cpu",
+                 checkpoint_dir: str | os.PathLike[str] | None = None, verbose: bool = False,
+                 extra_metadata: dict[str, Any] | None = None,
+                 on_batch_end: Callable[[int, int, float], None] | None = None,
+                 on_epoch_end: Callable[[int, ETM, dict[str, Any]], None] | None = None,
+                 regularizer: Callable[..., torch.Tensor | None] | None = None) -> None:
+        config.validate()
+        self.model, self.config, self.dev = model, config, torch.device(device)
+        self.rank, self.world = rank_and_world()
+        self.main = self.rank == 0
+        self.vocabulary = corpus.vocabulary
+        if len(self.vocabulary) != model.vocab_size:
+            raise ValueError(f"corpus has {len(self.vocabulary)} words, model vocabulary has {model.vocab_size} words")
+        self.generator = torch.Generator()
+        self.generator.manual_seed(config.seed)
+        self.epoch_rng = self.generator.get_state()  # shuffle state at the start of the epoch in progress
+        self.source = batch_source(corpus, self.generator, config.seed)
+        if self.source.n_docs == 0:
+            raise ValueError("the training corpus has no documents")
+        self.valid_chunks = completion_chunks(corpus, "valid")
+        self.ckpt_root = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.meta = {"training": asdict(config), **(extra_metadata or {})}
+        self.verbose, self.on_batch_end, self.on_epoch_end = verbose, on_batch_end, on_epoch_end
+        self.regularizer = regularizer
+        model.to(self.dev)
+        self.runner = self._wrap(_TrainingStep(model))
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = self._make_optimizer()
+        self.ema = [p.detach().clone() for p in self.trainable] if config.ema_decay > 0 else None
+        self.progress = _Progress()
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_unsaved = False
+        self.at_boundary = True  # the state is that of a completed step (safe to checkpoint)
+        self.guard = _InterruptGuard()
+        self.seconds = 0.0
+
+    # -- set-up ------------------------------------------------------------------------
+    def _wrap(self, runner: torch.nn.Module) -> torch.nn.Module:
+        if self.world == 1:
+            return runner
+        from torch.nn.parallel import DistributedDataParallel
+
+        if self.config.batch_size % self.world:
+            logger.warning("batch size %d is not a multiple of %d processes: each takes %d documents a step",
+                           self.config.batch_size, self.world, self.config.batch_size // self.world)
+        # buffers (fixed embeddings, background) never change: no need to broadcast them every step;
+        # gradients live in the all-reduce buckets instead of being copied there and back
+        return DistributedDataParallel(runner, device_ids=[self.dev.index] if self.dev.type == "cuda" else None,
+                                       broadcast_buffers=False, gradient_as_bucket_view=True)
+
+    def _make_optimizer(self) -> Any:
+        config = self.config
+        if not config.lazy_updates:
+            return make_optimizer(config.optimizer, self.trainable, config.lr, config.weight_decay)
+        if self.world > 1:
+            raise ValueError("lazy_updates works in one process; DistributedDataParallel reduces dense gradients")
+        if self.dev.type == "mps":
+            raise ValueError("lazy_updates needs sparse tensors, which MPS lacks; use cpu or cuda")
+        first = self.model.q_theta[0]
+        first.sparse_grad = True
+        return LazyAdam([first.weight_t], [p for p in self.trainable if p is not first.weight_t], config.lr,
+                        config.weight_decay)
+
+    def check_fresh_start(self) -> None:
+        """Refuse to overwrite a checkpoint that a run without ``resume`` would replace."""
+        if self.ckpt_root is None:
+            return
+        found = checkpoint_progress(self.ckpt_root / "last")
+        if found is not None:
+            raise ValueError(
+                f"{self.ckpt_root / 'last'} already holds a training checkpoint (after epoch "
+                f"{found['epochs_completed']}); pass resume=True (etm train --resume) to continue it, or another "
+                "checkpoint directory to start afresh"
+            )
+
+    def resume(self) -> None:
+        """Continue from ``checkpoint_dir/last``: weights, optimizer, RNG streams, counters, best weights."""
+        if self.ckpt_root is None:
+            raise ValueError("resume=True needs a checkpoint directory")
+        last = self.ckpt_root / "last"
+        if checkpoint_progress(last) is None:
+            logger.info("no checkpoint in %s yet; starting from scratch", last)
+            return
+        saved, saved_vocab, saved_config, state, tensors = read_checkpoint(last, device=self.dev)
+        if saved_vocab != list(self.vocabulary):
+            raise ValueError(f"checkpoint {last} was trained on a different vocabulary than this corpus")
+        saved_training = state.get("config") or {}
+        _check_resumable(last, saved_config, saved_training, self.model, self.config, self.meta)
+        self.model.load_state_dict(saved.state_dict())
+        restore_optimizer(self.optimizer, state, tensors)
+        if "rng.torch" in tensors:
+            torch.set_rng_state(tensors["rng.torch"])
+        if "rng.shuffle" in tensors:
+            self.generator.set_state(tensors["rng.shuffle"])
+        for i, shadow in enumerate(self.ema or []):
+            if f"ema.{i}" in tensors:
+                shadow.copy_(tensors[f"ema.{i}"])
+        self.progress = _Progress.from_json(state)
+        best = {k[len("best."):]: v.to(self.dev) for k, v in tensors.items() if k.startswith("best.")}
+        if best:
+            self.best_state = best
+        elif (self.ckpt_root / "best" / "model.safetensors").is_file():  # checkpoints of etm before 0.2
+            self.best_state = {k: v.clone() for k, v in load_model(self.ckpt_root / "best")[0].state_dict().items()}
+        self._apply_changed_settings(saved_training)
+        logger.info("resuming from %s after %d epochs%s", last, self.progress.epochs_completed,
+                    f" and {self.progress.steps_completed} steps" if self.progress.steps_completed else "")
+
+    def _apply_changed_settings(self, saved: dict[str, Any]) -> None:
+        """Settings that may change on resume take effect, and the change is recorded in the history."""
+        changed = {k: [saved[k], v] for k, v in asdict(self.config).items() if k in saved and saved[k] != v}
+        if not changed:
+            return
+        for group in self.optimizer.param_groups:
+            if "lr" in changed:
+                group["lr"] = self.config.lr
+            if "weight_decay" in changed:
+                group["weight_decay"] = self.config.weight_decay
+        self.progress.resumes.append({"epochs_completed": self.progress.epochs_completed,
+                                      "steps_completed": self.progress.steps_completed, "changed": changed})
+        logger.info("resuming with changed settings: %s",
+                    ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()))
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self) -> TrainingResult:
+        config, progress = self.config, self.progress
+        logger.info("training ETM: %d documents, V=%d, K=%d, device=%s, %s%s", self.source.n_docs,
+                    self.model.vocab_size, self.model.num_topics, self.dev,
+                    ", ".join(f"{k}={v}" for k, v in asdict(config).items()),
+                    f", {self.world} processes" if self.world > 1 else "")
+        if not self.valid_chunks:
+            logger.warning("no validation halves: the last epoch is kept and early stopping is off")
+        from tqdm.auto import tqdm  # here, not at import: in a notebook without ipywidgets it warns on import
+
+        self.bar = tqdm(total=config.epochs, initial=progress.epochs_completed,
+                        disable=not (self.verbose and self.main), unit="epoch", desc="ETM")
+        t_start = time.perf_counter()
+        try:
+            with self.guard:
+                while progress.epochs_completed < config.epochs and not progress.stopped_early:
+                    epoch = progress.epochs_completed
+                    self._run_epoch(epoch)
+                    self._end_epoch(epoch)
+                    self._stop_if_interrupted()
+        except KeyboardInterrupt:
+            self._checkpoint_on_interrupt()
+            raise
+        finally:
+            self.bar.close()
+            self.model.q_theta[0].sparse_grad = False
+        self.seconds = time.perf_counter() - t_start - self.paused
+        return self._result()
+
+    paused = 0.0  # seconds spent in on_epoch_end, not counted as training time
+
+    def _run_epoch(self, epoch: int) -> None:
+        config, progress = self.config, self.progress
+        self.model.train()
+        self.t_epoch = time.perf_counter()
+        if self.world > 1:  # each process its own noise and dropout, reproducible from any epoch on resume
+            torch.manual_seed(int(np.random.SeedSequence([config.seed, self.rank, epoch]).generate_state(1)[0]))
+        self.epoch_rng = self.generator.get_state()
+        n_batches = self.source.n_steps(config.batch_size, self.world, epoch)
+        batches = self.source.epoch(epoch, config.batch_size, self.rank, self.world, start=progress.steps_completed)
+        for b, rows in enumerate(batches, start=progress.steps_completed):
+            self.at_boundary = False
+            value, parts, k = self._step(rows, epoch, b, n_batches)
+            for key, part in zip(("loss", "recon", "kl", "prior"), (value, *parts)):
+                progress.sums[key] += part * k
+            progress.n_seen += k
+            progress.steps_completed = b + 1
+            self.at_boundary = True
+            if self.on_batch_end is not None:
+                self.on_batch_end(epoch + 1, b + 1, value)
+            self._stop_if_interrupted()
+
+    def _step(self, rows: Any, epoch: int, b: int, n_batches: int) -> tuple[float, tuple[float, float, float], int]:
+        """One optimisation step; returns the loss, its (reconstruction, KL, prior) parts and the batch size."""
+        config = self.config
+        batch = SparseBatch.from_scipy(rows, device=self.dev)
+        self.optimizer.zero_grad(set_to_none=True)
+        done = (epoch * n_batches + b) / (config.epochs * n_batches)  # share of training done
+        if config.lr_schedule == "cosine":
+            for group in self.optimizer.param_groups:
+                group["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * done))
+        seen = _thinned(batch, config.encoder_token_drop) if config.encoder_token_drop else batch
+        recon, kld, mu, beta = self.runner(batch, encoder_input(seen, config.bow_norm, self.dev))
+        kl_weight = config.kl_weight
+        if config.kl_warmup:
+            kl_weight *= min(1.0, (epoch * n_batches + b + 1) / (config.kl_warmup * n_batches))
+        loss = recon + kl_weight * kld if kl_weight != 1.0 else recon + kld
+        prior_value = 0.0
+        if self.regularizer is not None:
+            prior = self.regularizer(self.model, done, batch, mu, beta)
+            if prior is not None:
+                loss = loss + prior
+                prior_value = float(prior.detach())
+        value = float(loss.detach())
+        self._check_finite(value, epoch, b, n_batches)
+        loss.backward()
+        if config.clip > 0:
+            if config.lazy_updates:
+                clip_gradients(self.trainable, config.clip)
+            else:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip)
+        self.optimizer.step()
+        if self.ema is not None:
+            with torch.no_grad():
+                torch._foreach_lerp_(self.ema, self.trainable, 1.0 - config.ema_decay)
+        return value, (float(recon.detach()), float(kld.detach()), prior_value), batch.n_docs
+
+    def _check_finite(self, value: float, epoch: int, b: int, n_batches: int) -> None:
+        """Stop on a NaN or infinite loss; in a data-parallel run, also agree on a pending Ctrl-C."""
+        total = value
+        if self.world > 1:
+            total, interrupted = all_sum([value, float(self.guard.requested)])
+            self.guard.requested = interrupted > 0
+        if math.isfinite(total):
+            return
+        last = self.ckpt_root / "last" if self.ckpt_root is not None else None
+        kept = (f"the last good checkpoint is kept in {last}" if last is not None
+                and checkpoint_progress(last) is not None else "no checkpoint was written yet")
+        raise TrainingDivergedError(
+            f"training diverged: the loss became {value} at epoch {epoch + 1}, batch {b + 1} of {n_batches}; "
+            f"{kept}. Try a lower learning rate (--lr) or gradient clipping (--clip).",
+            epoch=epoch + 1, batch=b + 1, last_good_state=self.best_state)
+
+    def _stop_if_interrupted(self) -> None:
+        if self.guard.requested:
+            raise KeyboardInterrupt
+
+    def _end_epoch(self, epoch: int) -> None:
+        """Record the epoch, validate and select, then checkpoint and decide on early stopping."""
+        config, progress = self.config, self.progress
+        record = self._epoch_record(epoch)
+        improved = False
+        self.at_boundary = False
+        live = _swap_in(self.trainable, self.ema)
+        try:
+            if self.valid_chunks and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
+                improved = self._validate_and_select(epoch, record)
+            record["seconds"] = time.perf_counter() - self.t_epoch
+            progress.history.append(record)
+            progress.epochs_completed = epoch + 1
+            progress.start_epoch()
+            self.at_boundary = True
+            if self.on_epoch_end is not None and self.main:
+                paused = time.perf_counter()
+                self.on_epoch_end(epoch + 1, self.model, record)
+                self.paused += time.perf_counter() - paused
+        finally:
+            _swap_out(self.trainable, live)
+        self.best_unsaved = self.best_unsaved or improved
+        progress.stopped_early = bool(config.patience is not None and self.valid_chunks
+                                      and progress.epochs_without_improvement >= config.patience)
+        if self.ckpt_root is not None and ((epoch + 1) % config.checkpoint_every == 0
+                                           or epoch + 1 == config.epochs or progress.stopped_early):
+            self._write_checkpoints()
+        self.bar.update(1)
+        self.bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "kl", "valid_perplexity") if k in record})
+        logger.debug("epoch %d: %s", epoch + 1, record)
+        if progress.stopped_early:
+            logger.info("early stopping after epoch %d: no better validation perplexity for %d epochs",
+                        epoch + 1, config.patience)
+
+    def _epoch_record(self, epoch: int) -> dict[str, Any]:
+        sums, n_seen = dict(self.progress.sums), self.progress.n_seen
+        if self.world > 1:
+            totals = all_sum([sums["loss"], sums["recon"], sums["kl"], sums["prior"], n_seen])
+            sums = dict(zip(("loss", "recon", "kl", "prior"), totals[:4]))
+            n_seen = int(totals[4])
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "loss": sums["loss"] / n_seen,
+            "reconstruction": sums["recon"] / n_seen,
+            "kl": sums["kl"] / n_seen,
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }
+        if self.regularizer is not None:
+            record["prior"] = sums["prior"] / n_seen
+        return record
+
+    def _validate_and_select(self, epoch: int, record: dict[str, Any]) -> bool:
+        """Validation perplexity, best-epoch selection and the authors' annealing rule; True if improved."""
+        config, progress = self.config, self.progress
+        if self.main:
+            scores = evaluate_completion_chunks(self.model, self.valid_chunks, batch_size=config.eval_batch_size,
+                                                bow_norm=config.bow_norm, device=self.dev)
+            ppl, ppl_token = scores.perplexity_per_document, scores.perplexity_per_token
+        else:
+            ppl = ppl_token = 0.0
+        ppl, ppl_token = broadcast_float(ppl), broadcast_float(ppl_token)  # one decision for all ranks
+        if not math.isfinite(ppl):
+            raise TrainingDivergedError(
+                f"training diverged: validation perplexity became {ppl} after epoch {epoch + 1}",
+                epoch=epoch + 1, batch=self.source.n_steps(config.batch_size, self.world, epoch),
+                last_good_state=self.best_state)
+        record["valid_perplexity"] = ppl
+        record["valid_perplexity_per_token"] = ppl_token
+        improved = ppl < progress.best_ppl
+        if improved:
+            progress.best_ppl, progress.best_epoch = ppl, epoch + 1
+            if self.main:
+                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            progress.epochs_without_improvement = 0
+        else:
+            progress.epochs_without_improvement += 1
+        valid_ppls = [h["valid_perplexity"] for h in progress.history if "valid_perplexity" in h] + [ppl]
+        lr = self.optimizer.param_groups[0]["lr"]
+        if (config.anneal_lr and len(valid_ppls) > config.nonmono
+                and ppl > min(valid_ppls[: -config.nonmono]) and lr > 1e-5):
+            for group in self.optimizer.param_groups:
+                group["lr"] /= config.lr_factor
+            logger.info("epoch %d: learning rate annealed to %g", epoch + 1, self.optimizer.param_groups[0]["lr"])
+        return improved
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def _write_checkpoints(self) -> None:
+        """``best/`` (when a better epoch came since it was written), then the resumable ``last/``."""
+        if self.ckpt_root is None or not self.main:
+            return
+        if self.best_unsaved and self.best_state is not None:
+            current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.model.load_state_dict(self.best_state)
+            save_model(self.ckpt_root / "best", self.model, self.vocabulary,
+                       extra={**self.meta, "best_epoch": self.progress.best_epoch,
+                              "valid_perplexity": self.progress.best_ppl})
+            self.model.load_state_dict(current)
+            self.best_unsaved = False
+        write_checkpoint(self.ckpt_root / "last", self.model, self.vocabulary, self.optimizer,
+                         {**self.progress.to_json(), "config": asdict(self.config)}, self._tensors(),
+                         extra=self.meta)
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        mid_epoch = self.progress.steps_completed > 0
+        tensors = {"rng.torch": torch.get_rng_state(),
+                   "rng.shuffle": self.epoch_rng if mid_epoch else self.generator.get_state()}
+        tensors.update({f"ema.{i}": shadow for i, shadow in enumerate(self.ema or [])})
+        tensors.update({f"best.{k}": v for k, v in (self.best_state or {}).items()})
+        return tensors
+
+    def _checkpoint_on_interrupt(self) -> None:
+        """After Ctrl-C: checkpoint the last completed step, when the state is that of one."""
+        if self.ckpt_root is None:
+            return
+        where = self.ckpt_root / "last"
+        if not self.at_boundary or (self.world > 1 and self.progress.steps_completed):
+            logger.warning("interrupted inside a step: the last checkpoint written is kept in %s", where)
+            return
+        self._write_checkpoints()
+        logger.warning("interrupted: resumable checkpoint after epoch %d%s written to %s (resume with --resume)",
+                       self.progress.epochs_completed,
+                       f", step {self.progress.steps_completed}" if self.progress.steps_completed else "", where)
+
+    def _result(self) -> TrainingResult:
+        progress, has_valid = self.progress, bool(self.valid_chunks)
+        if has_valid and self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        elif self.ema is not None and self.world == 1:
+            _swap_in(self.trainable, self.ema)
+        if self.world > 1:
+            torch.distributed.barrier()
+        self.model.eval()
+        return TrainingResult(
+            model=self.model,
+            history=progress.history,
+            best_epoch=progress.best_epoch if has_valid else len(progress.history),
+            best_valid_perplexity=None if math.isinf(progress.best_ppl) else progress.best_ppl,
+            stopped_early=progress.stopped_early,
+            seconds=self.seconds,
+        )
 
 
 def train(
     model: ETM,
-    corpus: PreparedCorpus,
-    config: TrainingConfig,
-    **kwargs: Any,
-) -> TrainingResult:
-    """Fit ``model`` on ``corpus.train``; see :func:`_train` for the arguments.
-
-    Runs inside ``torch.random.fork_rng`` seeded with ``config.seed``, so
-    dropout and the reparameterisation noise are reproducible and the
-    caller's global random state is left untouched.
-    """
-    device = torch.device(kwargs.get("device", "cpu"))
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices, device_type=device.type if device.type != "cpu" else "cuda"):
-        torch.manual_seed(config.seed)
-        return _train(model, corpus, config, **kwargs)
-
-
-def _train(
-    model: ETM,
-    corpus: PreparedCorpus,
+    corpus: Any,
     config: TrainingConfig,
     *,
     device: torch.device | str = "cpu",
@@ -533,13 +771,18 @@ def _train(
     on_epoch_end: Callable[[int, ETM, dict[str, Any]], None] | None = None,
     regularizer: Callable[..., torch.Tensor | None] | None = None,
 ) -> TrainingResult:
-    """Fit ``model`` on ``corpus.train``, selecting the best epoch on ``corpus.valid``.
+    """Fit ``model`` on the corpus's training documents, selecting the best epoch on its validation halves.
+
+    Runs inside ``torch.random.fork_rng`` seeded with ``config.seed``, so
+    dropout and the reparameterisation noise are reproducible and the
+    caller's global random state is left untouched.
 
     Parameters
     ----------
     model : ETM
-        Freshly built (or resumed) module; trained in place.
-    corpus : PreparedCorpus
+        Freshly built module; trained in place (its weights are replaced by
+        the checkpoint's when resuming).
+    corpus : PreparedCorpus or ShardedCorpus
         Its vocabulary must have ``model.vocab_size`` words.
     config : TrainingConfig
     device : torch.device or str
@@ -547,9 +790,16 @@ def _train(
     checkpoint_dir : path, optional
         Where the resumable checkpoint (``last/``) and the best model
         (``best/``) are written, every ``config.checkpoint_every`` epochs,
-        at the end, on early stopping and on Ctrl-C.
+        at the end, on early stopping and on Ctrl-C. Each is replaced as a
+        unit, so a crash at any instant leaves the previous or the new one.
+        Without ``resume``, a directory that already holds a checkpoint is
+        refused rather than overwritten.
     resume : bool
-        Continue from ``checkpoint_dir/last`` when it exists.
+        Continue from ``checkpoint_dir/last`` when it exists, exactly where
+        it stopped (mid-epoch after Ctrl-C). Settings that shape the model or
+        the run (architecture, vocabulary, batch size, optimizer, seed; see
+        ``FIXED_ON_RESUME``) must match the checkpoint's; the others (lr,
+        epochs, patience, ...) may change, and the change is recorded.
     verbose : bool
         Show a tqdm progress bar with loss, KL and validation perplexity.
     extra_metadata : dict, optional
@@ -559,8 +809,7 @@ def _train(
     on_epoch_end : callable, optional
         ``f(epoch, model, record)`` after each epoch's validation; it may add
         keys to ``record`` (the history entry), e.g. a test-set metric, and
-        its time is not counted in the epoch's ``seconds``.
-
+        its time is not counted in the training time.
     regularizer : callable, optional
         ``f(model, progress, batch, mu, beta) -> scalar tensor or None`` added
         to every batch's loss, ``progress`` in [0, 1) being the share of
@@ -580,283 +829,19 @@ def _train(
     TrainingDivergedError
         The loss became NaN or infinite; the last good checkpoint is kept.
     KeyboardInterrupt
-        Re-raised after writing a resumable checkpoint (with a checkpoint dir).
+        Re-raised after Ctrl-C, once the current step is done and (with a
+        checkpoint directory) its state is checkpointed.
     """
-    config.validate()
-    dev = torch.device(device)
-    reuse_freed_memory()
-    rank, world = rank_and_world()
-    main = rank == 0
-    vocabulary = corpus.vocabulary
-    if len(vocabulary) != model.vocab_size:
-        raise ValueError(f"corpus has {len(vocabulary)} words, model vocabulary has {model.vocab_size} words")
-    generator = torch.Generator()
-    generator.manual_seed(config.seed)
-    source = batch_source(corpus, generator, config.seed)
-    if source.n_docs == 0:
-        raise ValueError("the training corpus has no documents")
-    valid_chunks = completion_chunks(corpus, "valid")
-    has_valid = bool(valid_chunks)
-    ckpt_root = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    meta = {"training": asdict(config), **(extra_metadata or {})}
-
-    model.to(dev)
-    runner: torch.nn.Module = _TrainingStep(model)
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        if config.batch_size % world:
-            logger.warning("batch size %d is not a multiple of %d processes: each takes %d documents a step",
-                           config.batch_size, world, config.batch_size // world)
-        # buffers (fixed embeddings, background) never change: no need to broadcast them every step;
-        # gradients live in the all-reduce buckets instead of being copied there and back
-        runner = DistributedDataParallel(runner, device_ids=[dev.index] if dev.type == "cuda" else None,
-                                         broadcast_buffers=False, gradient_as_bucket_view=True)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer: Any
-    first_layer = model.q_theta[0]
-    if config.lazy_updates:
-        if world > 1:
-            raise ValueError("lazy_updates works in one process; DistributedDataParallel reduces dense gradients")
-        if dev.type == "mps":
-            raise ValueError("lazy_updates needs sparse tensors, which MPS lacks; use cpu or cuda")
-        first_layer.sparse_grad = True
-        sparse_params = [first_layer.weight_t]
-        optimizer = LazyAdam(sparse_params, [p for p in trainable if p is not first_layer.weight_t], config.lr,
-                             config.weight_decay)
-    else:
-        optimizer = make_optimizer(config.optimizer, trainable, config.lr, config.weight_decay)
-    ema: list[torch.Tensor] | None = [p.detach().clone() for p in trainable] if config.ema_decay > 0 else None
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    best_ppl = math.inf
-    best_epoch: int | None = None
-    best_state: dict[str, torch.Tensor] | None = None
-    epochs_without_improvement = 0
-
-    if resume:
-        if ckpt_root is None:
-            raise ValueError("resume=True needs a checkpoint directory")
-        last = ckpt_root / "last"
-        if (last / "trainer.json").is_file():
-            saved, saved_vocab, _, trainer_state, tensors = load_checkpoint(last, device=dev)
-            if saved_vocab != list(vocabulary):
-                raise ValueError(f"checkpoint {last} was trained on a different vocabulary than this corpus")
-            model.load_state_dict(saved.state_dict())
-            restore_optimizer(optimizer, trainer_state, tensors)
-            if "rng.torch" in tensors:
-                torch.set_rng_state(tensors["rng.torch"])
-            if "rng.shuffle" in tensors:
-                generator.set_state(tensors["rng.shuffle"])
-            if ema is not None:
-                for i, shadow in enumerate(ema):
-                    if f"ema.{i}" in tensors:
-                        shadow.copy_(tensors[f"ema.{i}"])
-            start_epoch = int(trainer_state["epochs_completed"])
-            history = list(trainer_state.get("history", []))
-            best_ppl = float(trainer_state.get("best_valid_perplexity") or math.inf)
-            best_epoch = trainer_state.get("best_epoch")
-            epochs_without_improvement = int(trainer_state.get("epochs_without_improvement", 0))
-            if (ckpt_root / "best" / "model.safetensors").is_file():
-                best_state = {k: v.clone() for k, v in load_model(ckpt_root / "best")[0].state_dict().items()}
-            logger.info("resuming from %s after %d epochs", last, start_epoch)
+    device = torch.device(device)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type=device.type if device.type != "cpu" else "cuda"):
+        torch.manual_seed(config.seed)
+        reuse_freed_memory()
+        trainer = _Trainer(model, corpus, config, device=device, checkpoint_dir=checkpoint_dir, verbose=verbose,
+                           extra_metadata=extra_metadata, on_batch_end=on_batch_end, on_epoch_end=on_epoch_end,
+                           regularizer=regularizer)
+        if resume:
+            trainer.resume()
         else:
-            logger.info("no checkpoint in %s yet; starting from scratch", last)
-
-    logger.info(
-        "training ETM: %d documents, V=%d, K=%d, device=%s, %s%s",
-        source.n_docs, model.vocab_size, model.num_topics, dev,
-        ", ".join(f"{k}={v}" for k, v in asdict(config).items()),
-        f", {world} processes" if world > 1 else "",
-    )
-    if not has_valid:
-        logger.warning("no validation halves: the last epoch is kept and early stopping is off")
-
-    def trainer_state(epochs_completed: int) -> dict[str, Any]:
-        return {
-            "epochs_completed": epochs_completed,
-            "history": history,
-            "best_valid_perplexity": None if math.isinf(best_ppl) else best_ppl,
-            "best_epoch": best_epoch,
-            "epochs_without_improvement": epochs_without_improvement,
-            "config": asdict(config),
-        }
-
-    def write_best(unsaved: bool) -> bool:
-        """Write the best weights so far (kept in memory between checkpoints); returns False."""
-        if ckpt_root is not None and main and unsaved and best_state is not None:
-            current = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            model.load_state_dict(best_state)
-            save_model(ckpt_root / "best", model, vocabulary,
-                       extra={**meta, "best_epoch": best_epoch, "valid_perplexity": best_ppl})
-            model.load_state_dict(current)
-        return False
-
-    def write_last(epochs_completed: int) -> None:
-        if ckpt_root is not None and main:
-            states = _rng_states(generator)
-            if ema is not None:
-                states.update({f"ema.{i}": shadow for i, shadow in enumerate(ema)})
-            save_checkpoint(ckpt_root / "last", model, vocabulary, optimizer, trainer_state(epochs_completed),
-                            states, extra=meta)
-
-    t_start = time.perf_counter()
-    stopped_early = False
-    best_unsaved = False
-    epoch = start_epoch
-    from tqdm.auto import tqdm  # here, not at import: in a notebook without ipywidgets it warns on import
-
-    progress = tqdm(total=config.epochs, initial=start_epoch, disable=not (verbose and main), unit="epoch",
-                    desc="ETM")
-    try:
-        for epoch in range(start_epoch, config.epochs):
-            t_epoch = time.perf_counter()
-            model.train()
-            if world > 1:  # each process its own noise and dropout, reproducible from any epoch on resume
-                torch.manual_seed(int(np.random.SeedSequence([config.seed, rank, epoch]).generate_state(1)[0]))
-            n_batches = source.n_steps(config.batch_size, world, epoch)
-            sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "prior": 0.0}
-            n_seen = 0
-            for b, rows in enumerate(source.epoch(epoch, config.batch_size, rank, world)):
-                batch = SparseBatch.from_scipy(rows, device=dev)
-                optimizer.zero_grad(set_to_none=True)
-                if config.lr_schedule == "cosine":
-                    progress_share = (epoch * n_batches + b) / (config.epochs * n_batches)
-                    for group in optimizer.param_groups:
-                        group["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * progress_share))
-                seen = _thinned(batch, config.encoder_token_drop) if config.encoder_token_drop else batch
-                recon, kld, mu, beta = runner(batch, _encoder_input(seen, config.bow_norm, dev))
-                kl_weight = config.kl_weight
-                if config.kl_warmup:
-                    kl_weight *= min(1.0, (epoch * n_batches + b + 1) / (config.kl_warmup * n_batches))
-                loss = recon + kl_weight * kld if kl_weight != 1.0 else recon + kld
-                if regularizer is not None:
-                    prior = regularizer(model, (epoch * n_batches + b) / (config.epochs * n_batches), batch, mu,
-                                        beta)
-                    if prior is not None:
-                        loss = loss + prior
-                        sums["prior"] += float(prior.detach()) * batch.n_docs
-                value = float(loss.detach())
-                if not math.isfinite(value if world == 1 else all_sum([value])[0]):
-                    where = f"epoch {epoch + 1}, batch {b + 1} of {n_batches}"
-                    kept = (
-                        f"the last good checkpoint is kept in {ckpt_root / 'last'}"
-                        if ckpt_root is not None and (ckpt_root / "last" / "trainer.json").is_file()
-                        else "no checkpoint was written yet"
-                    )
-                    raise TrainingDivergedError(
-                        f"training diverged: the loss became {value} at {where}; {kept}. "
-                        "Try a lower learning rate (--lr) or gradient clipping (--clip).",
-                        epoch=epoch + 1,
-                        batch=b + 1,
-                        last_good_state=best_state,
-                    )
-                loss.backward()
-                if config.clip > 0:
-                    if config.lazy_updates:
-                        _clip_grad_norm(trainable, config.clip)
-                    else:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
-                optimizer.step()
-                if ema is not None:
-                    with torch.no_grad():
-                        torch._foreach_lerp_(ema, trainable, 1.0 - config.ema_decay)
-                k = batch.n_docs
-                sums["loss"] += value * k
-                sums["recon"] += float(recon.detach()) * k
-                sums["kl"] += float(kld.detach()) * k
-                n_seen += k
-                if on_batch_end is not None:
-                    on_batch_end(epoch + 1, b + 1, value)
-            if world > 1:
-                totals = all_sum([sums["loss"], sums["recon"], sums["kl"], sums["prior"], n_seen])
-                sums = dict(zip(("loss", "recon", "kl", "prior"), totals[:4]))
-                n_seen = int(totals[4])
-            record: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "loss": sums["loss"] / n_seen,
-                "reconstruction": sums["recon"] / n_seen,
-                "kl": sums["kl"] / n_seen,
-                "lr": optimizer.param_groups[0]["lr"],
-            }
-            if regularizer is not None:
-                record["prior"] = sums["prior"] / n_seen
-            improved = False
-            live = _swap_in(trainable, ema)
-            if has_valid and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
-                if main:
-                    scores = evaluate_completion_chunks(model, valid_chunks, batch_size=config.eval_batch_size,
-                                                        bow_norm=config.bow_norm, device=dev)
-                    ppl, ppl_token = scores.perplexity_per_document, scores.perplexity_per_token
-                else:
-                    ppl = ppl_token = 0.0
-                ppl, ppl_token = broadcast_float(ppl), broadcast_float(ppl_token)  # one decision for all ranks
-                if not math.isfinite(ppl):
-                    raise TrainingDivergedError(
-                        f"training diverged: validation perplexity became {ppl} after epoch {epoch + 1}",
-                        epoch=epoch + 1, batch=n_batches, last_good_state=best_state)
-                record["valid_perplexity"] = ppl
-                record["valid_perplexity_per_token"] = ppl_token
-                if ppl < best_ppl:
-                    best_ppl, best_epoch, improved = ppl, epoch + 1, True
-                    if main:
-                        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                    epochs_without_improvement = 0
-                else:
-                    epochs_without_improvement += 1
-                valid_ppls = [h["valid_perplexity"] for h in history if "valid_perplexity" in h] + [ppl]
-                if (config.anneal_lr and len(valid_ppls) > config.nonmono
-                        and ppl > min(valid_ppls[: -config.nonmono]) and optimizer.param_groups[0]["lr"] > 1e-5):
-                    for group in optimizer.param_groups:
-                        group["lr"] /= config.lr_factor
-                    logger.info("epoch %d: learning rate annealed to %g", epoch + 1, optimizer.param_groups[0]["lr"])
-            record["seconds"] = time.perf_counter() - t_epoch
-            if on_epoch_end is not None and main:
-                paused = time.perf_counter()
-                on_epoch_end(epoch + 1, model, record)
-                t_start += time.perf_counter() - paused
-            _swap_out(trainable, live)
-            history.append(record)
-            if improved:
-                best_unsaved = True
-            if ckpt_root is not None and ((epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs):
-                best_unsaved = write_best(best_unsaved)
-                write_last(epoch + 1)
-            progress.update(1)
-            progress.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "kl", "valid_perplexity") if k in record})
-            logger.debug("epoch %d: %s", epoch + 1, record)
-            if (config.patience is not None and has_valid
-                    and epochs_without_improvement >= config.patience):
-                logger.info("early stopping after epoch %d: no better validation perplexity for %d epochs",
-                            epoch + 1, config.patience)
-                stopped_early = True
-                if ckpt_root is not None:
-                    best_unsaved = write_best(best_unsaved)
-                    write_last(epoch + 1)
-                break
-    except KeyboardInterrupt:
-        if ckpt_root is not None:
-            best_unsaved = write_best(best_unsaved)
-            write_last(len(history))
-            logger.warning("interrupted: resumable checkpoint written to %s (resume with --resume)", ckpt_root / "last")
-        raise
-    finally:
-        progress.close()
-        first_layer.sparse_grad = False
-
-    if has_valid and best_state is not None:
-        model.load_state_dict(best_state)
-    if world > 1:
-        torch.distributed.barrier()
-    elif ema is not None:
-        _swap_in(trainable, ema)
-    model.eval()
-    return TrainingResult(
-        model=model,
-        history=history,
-        best_epoch=best_epoch if has_valid else len(history),
-        best_valid_perplexity=None if math.isinf(best_ppl) else best_ppl,
-        stopped_early=stopped_early,
-        seconds=time.perf_counter() - t_start,
-    )
-
+            trainer.check_fresh_start()
+        return trainer.run()
