@@ -237,6 +237,7 @@ def commit_files(directory: str | os.PathLike[str], files: dict[str, bytes], mar
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stray_temporaries(out)
     staged: dict[str, str] = {}
     try:
         for name, data in files.items():

@@ -12,6 +12,7 @@ both are re-exported here.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -378,6 +379,15 @@ def _check_resumable(where: Path, saved: dict[str, Any], saved_training: dict[st
         )
 
 
+def _saved_best_epoch(directory: Path) -> int | None:
+    """The ``best_epoch`` recorded in a ``best/`` model directory (None when missing or incomplete)."""
+    try:
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return config.get("best_epoch") if isinstance(config, dict) else None
+
+
 class _Trainer:
     """The training loop, one method per concern: stepping, validation and selection, checkpoints, interruption.
 
@@ -489,6 +499,9 @@ class _Trainer:
         elif (self.ckpt_root / "best" / "model.safetensors").is_file():  # checkpoints of etm before 0.2
             self.best_state = {k: v.clone() for k, v in load_model(self.ckpt_root / "best")[0].state_dict().items()}
         self._apply_changed_settings(saved_training)
+        if self.best_state is not None and _saved_best_epoch(self.ckpt_root / "best") != self.progress.best_epoch:
+            self.best_unsaved = True  # a crash came between writing best/ and last/: make them agree again
+            self._write_best()
         logger.info("resuming from %s after %d epochs%s", last, self.progress.epochs_completed,
                     f" and {self.progress.steps_completed} steps" if self.progress.steps_completed else "")
 
@@ -705,7 +718,13 @@ class _Trainer:
         """``best/`` (when a better epoch came since it was written), then the resumable ``last/``."""
         if self.ckpt_root is None or not self.main:
             return
-        if self.best_unsaved and self.best_state is not None:
+        self._write_best()
+        write_checkpoint(self.ckpt_root / "last", self.model, self.vocabulary, self.optimizer,
+                         {**self.progress.to_json(), "config": asdict(self.config)}, self._tensors(),
+                         extra=self.meta)
+
+    def _write_best(self) -> None:
+        if self.ckpt_root is not None and self.main and self.best_unsaved and self.best_state is not None:
             current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self.model.load_state_dict(self.best_state)
             save_model(self.ckpt_root / "best", self.model, self.vocabulary,
@@ -713,9 +732,6 @@ class _Trainer:
                               "valid_perplexity": self.progress.best_ppl})
             self.model.load_state_dict(current)
             self.best_unsaved = False
-        write_checkpoint(self.ckpt_root / "last", self.model, self.vocabulary, self.optimizer,
-                         {**self.progress.to_json(), "config": asdict(self.config)}, self._tensors(),
-                         extra=self.meta)
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         mid_epoch = self.progress.steps_completed > 0
