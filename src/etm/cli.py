@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "documents (training then reads batches from disk); without it the corpus is built in memory")
     p.add_argument(*_flag("--export-authors"), default=None, metavar="DIR",
                    help="also write the corpus in the ETM authors' .mat/vocab.pkl format")
+    p.add_argument("--force", action="store_true",
+                   help="replace a corpus already in OUTPUT (it stays readable until the new one is complete)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
 
@@ -190,7 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(*_flag("--checkpoint-dir"), default=None,
                    help="where resumable checkpoints go (default: OUTPUT/checkpoints)")
     g.add_argument(*_flag("--checkpoint-every"), type=int, default=5, help="epochs between checkpoints (default 5)")
-    g.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the training whose checkpoint is in OUTPUT, exactly where it stopped (settings "
+                        "such as --lr and --epochs may change; the model's shape may not)")
+    g.add_argument("--force", action="store_true",
+                   help="replace a model already in OUTPUT; the old one stays readable until the new one is complete")
     p.add_argument("--topics", type=int, default=10, help="topics to print at the end (default 10)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
@@ -353,15 +359,23 @@ def _make_preprocessor(args: argparse.Namespace) -> Any:
 
 
 def cmd_prepare(args: argparse.Namespace) -> dict[str, Any]:
+    from etm.outputs import plan_corpus_output
+
+    plan = plan_corpus_output(args.output, force=args.force)
     if args.shard_size is not None:
         return _prepare_sharded(args)
-    if args.format in ("authors", "octis") or (_is_corpus_dir(args.input, args.format)
-                                               and not (Path(args.input) / "meta.json").is_file()):
-        prepared = _load_any_corpus(args.input, args.format)
-        report: dict[str, Any] = {"source": str(args.input)}
-    else:
-        prepared, report = _prepare_raw(args, args.input, args.seed)
-    prepared.save(args.output)
+    try:
+        if args.format in ("authors", "octis") or (_is_corpus_dir(args.input, args.format)
+                                                   and not (Path(args.input) / "meta.json").is_file()):
+            prepared = _load_any_corpus(args.input, args.format)
+            report: dict[str, Any] = {"source": str(args.input)}
+        else:
+            prepared, report = _prepare_raw(args, args.input, args.seed)
+        prepared.save(plan.work)
+        plan.finish()
+    except BaseException:
+        plan.abandon()
+        raise
     if args.export_authors:
         prepared.to_authors_format(args.export_authors)
     summary = {"output": str(args.output), **prepared.summary(), "report": report}
@@ -430,9 +444,27 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def _train(args: argparse.Namespace, device: str, *, lead: bool) -> dict[str, Any] | None:
     """Train; in a data-parallel run every process calls this and only the main one writes and prints."""
+
+    from etm.outputs import plan_model_output
+
+    if args.force and args.resume:
+        raise ValueError("--force starts a new model and --resume continues one: give one of them")
+    plan = plan_model_output(args.output, checkpoint_dir=args.checkpoint_dir, force=args.force, resume=args.resume,
+                             dry_run=not lead)
+    try:
+        return _train_into(args, device, plan, lead=lead)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        plan.abandon()
+        raise
+
+
+def _train_into(args: argparse.Namespace, device: str, plan: Any, *, lead: bool) -> dict[str, Any] | None:
     from etm.estimator import TopicModel
     from etm.shards import ShardedCorpus, is_sharded_corpus
 
+    out = plan.work
     if is_sharded_corpus(args.corpus):
         corpus = ShardedCorpus.load(args.corpus)
     elif _is_corpus_dir(args.corpus):
@@ -440,12 +472,11 @@ def _train(args: argparse.Namespace, device: str, *, lead: bool) -> dict[str, An
     else:  # raw documents: prepare them with the preprocessing options and keep the corpus beside the model
         corpus, report = _prepare_raw(args, args.corpus, args.split_seed)
         if lead:
-            corpus.save(Path(args.output) / "corpus")
-        logger.info("prepared %s into %s: vocabulary %d words, %s", args.corpus, Path(args.output) / "corpus",
+            corpus.save(out / "corpus")
+        logger.info("prepared %s into %s: vocabulary %d words, %s", args.corpus, plan.final / "corpus",
                     len(corpus.vocabulary), {k: v for k, v in report.items() if k.startswith("dropped")})
     if lead and not isinstance(corpus, ShardedCorpus) and corpus.valid_halves is None:
         logger.warning("%s has no validation split: the last epoch is kept", args.corpus)
-    out = Path(args.output)
     ckpt = Path(args.checkpoint_dir) if args.checkpoint_dir else out / "checkpoints"
     est = TopicModel(
         args.num_topics, hidden_size=args.t_hidden_size, embedding_size=args.rho_size, activation=args.theta_act,
@@ -469,7 +500,8 @@ def _train(args: argparse.Namespace, device: str, *, lead: bool) -> dict[str, An
     except KeyboardInterrupt:
         if lead:
             print(f"\ninterrupted: a resumable checkpoint is in {ckpt / 'last'}; continue with the same "
-                  f"command plus --resume", file=sys.stderr)
+                  f"command{' with --resume instead of --force' if args.force else ' plus --resume'}",
+                  file=sys.stderr)
         raise
     if not lead:
         return None
@@ -481,6 +513,8 @@ def _train(args: argparse.Namespace, device: str, *, lead: bool) -> dict[str, An
     from etm._io import atomic_write_text
 
     atomic_write_text(out / "history.json", json.dumps(est.history_, indent=1))
+    plan.finish()
+    out = plan.final
     summary = {
         "output": str(out),
         "embeddings": est.embedding_report_,
