@@ -239,16 +239,24 @@ def commit_files(directory: str | os.PathLike[str], files: dict[str, bytes], mar
     out.mkdir(parents=True, exist_ok=True)
     remove_stray_temporaries(out)
     staged: dict[str, str] = {}
+    retired = out / f".{marker}.{os.getpid()}.old.tmp"
+    renamed = False
     try:
         for name, data in files.items():
             staged[name] = _write_temporary(out / name, data)
         fault_point("commit")
         if (out / marker).exists():
-            os.unlink(out / marker)
+            os.replace(out / marker, retired)  # from here until the new marker, the unit reads as incomplete
         for name in [n for n in files if n != marker] + [marker]:
-            os.replace(staged.pop(name), out / name)
+            os.replace(staged[name], out / name)
+            renamed = True
+            del staged[name]
         _fsync_dir(out)
+        if retired.exists():
+            retired.unlink()
     except BaseException:
+        if retired.exists() and not renamed:  # nothing of the new unit went in: the old one is whole again
+            os.replace(retired, out / marker)
         for tmp in staged.values():
             if os.path.exists(tmp):
                 os.unlink(tmp)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from etm._io import recover_directory, remove_stray_temporaries
 from etm.batching import batch_source, completion_chunks
 from etm.checkpoint import checkpoint_progress, read_checkpoint, restore_optimizer, write_checkpoint
 from etm.device import reuse_freed_memory
@@ -458,10 +459,18 @@ class _Trainer:
         return LazyAdam([first.weight_t], [p for p in self.trainable if p is not first.weight_t], config.lr,
                         config.weight_decay)
 
+    def _tidy_checkpoints(self) -> None:
+        """Undo what a crash left in the checkpoint directory: a half-done swap, temporary files."""
+        assert self.ckpt_root is not None
+        for name in ("last", "best"):
+            recover_directory(self.ckpt_root / name)
+            remove_stray_temporaries(self.ckpt_root / name)
+
     def check_fresh_start(self) -> None:
         """Refuse to overwrite a checkpoint that a run without ``resume`` would replace."""
         if self.ckpt_root is None:
             return
+        self._tidy_checkpoints()
         found = checkpoint_progress(self.ckpt_root / "last")
         if found is not None:
             raise ValueError(
@@ -475,6 +484,7 @@ class _Trainer:
         if self.ckpt_root is None:
             raise ValueError("resume=True needs a checkpoint directory")
         last = self.ckpt_root / "last"
+        self._tidy_checkpoints()
         if checkpoint_progress(last) is None:
             logger.info("no checkpoint in %s yet; starting from scratch", last)
             return
