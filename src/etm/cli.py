@@ -150,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "of their seed words in it), keyATM-style (default 3.0; 0 = off)")
     g = p.add_argument_group("optimisation (the authors' defaults)")
     g.add_argument("--epochs", type=int, default=20, help="maximum epochs (default 20)")
-    g.add_argument(*_flag("--batch-size"), type=int, default=1000, help="documents per step (default 1000)")
+    g.add_argument(*_flag("--batch-size"), type=int, default=None,
+                   help="documents per step (default: about 20 steps per epoch, at most the authors' 1000, which "
+                        "corpora of 20,000 training documents or more get)")
     g.add_argument("--lr", type=float, default=0.005, help="learning rate (default 0.005)")
     g.add_argument("--optimizer", default="adam", choices=["adam", "adagrad", "adadelta", "rmsprop", "asgd", "sgd"])
     g.add_argument("--wdecay", type=float, default=1.2e-6, help="weight decay (default 1.2e-6)")
@@ -362,9 +364,9 @@ def cmd_prepare(args: argparse.Namespace) -> dict[str, Any]:
     from etm.outputs import plan_corpus_output
 
     plan = plan_corpus_output(args.output, force=args.force)
-    if args.shard_size is not None:
-        return _prepare_sharded(args)
     try:
+        if args.shard_size is not None:
+            return _prepare_sharded(args)
         if args.format in ("authors", "octis") or (_is_corpus_dir(args.input, args.format)
                                                    and not (Path(args.input) / "meta.json").is_file()):
             prepared = _load_any_corpus(args.input, args.format)
@@ -526,6 +528,8 @@ def _train_into(args: argparse.Namespace, device: str, plan: Any, *, lead: bool)
         "topic_names": est.topic_names_,
         "topics": est.get_topics(10),
         "seeding": est.seed_report_,
+        "batch_size": est.batch_size_,
+        "collapse": est.collapse_,
     }
     if not args.json:
         ppl = "n/a" if est.valid_perplexity_ is None else f"{est.valid_perplexity_:.1f}"

@@ -21,6 +21,7 @@ from sklearn.exceptions import NotFittedError
 
 from etm.corpus import Corpus, PreparedCorpus, check_same_vocabulary, split_halves
 from etm.device import resolve_device
+from etm.diagnostics import auto_batch_size, detect_collapse
 from etm.metrics import (
     completion_loglik,
     perplexity_per_document,
@@ -51,7 +52,7 @@ _PARAMETER_CONSTRAINTS: dict[str, tuple[Any, ...]] = {
     "dropout": ("real", 0.0, 0.999999),
     "background": ("bool",),
     "epochs": ("int", 1, None),
-    "batch_size": ("int", 1, None),
+    "batch_size": ("int_or_none", 1, None),
     "lr": ("real", 1e-12, None),
     "optimizer": ("options", OPTIMIZERS),
     "weight_decay": ("real", 0.0, None),
@@ -155,9 +156,15 @@ class TopicModel(TransformerMixin, BaseEstimator):
         (see :class:`etm.ETM`); topics then model deviations from the
         background, which on 20 Newsgroups reaches a given perplexity in about
         a third of the epochs. Not in the authors' model.
-    epochs, batch_size, lr, optimizer, weight_decay, clip, bow_norm, anneal_lr, nonmono, lr_factor
+    epochs, lr, optimizer, weight_decay, clip, bow_norm, anneal_lr, nonmono, lr_factor
         Training settings; defaults are the authors' (see
         :class:`etm.training.TrainingConfig`).
+    batch_size : int or None, default None
+        Documents per step. None picks about 20 steps per epoch, between 32
+        and the authors' 1000 documents (:func:`etm.diagnostics.auto_batch_size`):
+        the authors' 1000 on corpora of 20,000 training documents or more,
+        fewer on small corpora, which collapse to identical topics when an
+        epoch is only a step or two. The value used is ``batch_size_``.
     patience : int or None, default None
         Early stopping after this many epochs without a better validation
         perplexity.
@@ -235,6 +242,12 @@ class TopicModel(TransformerMixin, BaseEstimator):
         Best validation document-completion perplexity (per document).
     random_state_ : int
         The seed actually used.
+    batch_size_ : int
+        The batch size used (``batch_size``, or the one chosen for the corpus).
+    collapse_ : dict or None
+        When training ended in topic collapse (many topics repeating the same
+        top words), what :func:`etm.diagnostics.detect_collapse` found, with
+        the likely cause and a remedy; it is also logged as a warning.
 
     Examples
     --------
@@ -256,7 +269,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         dropout: float = 0.0,
         background: bool = False,
         epochs: int = 20,
-        batch_size: int = 1000,
+        batch_size: int | None = None,
         lr: float = 0.005,
         optimizer: str = "adam",
         weight_decay: float = 1.2e-6,
@@ -336,7 +349,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
     def _training_config(self) -> TrainingConfig:
         return TrainingConfig(
             epochs=self.epochs,
-            batch_size=self.batch_size,
+            batch_size=self.batch_size_,
             lr=self.lr,
             optimizer=self.optimizer,
             weight_decay=self.weight_decay,
@@ -352,7 +365,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
             ema_decay=self.ema_decay,
             lazy_updates=self.lazy_updates,
             encoder_token_drop=self.encoder_token_drop,
-            eval_batch_size=max(self.batch_size, 1000),
+            eval_batch_size=max(self.batch_size_, 1000),
             checkpoint_every=self.checkpoint_every,
             seed=self.random_state_,
         )
@@ -462,6 +475,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
                 "use fewer topics or a larger vocabulary (lower min_df)"
             )
         resolved = None if seeds is None else seeds.resolve(vocab)
+        n_train = corpus.train.n_docs if isinstance(corpus, PreparedCorpus) else corpus.n_docs("train")
+        self.batch_size_ = self.batch_size if self.batch_size is not None else auto_batch_size(n_train)
         device = resolve_device(self.device)
         self.device_ = str(device)
         config = self._training_config()
@@ -517,7 +532,17 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.best_epoch_ = result.best_epoch
         self.valid_perplexity_ = result.best_valid_perplexity
         self.training_seconds_ = result.seconds
+        self._report_collapse(n_train)
         return self
+
+    def _report_collapse(self, n_train: int) -> None:
+        """Warn, with cause and remedy, when the topics came out as copies of each other (``collapse_``)."""
+        steps = self.n_iter_ * -(-n_train // self.batch_size_)
+        report = detect_collapse(self.topic_word_, steps=steps, batch_size=self.batch_size_, n_documents=n_train,
+                                 epochs=self.n_iter_)
+        self.collapse_ = None if report is None else report.as_dict()
+        if report is not None:
+            logger.warning("%s", report.message)
 
     def _seed_topics(self) -> Any:
         from etm.seeding import SeedTopics, read_seed_file
@@ -640,8 +665,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         device = resolve_device(self.device)
         self.model_.to(device)
         try:
-            return infer_theta(self.model_, counts, batch_size=max(self.batch_size, 1000), bow_norm=self.bow_norm,
-                               device=device)
+            return infer_theta(self.model_, counts, batch_size=max(self.batch_size or 1000, 1000),
+                               bow_norm=self.bow_norm, device=device)
         finally:
             self.model_.to("cpu")
 

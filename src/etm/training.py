@@ -431,6 +431,8 @@ class _Trainer:
         self.at_boundary = True  # the state is that of a completed step (safe to checkpoint)
         self.guard = _InterruptGuard()
         self.seconds = 0.0
+        self.paused = 0.0  # seconds spent in on_epoch_end, not counted as training time
+        self.t_epoch = time.perf_counter()
 
     # -- set-up ------------------------------------------------------------------------
     def _wrap(self, runner: torch.nn.Module) -> torch.nn.Module:
@@ -509,6 +511,8 @@ class _Trainer:
         elif (self.ckpt_root / "best" / "model.safetensors").is_file():  # checkpoints of etm before 0.2
             self.best_state = {k: v.clone() for k, v in load_model(self.ckpt_root / "best")[0].state_dict().items()}
         self._apply_changed_settings(saved_training)
+        self.progress.stopped_early = bool(self.config.patience is not None and self.valid_chunks and
+                                           self.progress.epochs_without_improvement >= self.config.patience)
         if self.best_state is not None and _saved_best_epoch(self.ckpt_root / "best") != self.progress.best_epoch:
             self.best_unsaved = True  # a crash came between writing best/ and last/: make them agree again
             self._write_best()
@@ -559,8 +563,6 @@ class _Trainer:
             self.model.q_theta[0].sparse_grad = False
         self.seconds = time.perf_counter() - t_start - self.paused
         return self._result()
-
-    paused = 0.0  # seconds spent in on_epoch_end, not counted as training time
 
     def _run_epoch(self, epoch: int) -> None:
         config, progress = self.config, self.progress
