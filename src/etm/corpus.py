@@ -9,10 +9,10 @@ stay in ``scipy.sparse`` CSR form throughout; nothing here densifies a corpus.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -409,9 +409,9 @@ class PreparedCorpus:
                 payload = np.empty((1, len(arrays)), dtype=object)
                 for i, a in enumerate(arrays):
                     payload[0, i] = a.reshape(1, -1)
-                with tempfile.NamedTemporaryFile(dir=out, suffix=".mat.tmp", delete=False) as tmp:
-                    scipy.io.savemat(tmp.file, {kind: payload})
-                os.replace(tmp.name, out / f"bow_{key}_{kind}.mat")
+                buf = io.BytesIO()
+                scipy.io.savemat(buf, {kind: payload})
+                atomic_write_bytes(out / f"bow_{key}_{kind}.mat", buf.getvalue())
         return out
 
 
@@ -453,9 +453,9 @@ def _to_token_lists(matrix: sp.csr_matrix) -> tuple[list[np.ndarray], list[np.nd
 
 
 def _save_npz(path: Path, matrix: sp.csr_matrix) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz.tmp", delete=False) as tmp:
-        sp.save_npz(tmp, sp.csr_matrix(matrix), compressed=True)
-    os.replace(tmp.name, path)
+    buf = io.BytesIO()
+    sp.save_npz(buf, sp.csr_matrix(matrix), compressed=True)
+    atomic_write_bytes(path, buf.getvalue())  # compressed, so smaller than the matrix already in memory
 
 
 def _load_npz(path: Path, n_words: int) -> sp.csr_matrix:

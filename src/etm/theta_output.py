@@ -31,6 +31,8 @@ from typing import IO, Any
 import numpy as np
 from numpy.lib import format as npy_format
 
+from etm._io import fix_mode
+
 __all__ = ["SUPPORTED_SUFFIXES", "ThetaWriter"]
 
 SUPPORTED_SUFFIXES = (".csv", ".tsv", ".npy", ".parquet")
@@ -61,13 +63,6 @@ def _npy_header(rows: int, k: int) -> bytes:
         buf, {"descr": npy_format.dtype_to_descr(_NPY_DTYPE), "fortran_order": False, "shape": (rows, k)}
     )
     return buf.getvalue()
-
-
-def _new_file_mode() -> int:
-    """The permission bits a plainly created file would get (temporary files are created 0600)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 class ThetaWriter:
@@ -247,7 +242,7 @@ class ThetaWriter:
                 os.fsync(self._fh.fileno())
                 self._fh.close()
                 self._fh = None
-            os.chmod(self._tmp, _new_file_mode())
+            fix_mode(self._tmp)  # created 0600; the output gets what the umask gives
             os.replace(self._tmp, self.path)
         except BaseException:
             self.abort()
