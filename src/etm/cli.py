@@ -847,7 +847,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = COMMANDS[args.command](args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except (FileNotFoundError, ValueError, TypeError, KeyError, UnicodeDecodeError, RuntimeError) as err:
+    except (OSError, ValueError, TypeError, KeyError, UnicodeDecodeError, RuntimeError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         if isinstance(err, UnicodeDecodeError):
             message = err.reason
