@@ -827,7 +827,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
-        from etm import __version__
+        from etm._version import __version__
 
         print(f"etm {__version__}")
         return 0
