@@ -88,6 +88,18 @@ def test_transform_csv_and_npy(trained: Path, capsys) -> None:
     assert np.load(trained / "t.npy", allow_pickle=False).shape == (3, 5)
 
 
+
+def test_transform_output_that_cannot_be_written_fails_first_naming_it(trained: Path, tmp_path, capsys) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    target = blocker / "theta.csv"
+    # the input does not exist either: the output is checked when its writer opens, before any document is read
+    code, out, err = _run(capsys, "transform", str(trained / "model"), str(tmp_path / "missing.txt"), "-o",
+                          str(target))
+    assert code == 1 and out == ""
+    assert err == (f"etm transform: error: cannot write topic proportions to {target}: {blocker} is a file, "
+                   "not a directory; choose another output path\n")
+
 def test_resume_after_completion_is_a_no_op(trained: Path, capsys) -> None:
     code, out, _ = _run(capsys, "train", str(trained / "corpus"), "-o", str(trained / "model2"), "--num-topics",
                         "5", "--t-hidden-size", "32", "--rho-size", "16", "--epochs", "3", "--batch-size", "200",

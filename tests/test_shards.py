@@ -25,7 +25,7 @@ from etm.cli import main
 from etm.corpus import Corpus, PreparedCorpus
 from etm.preprocessing import Preprocessor
 from etm.readers import iter_documents, prepare_corpus, read_documents
-from etm.shards import ShardedCorpus, is_sharded_corpus, prepare_sharded
+from etm.shards import ShardedCorpus, is_sharded_corpus, open_corpus, prepare_sharded
 
 NEWS_OPTIONS = {"label_field": "label", "split_field": "split"}
 
@@ -501,6 +501,31 @@ def test_prepared_corpus_load_of_a_sharded_directory_is_the_in_memory_equivalent
     assert int(first.sum() + second.sum()) == int(lengths[lengths >= 2].sum())
     assert loaded.settings["preprocessing"] == pc.settings["preprocessing"]
 
+
+
+def test_open_corpus_keeps_a_sharded_corpus_on_disk_and_reads_others_into_memory(in_memory, sharded, tmp_path):
+    import etm
+
+    pc, _ = in_memory
+    sc, _ = sharded
+    assert etm.open_corpus is open_corpus
+    opened = open_corpus(sc.root)
+    assert isinstance(opened, ShardedCorpus) and opened.summary() == sc.summary()
+    pc.save(tmp_path / "memory")
+    loaded = open_corpus(tmp_path / "memory")
+    assert isinstance(loaded, PreparedCorpus) and loaded.summary() == pc.summary()
+    with pytest.raises(FileNotFoundError, match="is .* a corpus written by `etm prepare`"):
+        open_corpus(tmp_path / "nothing")
+
+
+def test_prepared_corpus_load_of_an_unknown_layout_says_how_to_open_it(in_memory, tmp_path):
+    pc, _ = in_memory
+    pc.save(tmp_path / "c")
+    meta = json.loads((tmp_path / "c" / "meta.json").read_text())
+    (tmp_path / "c" / "meta.json").write_text(json.dumps({**meta, "layout": "columnar"}))
+    with pytest.raises(ValueError, match=r"meta\.json: a corpus of layout 'columnar', which PreparedCorpus\.load "
+                                         r"cannot read; open it with etm\.shards\.open_corpus"):
+        PreparedCorpus.load(tmp_path / "c")
 
 def test_word_totals_are_the_column_sums_of_the_training_matrix(in_memory, sharded):
     pc, _ = in_memory

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -378,3 +379,95 @@ def test_directory_as_output_is_refused(tmp_path: Path) -> None:
     (tmp_path / "out.csv").mkdir()
     with pytest.raises(IsADirectoryError):
         ThetaWriter(tmp_path / "out.csv", ["a"])
+
+
+# -- errors name the output the caller gave, never the temporary file beside it -----------------------
+def _says(message: str) -> str:
+    """A ``match`` pattern for exactly ``message``."""
+    return "^" + re.escape(message) + "$"
+
+
+def test_a_file_where_the_directory_should_be(tmp_path: Path) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    for target in (blocker / "t.csv", blocker / "sub" / "t.npy"):
+        expected = f"cannot write topic proportions to {target}: {blocker} is a file, not a directory; " \
+                   "choose another output path"
+        with pytest.raises(NotADirectoryError, match=_says(expected)):
+            ThetaWriter(target, ["a"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npy", ".parquet"])
+def test_unwritable_directory_is_found_when_the_writer_opens(tmp_path: Path, monkeypatch, suffix: str) -> None:
+    target = tmp_path / "out" / f"theta{suffix}"
+
+    def refuse(*args, dir, prefix, suffix, **kwargs):  # what the OS says: it names the temporary file
+        raise PermissionError(13, "Permission denied", str(Path(dir) / f"{prefix}abc123{suffix}"))
+
+    monkeypatch.setattr(theta_output.tempfile, "NamedTemporaryFile", refuse)
+    expected = f"cannot write topic proportions to {target}: its directory {target.parent} is not writable " \
+               "(Permission denied); choose another output path"
+    with pytest.raises(PermissionError, match=_says(expected)) as info:
+        ThetaWriter(target, ["a"])
+    assert info.value.errno == 13
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs POSIX permissions and a non-root user")
+def test_read_only_directory(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError, match=re.escape(f"its directory {locked} is not writable")) as info:
+            ThetaWriter(locked / "t.csv", ["a"])
+        assert str(locked / "t.csv") in str(info.value) and ".tmp" not in str(info.value)
+    finally:
+        locked.chmod(0o755)
+
+
+def test_directory_that_cannot_be_created(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "new" / "t.csv"
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    expected = f"cannot write topic proportions to {target}: cannot create its directory {target.parent} " \
+               "(Permission denied)"
+    with pytest.raises(PermissionError, match=_says(expected)):
+        ThetaWriter(target, ["a"])
+
+
+def test_failure_while_writing_names_the_output(tmp_path: Path) -> None:
+    target = tmp_path / "t.csv"
+    writer = ThetaWriter(target, ["a"])
+
+    class FullDisk:
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+        def close(self):
+            pass
+
+    writer._fh.close()
+    writer._fh = FullDisk()
+    expected = f"cannot write topic proportions to {target}: No space left on device"
+    with pytest.raises(OSError, match=_says(expected)):
+        writer.write(_theta(2, 1))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failure_at_close_names_the_output(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "t.npy"
+    writer = ThetaWriter(target, ["a"])
+    writer.write(_theta(2, 1))
+
+    def cross_device(src, dst):  # the OS error names both files
+        raise OSError(18, "Invalid cross-device link", str(src), str(dst))
+
+    monkeypatch.setattr(theta_output.os, "replace", cross_device)
+    expected = f"cannot write topic proportions to {target}: Invalid cross-device link"
+    with pytest.raises(OSError, match=_says(expected)):
+        writer.close()
+    assert list(tmp_path.iterdir()) == []

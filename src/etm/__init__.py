@@ -6,24 +6,27 @@ Faces:
 * :class:`ETM`: the ``torch.nn.Module`` with the authors' names;
 * :class:`Corpus`, :class:`PreparedCorpus`, :class:`Preprocessor` and the
   readers in :mod:`etm.readers`: from raw text to sparse bags of words;
+* :func:`open_corpus`: any corpus directory of ``etm prepare`` (a sharded one
+  stays on disk, see :mod:`etm.shards`);
 * :mod:`etm.metrics`: perplexity, coherence, diversity, quality;
 * the ``etm`` command line (:mod:`etm.cli`).
 """
 
+from etm._version import __version__
 from etm.corpus import Corpus, PreparedCorpus
 from etm.device import resolve_device
 from etm.estimator import TopicModel
 from etm.model import ETM
 from etm.preprocessing import Preprocessor
+from etm.shards import open_corpus
 from etm.training import TrainingConfig, TrainingDivergedError, train
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ETM",
     "TopicModel",
     "Corpus",
     "PreparedCorpus",
+    "open_corpus",
     "Preprocessor",
     "TrainingConfig",
     "TrainingDivergedError",

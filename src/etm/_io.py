@@ -6,6 +6,7 @@ import gzip
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ def _write_temporary(target: Path, data: bytes) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        fix_mode(tmp)  # mkstemp makes it 0600; the target gets what the umask gives
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -50,6 +52,41 @@ def read_text_checked(path: str | os.PathLike[str], encoding: str = "utf-8") -> 
     if not p.is_file():
         raise FileNotFoundError(f"{p} does not exist or is not a file")
     return _decode(p.read_bytes(), p, encoding)
+
+
+# --------------------------------------------------------------------------- #
+# Permissions. mkstemp and NamedTemporaryFile create files 0600 and mkdtemp
+# directories 0700, whatever the umask; whatever etm writes through a temporary
+# name gets, before its rename, the mode a plain open() or mkdir() would give.
+# --------------------------------------------------------------------------- #
+_umask_lock = threading.Lock()
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where the system allows."""
+    try:  # Linux 4.7+: no window in which another thread could create a file under a changed umask
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    # Elsewhere os.umask is the only reader: set it to a strict value for the instant it takes, and
+    # serialise our own readers, so two of them cannot leave the strict value behind.
+    with _umask_lock:
+        umask = os.umask(0o077)
+        os.umask(umask)
+    return umask
+
+
+def _umask_mode(is_dir: bool = False) -> int:
+    """``0o777`` (directories) or ``0o666`` (files) less the umask: e.g. 0o755 / 0o644 under umask 022."""
+    return (0o777 if is_dir else 0o666) & ~_current_umask()
+
+
+def fix_mode(path: str | os.PathLike[str]) -> None:
+    """Give ``path`` (a file or a directory) the permissions the umask gives a newly created one."""
+    os.chmod(path, _umask_mode(os.path.isdir(path)))
 
 
 # --------------------------------------------------------------------------- #

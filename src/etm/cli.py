@@ -831,7 +831,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
-        from etm import __version__
+        from etm._version import __version__
 
         print(f"etm {__version__}")
         return 0
@@ -851,7 +851,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = COMMANDS[args.command](args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except (FileNotFoundError, ValueError, TypeError, KeyError, UnicodeDecodeError, RuntimeError) as err:
+    except (OSError, ValueError, TypeError, KeyError, UnicodeDecodeError, RuntimeError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         if isinstance(err, UnicodeDecodeError):
             message = err.reason

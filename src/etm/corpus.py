@@ -9,11 +9,11 @@ stay in ``scipy.sparse`` CSR form throughout; nothing here densifies a corpus.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -356,14 +356,25 @@ class PreparedCorpus:
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> PreparedCorpus:
-        """Read a directory written by :meth:`save` (a sharded one is loaded whole into memory)."""
+        """Read a directory written by :meth:`save` into memory.
+
+        A corpus of another layout (``layout`` in ``meta.json``) is read by
+        the loader its module registered with :func:`register_layout_loader`:
+        :mod:`etm.shards` loads a sharded corpus whole into memory. To keep a
+        sharded corpus on disk, open it with :func:`etm.shards.open_corpus`
+        (any corpus directory) or :meth:`etm.shards.ShardedCorpus.load`.
+        """
         root = Path(directory)
         meta = read_corpus_meta(root)
-        if meta.get("layout") == "sharded":
-            from etm.shards import ShardedCorpus
-
-            logger.info("%s is a sharded corpus: loading all its shards into memory", root)
-            return ShardedCorpus.load(root).to_prepared()
+        layout = meta.get("layout")
+        if layout is not None:
+            loader = _LAYOUT_LOADERS.get(layout)
+            if loader is None:
+                raise ValueError(
+                    f"{root / 'meta.json'}: a corpus of layout {layout!r}, which PreparedCorpus.load cannot read; "
+                    "open it with etm.shards.open_corpus (or etm.shards.ShardedCorpus.load for a sharded corpus)"
+                )
+            return loader(root)
         vocab = read_corpus_vocabulary(root, meta)
         parts: dict[str, Corpus | None] = {"train": None, "valid": None, "test": None}
         for name, info in meta["parts"].items():
@@ -409,10 +420,21 @@ class PreparedCorpus:
                 payload = np.empty((1, len(arrays)), dtype=object)
                 for i, a in enumerate(arrays):
                     payload[0, i] = a.reshape(1, -1)
-                with tempfile.NamedTemporaryFile(dir=out, suffix=".mat.tmp", delete=False) as tmp:
-                    scipy.io.savemat(tmp.file, {kind: payload})
-                os.replace(tmp.name, out / f"bow_{key}_{kind}.mat")
+                buf = io.BytesIO()
+                scipy.io.savemat(buf, {kind: payload})
+                atomic_write_bytes(out / f"bow_{key}_{kind}.mat", buf.getvalue())
         return out
+
+
+# Readers of corpus directories in another layout than this module's ("layout" in meta.json), keyed by that
+# layout. The module that owns a layout registers its reader here (etm.shards: "sharded"), so that
+# PreparedCorpus.load reads every corpus directory while this module imports none of the modules above it.
+_LAYOUT_LOADERS: dict[str, Callable[[Path], PreparedCorpus]] = {}
+
+
+def register_layout_loader(layout: str, loader: Callable[[Path], PreparedCorpus]) -> None:
+    """Make :meth:`PreparedCorpus.load` read corpus directories whose ``meta.json`` says ``layout`` with ``loader``."""
+    _LAYOUT_LOADERS[layout] = loader
 
 
 def read_corpus_meta(root: Path) -> dict[str, Any]:
@@ -453,9 +475,9 @@ def _to_token_lists(matrix: sp.csr_matrix) -> tuple[list[np.ndarray], list[np.nd
 
 
 def _save_npz(path: Path, matrix: sp.csr_matrix) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz.tmp", delete=False) as tmp:
-        sp.save_npz(tmp, sp.csr_matrix(matrix), compressed=True)
-    os.replace(tmp.name, path)
+    buf = io.BytesIO()
+    sp.save_npz(buf, sp.csr_matrix(matrix), compressed=True)
+    atomic_write_bytes(path, buf.getvalue())  # compressed, so smaller than the matrix already in memory
 
 
 def _load_npz(path: Path, n_words: int) -> sp.csr_matrix:

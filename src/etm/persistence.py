@@ -41,7 +41,7 @@ _MODEL_ARGS = ("num_topics", "vocab_size", "t_hidden_size", "rho_size", "theta_a
 
 
 def _versions() -> dict[str, str]:
-    from etm import __version__
+    from etm._version import __version__
 
     return {"etm": __version__, "torch": torch.__version__, "python": platform.python_version()}
 

@@ -38,6 +38,7 @@ from etm.corpus import (
     PreparedCorpus,
     read_corpus_meta,
     read_corpus_vocabulary,
+    register_layout_loader,
     split_halves,
 )
 from etm.preprocessing import Preprocessor
@@ -45,7 +46,8 @@ from etm.preprocessing import Preprocessor
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "CsrShard", "ShardedCorpus", "prepare_sharded", "write_shards", "is_sharded_corpus", "vocabulary_from_counts",
+    "CsrShard", "ShardedCorpus", "open_corpus", "prepare_sharded", "write_shards", "is_sharded_corpus",
+    "vocabulary_from_counts",
 ]
 
 LAYOUT = "sharded"
@@ -282,6 +284,28 @@ class ShardedCorpus:
             settings=dict(self.settings),
             n_unsplittable=dict(self.n_unsplittable),
         )
+
+
+def open_corpus(directory: str | os.PathLike[str]) -> PreparedCorpus | ShardedCorpus:
+    """Open any corpus directory written by ``etm prepare``: a sharded one stays on disk.
+
+    Returns a :class:`ShardedCorpus` (memory-mapped shards) for a directory
+    written with ``--shard-size`` and a :class:`~etm.corpus.PreparedCorpus`
+    (everything in memory) otherwise; both are accepted for training.
+    """
+    root = Path(directory)
+    if read_corpus_meta(root).get("layout") == LAYOUT:
+        return ShardedCorpus.load(root)
+    return PreparedCorpus.load(root)
+
+
+def _load_into_memory(root: Path) -> PreparedCorpus:
+    """:meth:`PreparedCorpus.load` of a sharded directory: every shard read into memory."""
+    logger.info("%s is a sharded corpus: loading all its shards into memory", root)
+    return ShardedCorpus.load(root).to_prepared()
+
+
+register_layout_loader(LAYOUT, _load_into_memory)
 
 
 # --------------------------------------------------------------------------- #

@@ -19,6 +19,7 @@ The format follows the file suffix (see :data:`SUPPORTED_SUFFIXES`):
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import shutil
@@ -26,10 +27,12 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import numpy as np
 from numpy.lib import format as npy_format
+
+from etm._io import fix_mode
 
 __all__ = ["SUPPORTED_SUFFIXES", "ThetaWriter"]
 
@@ -63,13 +66,6 @@ def _npy_header(rows: int, k: int) -> bytes:
     return buf.getvalue()
 
 
-def _new_file_mode() -> int:
-    """The permission bits a plainly created file would get (temporary files are created 0600)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 class ThetaWriter:
     """Context manager. Rows arrive in chunks; the output file appears atomically at close().
 
@@ -81,6 +77,12 @@ class ThetaWriter:
     Leaving a ``with`` block normally calls :meth:`close`; leaving it with an
     exception calls :meth:`abort`, which deletes the temporary file and leaves
     any earlier output untouched.
+
+    Opening the writer creates the output's directory when missing and the
+    temporary file in it, so an output that cannot be written fails there,
+    before any rows are computed. Errors name ``path``, never the temporary
+    file; file-system errors keep their type (``PermissionError``,
+    ``NotADirectoryError``, ...) and ``errno``.
     """
 
     rows_written: int
@@ -130,8 +132,8 @@ class ThetaWriter:
                 [pa.field(self.id_header, pa.string())] + [pa.field(name, pa.float32()) for name in self.column_names]
             )
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
+        self._make_directory()
+        try:  # creating the temporary file is the writability check: it happens here, before any rows come
             if suffix in (".csv", ".tsv"):
                 self._sep = "," if suffix == ".csv" else "\t"
                 self._fh = self._temp_file("w", encoding="utf-8", newline="")
@@ -145,15 +147,55 @@ class ThetaWriter:
                 self._temp_file("wb").close()  # reserve a unique name; pyarrow opens the file itself
                 assert self._tmp is not None
                 self._pq_writer = pq.ParquetWriter(str(self._tmp), self._schema)
-        except BaseException:
-            self.abort()
-            raise
+        except BaseException as err:
+            self._fail(err)
 
     # ------------------------------------------------------------------ #
     @property
     def n_columns(self) -> int:
         """K, the number of topic columns each chunk must have."""
         return len(self.column_names)
+
+    def _make_directory(self) -> None:
+        """Create the output's directory if needed; errors name the output, not the directory alone."""
+        directory = self.path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            # a file stands where a directory on the way to the output should be
+            blocker = next((p for p in [*reversed(directory.parents), directory] if p.exists() and not p.is_dir()),
+                           directory)
+            error = NotADirectoryError(
+                f"cannot write topic proportions to {self.path}: {blocker} is a file, not a directory; "
+                "choose another output path"
+            )
+            error.errno = errno.ENOTDIR
+            raise error from None
+        except OSError as err:
+            raise self._restated(err, f"cannot create its directory {directory}") from None
+
+    def _restated(self, err: OSError, problem: str | None = None) -> OSError:
+        """``err`` (same type and errno) with a message that names the output, never the temporary file."""
+        reason = err.strerror or str(err)
+        if self._tmp is not None:
+            reason = reason.replace(str(self._tmp), str(self.path))
+        hint = ""
+        if problem is None and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            problem, hint = f"its directory {self.path.parent} is not writable", "; choose another output path"
+        detail = f"{problem} ({reason})" if problem else reason
+        new = (type(err) if type(err).__module__ == "builtins" else OSError)(
+            f"cannot write topic proportions to {self.path}: {detail}{hint}"
+        )
+        new.errno = err.errno
+        return new
+
+    def _fail(self, err: BaseException) -> NoReturn:
+        """Abort (the temporary file goes) and re-raise ``err``, an OSError restated to name the output."""
+        restated = self._restated(err) if isinstance(err, OSError) else None
+        self.abort()
+        if restated is not None:
+            raise restated from None
+        raise err
 
     def _temp_file(self, mode: str, **kwargs: Any) -> IO[Any]:
         """A temporary file beside the output, so the final os.replace is a same-filesystem rename."""
@@ -203,9 +245,8 @@ class ThetaWriter:
                     self._write_parquet(values, names)
                 else:
                     self._write_text(values, names)
-        except BaseException:
-            self.abort()
-            raise
+        except BaseException as err:
+            self._fail(err)
         self.rows_written += n
 
     def _write_text(self, values: np.ndarray, names: list[str]) -> None:
@@ -247,11 +288,10 @@ class ThetaWriter:
                 os.fsync(self._fh.fileno())
                 self._fh.close()
                 self._fh = None
-            os.chmod(self._tmp, _new_file_mode())
+            fix_mode(self._tmp)  # created 0600; the output gets what the umask gives
             os.replace(self._tmp, self.path)
-        except BaseException:
-            self.abort()
-            raise
+        except BaseException as err:
+            self._fail(err)
         self._tmp = None
         self._state = "closed"
         return self.path

@@ -1,0 +1,148 @@
+"""The import graph of ``src/etm``: one-way layers, no cycles, nothing imports the package root.
+
+Every ``import etm.x`` / ``from etm.x import y`` / ``from . import y`` is an
+edge, wherever it appears: at module level, inside a function, under ``if
+TYPE_CHECKING``. A function-level import still ties the two modules together,
+so it counts as much as a top-level one.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = "etm"
+SRC = Path(__file__).resolve().parents[1] / "src" / PACKAGE
+
+
+def _module_name(path: Path) -> str:
+    parts = [PACKAGE, *path.relative_to(SRC).with_suffix("").parts]
+    return ".".join(parts[:-1]) if parts[-1] == "__init__" else ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in sorted(SRC.rglob("*.py"))}
+
+
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The ``etm`` modules that ``name`` imports anywhere in its source (``etm`` itself for the package root)."""
+    is_package = path.name == "__init__.py"
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against this module's package
+                package = name.split(".") if is_package else name.split(".")[:-1]
+                base = ".".join(package[: len(package) - node.level + 1])
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            # `from etm import corpus` imports the submodule etm.corpus; `from etm import TopicModel`, the root
+            targets = [f"{module}.{a.name}" if f"{module}.{a.name}" in known else module for a in node.names]
+        else:
+            continue
+        for target in targets:
+            if target == PACKAGE or target.startswith(PACKAGE + "."):
+                # `import etm.a.b` needs etm.a.b; an unknown tail (an attribute) falls back to its module
+                while target not in known and "." in target:
+                    target = target.rsplit(".", 1)[0]
+                if target != name:
+                    found.add(target)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module name -> the ``etm`` modules it imports (module- and function-level)."""
+    modules = _modules()
+    known = set(modules)
+    return {name: _imports(name, path, known) for name, path in modules.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as ``[a, b, ..., a]``, or None."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in state:
+                cycle = visit(nxt)
+                if cycle:
+                    return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            cycle = visit(node)
+            if cycle:
+                return cycle
+    return None
+
+
+def test_the_graph_sees_module_and_function_level_imports():
+    graph = import_graph()
+    assert "etm.corpus" in graph["etm"]  # etm/__init__.py, at module level
+    assert "etm.readers" in graph["etm.shards"]  # inside prepare_sharded
+    assert "etm.shards" in graph["etm.estimator"]  # inside TopicModel methods
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_no_import_cycles():
+    cycle = find_cycle(import_graph())
+    if cycle:
+        pytest.fail("import cycle: " + " -> ".join(cycle), pytrace=False)
+
+
+def test_only_the_package_init_imports_the_package_root():
+    offenders = sorted(name for name, deps in import_graph().items() if PACKAGE in deps and name != PACKAGE)
+    assert not offenders, f"these modules import the package root `etm` (import from its submodules): {offenders}"
+
+
+def test_the_version_module_imports_nothing_of_etm():
+    assert import_graph()["etm._version"] == set()
+
+
+#: The corpus modules, lowest first: each may import those before it, never one after it.
+CORPUS_LAYERS = [
+    "etm._io",  # checked reads and atomic writes
+    "etm.corpus",  # the in-memory corpus types (Corpus, PreparedCorpus) and their own directory format
+    "etm.formats",  # prepared corpora in other projects' formats (the ETM authors', OCTIS)
+    "etm.readers",  # raw documents -> corpora
+    "etm.shards",  # sharded corpora on disk, streaming prepare, open_corpus
+]
+
+
+def _reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:
+    seen, todo = set(), [start]
+    while todo:
+        node = todo.pop()
+        if node == goal:
+            return True
+        if node not in seen:
+            seen.add(node)
+            todo.extend(graph.get(node, ()))
+    return False
+
+
+def test_corpus_layers_import_downwards_only():
+    graph = import_graph()
+    upward = [
+        f"{lower} -> ... -> {upper}"
+        for i, lower in enumerate(CORPUS_LAYERS)
+        for upper in CORPUS_LAYERS[i + 1 :]
+        if _reaches(graph, lower, upper)
+    ]
+    assert not upward, f"lower corpus layers reach upper ones through their imports: {upward}"
