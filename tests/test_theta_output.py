@@ -413,17 +413,12 @@ def test_unwritable_directory_is_found_when_the_writer_opens(tmp_path: Path, mon
     assert info.value.errno == 13
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs POSIX permissions and a non-root user")
-def test_read_only_directory(tmp_path: Path) -> None:
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o555)
-    try:
-        with pytest.raises(PermissionError, match=re.escape(f"its directory {locked} is not writable")) as info:
-            ThetaWriter(locked / "t.csv", ["a"])
-        assert str(locked / "t.csv") in str(info.value) and ".tmp" not in str(info.value)
-    finally:
-        locked.chmod(0o755)
+def test_a_directory_the_system_refuses_is_named_by_the_target() -> None:
+    """/proc takes no new files, not even from root: the error names the output, never its temporary file."""
+    with pytest.raises(OSError) as info:
+        ThetaWriter(Path("/proc/etm-theta.csv"), ["a"])
+    assert str(info.value).startswith("cannot write topic proportions to /proc/etm-theta.csv")
+    assert ".tmp" not in str(info.value)
 
 
 def test_directory_that_cannot_be_created(tmp_path: Path, monkeypatch) -> None:

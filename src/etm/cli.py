@@ -121,9 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["tanh", "softplus", "relu", "rrelu", "leakyrelu", "elu", "selu", "glu"],
                    help="encoder activation (default relu)")
     g.add_argument(*_flag("--enc-drop"), type=float, default=0.0, help="encoder dropout (default 0.0)")
-    g.add_argument("--background", type=int, default=0, choices=[0, 1],
+    g.add_argument("--background", type=int, default=1, choices=[0, 1],
                    help="add each word's log corpus frequency to the topic logits, so topics model deviations "
-                        "from it (not in the authors' model; default 0)")
+                        "from it instead of all learning the frequent words (default 1; 0 = the authors' model)")
     g = p.add_argument_group("pretrained word embeddings (the labelled ETM)")
     g.add_argument("--embeddings", *_flag("--emb-path"), dest="embeddings", default=None, metavar="FILE",
                    help="word2vec text/binary, GloVe or fastText .vec file (e.g. from `etm embed`); only the "
