@@ -30,9 +30,9 @@ demo: install
 	  src="$(RUNS)/20news-bydate.jsonl.gz"; \
 	fi; \
 	$(BIN)/etm prepare "$$src" -o $(RUNS)/20ng-corpus --label-field label --split-field split \
-	  --strip-newsgroup --min-df 10 --max-df 0.5 --extra-stop-words examples/stopwords_extra.txt && \
+	  --strip-newsgroup --min-df 10 --max-df 0.5 --extra-stop-words examples/stopwords_extra.txt --force && \
 	$(BIN)/etm train $(RUNS)/20ng-corpus -o $(RUNS)/20ng-model --num-topics 20 --epochs 100 --patience 10 \
-	  --topics 20 && \
+	  --topics 20 --force && \
 	$(BIN)/etm evaluate $(RUNS)/20ng-model $(RUNS)/20ng-corpus
 
 test: install

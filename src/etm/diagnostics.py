@@ -59,14 +59,15 @@ def detect_collapse(topic_word: np.ndarray, *, steps: int, batch_size: int, n_do
 
     Collapse is declared when at least a third of the topics (and at least
     two) are near-duplicates of an earlier one, or when the top-25 diversity
-    is under half of the most the vocabulary allows (``V / (25 K)``, at most
-    1). ``steps`` is the number of optimisation steps the run took.
+    is under 0.3 of the most the vocabulary allows (``V / (25 K)``, at most
+    1; the authors' ETM reaches 0.45 on 20 Newsgroups at K=50, collapsed
+    runs 0.06). ``steps`` is the number of optimisation steps the run took.
     """
     n_topics, n_words = topic_word.shape
     duplicates = near_duplicate_topics(topic_word)
     diversity = topic_diversity(top_word_indices(topic_word, 25))
     achievable = min(1.0, n_words / (25.0 * n_topics))
-    if not ((len(duplicates) >= max(2, n_topics / 3)) or diversity < 0.5 * achievable):
+    if not ((len(duplicates) >= max(2, n_topics / 3)) or diversity < 0.3 * achievable):
         return None
     repeats = f"{len(duplicates)} of {n_topics} topics repeat most top words of another, and " if duplicates else ""
     found = (f"topic collapse: {repeats}topic diversity is {diversity:.2f} (this vocabulary allows up to "
