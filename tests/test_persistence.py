@@ -78,6 +78,45 @@ def test_corrupt_config(tmp_path) -> None:
         load_model(tmp_path / "m")
 
 
+def test_config_that_is_not_an_object_is_named(tmp_path) -> None:
+    save_model(tmp_path / "m", _model(), VOCAB)
+    (tmp_path / "m" / "config.json").write_text("[1, 2]")
+    expected = r"m/config\.json is not an etm model config: expected a JSON object, got a list"
+    with pytest.raises(ValueError, match=expected):
+        load_model(tmp_path / "m")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("num_topics", "fifteen", r'model\.num_topics must be a positive integer, got "fifteen"'),
+        ("num_topics", 0, r"model\.num_topics must be a positive integer, got 0"),
+        ("vocab_size", 40.0, r"model\.vocab_size must be a positive integer, got 40\.0"),
+        ("t_hidden_size", True, r"model\.t_hidden_size must be a positive integer, got true"),
+        ("rho_size", None, r"model\.rho_size must be a positive integer, got null"),
+        ("theta_act", 3, r"model\.theta_act must be an activation name \(a string\), got 3"),
+        ("train_embeddings", "yes", r'model\.train_embeddings must be true or false, got "yes"'),
+        ("enc_drop", "0.1", r'model\.enc_drop must be a number in \[0, 1\), got "0\.1"'),
+    ],
+)
+def test_config_model_section_types_are_checked(tmp_path, field, value, message) -> None:
+    save_model(tmp_path / "m", _model(), VOCAB)
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["model"][field] = value
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"m/config\.json: " + message):
+        load_model(tmp_path / "m")
+
+
+def test_config_model_section_that_is_not_an_object(tmp_path) -> None:
+    save_model(tmp_path / "m", _model(), VOCAB)
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["model"] = [5, 40]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"config\.json: the 'model' section must be a JSON object, got a list"):
+        load_model(tmp_path / "m")
+
+
 def test_newer_format_version(tmp_path) -> None:
     save_model(tmp_path / "m", _model(), VOCAB)
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())

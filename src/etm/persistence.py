@@ -117,7 +117,9 @@ def _read_config(root: Path) -> dict[str, Any]:
         config = json.loads(read_text_checked(path))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is corrupt: invalid JSON at line {err.lineno}, column {err.colno}") from None
-    if not isinstance(config, dict) or config.get("format") != "etm-model":
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} is not an etm model config: expected a JSON object, got {_json_kind(config)}")
+    if config.get("format") != "etm-model":
         raise ValueError(f"{path} is not an etm model config (format={config.get('format')!r})")
     version = config.get("format_version")
     if version != MODEL_FORMAT_VERSION:
@@ -125,10 +127,48 @@ def _read_config(root: Path) -> dict[str, Any]:
             f"{path}: model format version {version!r} is not supported; this etm reads version "
             f"{MODEL_FORMAT_VERSION} (upgrade etm to load newer models)"
         )
-    missing = [k for k in _MODEL_ARGS if k not in config.get("model", {})]
+    _check_model_section(path, config.get("model", {}))
+    return config
+
+
+def _is_count(value: Any, least: int = 1) -> bool:
+    return type(value) is int and value >= least  # JSON true/false are not counts
+
+
+def _is_fraction(value: Any) -> bool:
+    return type(value) in (int, float) and 0 <= value < 1
+
+
+#: What each entry of config.json's "model" section must hold, checked before the architecture is rebuilt.
+_MODEL_ARG_CHECKS: dict[str, tuple[Any, str]] = {
+    "num_topics": (_is_count, "a positive integer"),
+    "vocab_size": (_is_count, "a positive integer"),
+    "t_hidden_size": (_is_count, "a positive integer"),
+    "rho_size": (_is_count, "a positive integer"),
+    "theta_act": (lambda v: isinstance(v, str), "an activation name (a string)"),
+    "train_embeddings": (lambda v: isinstance(v, bool), "true or false"),
+    "enc_drop": (_is_fraction, "a number in [0, 1)"),
+    "background": (lambda v: isinstance(v, bool), "true or false"),
+    "trainable_embedding_rows": (lambda v: _is_count(v, 0), "a non-negative integer"),
+}
+
+
+def _check_model_section(path: Path, section: Any) -> None:
+    """Every architecture argument present with the right type, so a hand-edited config fails naming its field."""
+    if not isinstance(section, dict):
+        raise ValueError(f"{path}: the 'model' section must be a JSON object, got {_json_kind(section)}")
+    missing = [k for k in _MODEL_ARGS if k not in section]
     if missing:
         raise ValueError(f"{path}: the 'model' section lacks {missing}")
-    return config
+    for key, (check, expected) in _MODEL_ARG_CHECKS.items():
+        if key in section and not check(section[key]):
+            raise ValueError(f"{path}: model.{key} must be {expected}, got {json.dumps(section[key])}")
+
+
+def _json_kind(value: Any) -> str:
+    """How JSON calls the type of a parsed value: "a list", "a string"..."""
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return kinds.get(type(value), "a number")
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
