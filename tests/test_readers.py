@@ -21,6 +21,7 @@ from etm.preprocessing import Preprocessor
 from etm.readers import (
     FORMATS,
     RawDocuments,
+    iter_documents,
     prepare_corpus,
     read_authors_format,
     read_csv,
@@ -131,7 +132,15 @@ def test_jsonl_gz_skips_blank_lines_and_counts_lines(tmp_path):
 def test_jsonl_bad_json_names_file_and_line(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text('{"text": "ok"}\n\n{"text": "broken\n{"text": "ok"}\n')
-    with pytest.raises(ValueError, match=r"d\.jsonl, line 3: not valid JSON"):
+    with pytest.raises(ValueError, match=r"d\.jsonl, line 3: not valid JSON \(Unterminated string starting at "
+                                         r"column 10\)$"):
+        read_jsonl(path)
+    with pytest.raises(ValueError, match=r"d\.jsonl, line 3: not valid JSON \(Unterminated string starting at "
+                                         r"column 10\)$"):
+        list(iter_documents(path))
+    path.write_text('{"text": "ok"}\n{"text": "a",, "b": 1}\n')
+    with pytest.raises(ValueError, match=r"d\.jsonl, line 2: not valid JSON \(Expecting property name enclosed in "
+                                         r"double quotes at column 14\)$"):
         read_jsonl(path)
 
 

@@ -206,7 +206,7 @@ def _jsonl_records(
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+            raise ValueError(f"{where}: not valid JSON ({_json_problem(err)})") from None
         if not isinstance(record, dict):
             raise ValueError(f"{where}: expected a JSON object per line, got a {type(record).__name__}")
         yield RawRecord(
@@ -215,6 +215,12 @@ def _jsonl_records(
             None if split_field is None else _normalise_split(_get_field(record, split_field, where, "field"), where),
             str(_get_field(record, id_field, where, "field")) if id_field is not None else f"line {lineno}",
         )
+
+
+def _json_problem(err: json.JSONDecodeError) -> str:
+    """The parser's message with its column; some messages already end in "at" ("Unterminated string starting at")."""
+    message = err.msg[: -len(" at")] if err.msg.endswith(" at") else err.msg
+    return f"{message} at column {err.colno}"
 
 
 def _collect(records: list[RawRecord], p: Path, *, labels: bool, splits: bool) -> RawDocuments:
