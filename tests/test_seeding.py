@@ -35,9 +35,13 @@ def test_seed_file_json_and_yaml(tmp_path: Path) -> None:
         ("dup.json", '{"space": ["nasa"],\n "space": ["orbit"]}', r"dup.json, line 2: topic name 'space' is"),
         ("bad.yaml", "space:\n  - nasa\n - orbit\n", r"bad.yaml, line 3: not valid YAML"),
         ("dup.yaml", "space: [nasa]\nguns: [gun]\nspace: [orbit]\n", r"dup.yaml, line 3: topic name 'space' is"),
-        ("empty.json", '{"space": []}', r"topic 'space' has an empty seed list"),
+        ("empty.json", '{"space": []}', r"empty\.json, line 1: topic 'space' has an empty seed list"),
+        ("empty2.json", '{\n "space": ["nasa"],\n "guns": []\n}', r"empty2\.json, line 3: topic 'guns' has an empty"),
+        ("empty.yaml", "space: [nasa]\n\nguns: []\n", r"empty\.yaml, line 3: topic 'guns' has an empty seed list"),
+        ("null.yaml", "space: [nasa]\nguns:\n", r"null\.yaml, line 2: topic 'guns' must have a list of seed words"),
         ("list.json", '["nasa"]', r"seeds must map topic names to lists of words"),
-        ("str.json", '{"space": "nasa"}', r"topic 'space' must have a list of seed words"),
+        ("str.json", '{"space": "nasa"}', r"str\.json, line 1: topic 'space' must have a list of seed words"),
+        ("num.json", '{"space": ["nasa",\n 3]}', r"num\.json, line 1: topic 'space' has a seed that is not a"),
     ],
 )
 def test_bad_seed_files(tmp_path: Path, name: str, content: str, message: str) -> None:

@@ -114,7 +114,46 @@ def read_seed_file(path: str | os.PathLike[str]) -> SeedTopics:
                 f"{p}, line {err.lineno}, column {err.colno}: not valid JSON ({err.msg}); "
                 "expected an object of topic name -> list of seed words"
             ) from None
-    return SeedTopics.from_mapping(data, source=str(p))
+    lines = _yaml_key_lines(text) if p.suffix.lower() in (".yaml", ".yml") else _json_key_lines(text)
+    return SeedTopics.from_mapping(data, source=str(p), lines=lines)
+
+
+def _json_key_lines(text: str) -> dict[str, int]:
+    """1-based line of the first ``"key":`` of each key in a JSON text, so errors about a topic can point at it."""
+    import re
+
+    lines: dict[str, int] = {}
+    for match in re.finditer(r'"((?:[^"\\]|\\.)*)"\s*:', text):
+        try:
+            key = json.loads(f'"{match.group(1)}"')
+        except json.JSONDecodeError:
+            continue
+        lines.setdefault(key, text.count("\n", 0, match.start()) + 1)
+    return lines
+
+
+def _yaml_key_lines(text: str) -> dict[str, int]:
+    """1-based line of each top-level key of a YAML mapping (the file has already been parsed once)."""
+    import yaml
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if not isinstance(root, yaml.MappingNode):
+        return {}
+    return {key.value: key.start_mark.line + 1 for key, _ in root.value if isinstance(key, yaml.ScalarNode)}
+
+
+def _checked_seed_words(name: Any, value: Any, where: str) -> list[str]:
+    """One topic's seed words, stripped and deduplicated; errors start with ``where`` (file and line)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{where}: topic names must be non-empty strings, got {name!r}")
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise ValueError(f"{where}: topic {name!r} must have a list of seed words, got {value!r}")
+    clean = [w.strip() for w in value if isinstance(w, str) and w.strip()]
+    if len(clean) != len(value):
+        raise ValueError(f"{where}: topic {name!r} has a seed that is not a non-empty string: {value!r}")
+    if not clean:
+        raise ValueError(f"{where}: topic {name!r} has an empty seed list")
+    return list(dict.fromkeys(clean))
 
 
 @dataclass
@@ -126,7 +165,10 @@ class SeedTopics:
     source: str = ""
 
     @classmethod
-    def from_mapping(cls, seeds: Any, *, source: str = "seed_topics") -> SeedTopics:
+    def from_mapping(
+        cls, seeds: Any, *, source: str = "seed_topics", lines: Mapping[str, int] | None = None
+    ) -> SeedTopics:
+        """Check and order ``seeds``; ``lines`` (topic name -> 1-based line in ``source``) locates errors."""
         if isinstance(seeds, SeedTopics):
             return seeds
         if not isinstance(seeds, Mapping):
@@ -136,17 +178,9 @@ class SeedTopics:
         names: list[str] = []
         words: list[list[str]] = []
         for name, value in seeds.items():
-            if not isinstance(name, str) or not name.strip():
-                raise ValueError(f"{source}: topic names must be non-empty strings, got {name!r}")
-            if isinstance(value, str) or not isinstance(value, Sequence):
-                raise ValueError(f"{source}: topic {name!r} must have a list of seed words, got {value!r}")
-            clean = [w.strip() for w in value if isinstance(w, str) and w.strip()]
-            if len(clean) != len(value):
-                raise ValueError(f"{source}: topic {name!r} has a seed that is not a non-empty string: {value!r}")
-            if not clean:
-                raise ValueError(f"{source}: topic {name!r} has an empty seed list")
-            names.append(name.strip())
-            words.append(list(dict.fromkeys(clean)))
+            line = (lines or {}).get(str(name))
+            names.append(str(name).strip())
+            words.append(_checked_seed_words(name, value, source if line is None else f"{source}, line {line}"))
         if len(set(names)) != len(names):
             dup = next(n for n in names if names.count(n) > 1)
             raise ValueError(f"{source}: topic name {dup!r} is used twice")
