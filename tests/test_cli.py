@@ -116,6 +116,35 @@ def test_help_for_every_command(capsys) -> None:
         assert "usage: etm " + command in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["topics", "M", "-n", "0"], "argument -n/--words: must be a positive integer, got 0"),
+        (["topics", "M", "--words", "-2"], "argument -n/--words: must be a positive integer, got -2"),
+        (["topics", "M", "-n", "three"], "argument -n/--words: expected an integer, got 'three'"),
+        (["neighbors", "M", "w", "-n", "0"], "argument -n/--neighbors: must be a positive integer, got 0"),
+        (["plot", "M", "-o", "F", "-n", "-1"], "argument -n/--words: must be a positive integer, got -1"),
+        (["train", "C", "-o", "M", "--epochs", "0"], "argument --epochs: must be a positive integer, got 0"),
+        (["train", "C", "-o", "M", "--num-topics", "0"], "argument --num-topics/--num_topics: must be a positive"),
+        (["train", "C", "-o", "M", "--topics", "-1"], "argument --topics: must be 0 or more, got -1"),
+        (["transform", "M", "I", "-o", "O", "--chunk-size", "0"], "argument --chunk-size/--chunk_size: must be a"),
+        (["prepare", "I", "-o", "O", "--shard-size", "0"], "argument --shard-size/--shard_size: must be a positive"),
+        (["embed", "I", "-o", "O", "--dim", "0"], "argument --dim/--dim-rho/--dim_rho: must be a positive integer"),
+    ],
+)
+def test_counts_below_their_minimum_are_usage_errors(argv: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_train_topics_zero_prints_no_topics(trained: Path, tmp_path, capsys) -> None:
+    code, out, _ = _run(capsys, "train", str(trained / "corpus"), "-o", str(tmp_path / "m"), "--num-topics", "3",
+                        "--t-hidden-size", "16", "--rho-size", "8", "--epochs", "1", "--quiet", "--device", "cpu",
+                        "--topics", "0")
+    assert code == 0 and "trained 1 epochs" in out and "topic " not in out
+
+
 def test_missing_input_file(tmp_path, capsys) -> None:
     code, _, err = _run(capsys, "prepare", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "c"))
     assert code == 1 and "nope.jsonl" in err and "etm prepare: error:" in err

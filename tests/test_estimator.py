@@ -64,6 +64,9 @@ def test_get_topics_and_evaluate(fitted: TopicModel, texts) -> None:
     assert scores["quality"] == pytest.approx(scores["coherence"] * scores["diversity"])
     assert scores["perplexity_per_document"] > 1 and scores["perplexity_per_token"] > 1
     assert fitted.score(texts[1]) == pytest.approx(-fitted.perplexity(texts[1]))
+    for n in (0, -2):
+        with pytest.raises(ValueError, match=rf"^n must be a positive integer, got {n}$"):
+            fitted.get_topics(n)
 
 
 def test_save_load_round_trip(fitted: TopicModel, texts, tmp_path) -> None:

@@ -99,6 +99,15 @@ def test_top_words_and_diversity() -> None:
         top_words(beta, ["a", "b", "c"], 2)
 
 
+@pytest.mark.parametrize("n", [0, -2, 2.0, True])
+def test_top_words_need_a_positive_count(n) -> None:
+    beta = np.array([[0.1, 0.5, 0.4, 0.0], [0.4, 0.1, 0.2, 0.3]])
+    with pytest.raises(ValueError, match=rf"^n must be a positive integer, got {n!r}$"):
+        top_words(beta, ["a", "b", "c", "d"], n)
+    with pytest.raises(ValueError, match=rf"^n must be a positive integer, got {n!r}$"):
+        top_word_indices(beta, n)
+
+
 def test_perplexity_forms() -> None:
     theta = np.array([[1.0, 0.0], [0.5, 0.5]])
     beta = np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])

@@ -44,6 +44,8 @@ def test_estimator_figures(fitted, small_corpus, tmp_path: Path) -> None:
     assert "mean topic proportion over 300 documents" in svg
     with pytest.raises(ValueError, match="unsupported figure file"):
         est.plot_topics(tmp_path / "topics.jpg")
+    with pytest.raises(ValueError, match=r"^n_words must be a positive integer, got 0$"):
+        est.plot_topics(tmp_path / "topics.png", n_words=0)
     with pytest.raises(ValueError, match="unknown projection 'umap'"):
         est.plot_embeddings(tmp_path / "m.png", method="umap")
 

@@ -36,6 +36,26 @@ def _flag(*names: str) -> list[str]:
     return out
 
 
+def _int_at_least(text: str, least: int, meaning: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be {meaning}, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """argparse type of counts that must be at least 1 (``topics -n 0`` listed nothing, ``-n -2`` every word)."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def _non_negative_int(text: str) -> int:
+    """argparse type of counts where 0 means none (``train --topics 0`` prints no topics)."""
+    return _int_at_least(text, 0, "0 or more")
+
+
 def _add_reading_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("reading the input")
     g.add_argument("--format", default="auto",
@@ -56,7 +76,7 @@ def _add_preprocessing_options(p: argparse.ArgumentParser) -> argparse._Argument
                    "(an integer count, or a fraction below 1; default 1)")
     g.add_argument(*_flag("--max-df"), type=float, default=1.0, help="ignore words in more documents "
                    "(a fraction, or an integer count above 1; default 1.0)")
-    g.add_argument(*_flag("--max-features"), type=int, default=None, help="keep only the most frequent words")
+    g.add_argument(*_flag("--max-features"), type=_positive_int, default=None, help="keep only the most frequent words")
     g.add_argument(*_flag("--stop-words"), default="english", help="'english' (default) or 'none'")
     g.add_argument(*_flag("--extra-stop-words"), default=None,
                    help="more stop words: a comma-separated list or a file with one word per line")
@@ -91,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = _add_preprocessing_options(p)
     g.add_argument("--seed", type=int, default=0, help="seed of splits and completion halves (default 0)")
     g = p.add_argument_group("inputs larger than memory")
-    g.add_argument(*_flag("--shard-size"), type=int, default=None, metavar="N",
+    g.add_argument(*_flag("--shard-size"), type=_positive_int, default=None, metavar="N",
                    help="stream the input in two passes and write memory-mapped shards of about N training "
                         "documents (training then reads batches from disk); without it the corpus is built in memory")
     p.add_argument(*_flag("--export-authors"), default=None, metavar="DIR",
@@ -113,9 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(*_flag("--split-seed"), type=int, default=0,
                    help="raw input: seed of splits and completion halves (default 0)")
     g = p.add_argument_group("model")
-    g.add_argument(*_flag("--num-topics"), type=int, default=50, help="K (default 50)")
-    g.add_argument(*_flag("--t-hidden-size"), type=int, default=800, help="encoder width H (default 800)")
-    g.add_argument(*_flag("--rho-size"), *_flag("--emb-size"), dest="rho_size", type=int, default=None,
+    g.add_argument(*_flag("--num-topics"), type=_positive_int, default=50, help="K (default 50)")
+    g.add_argument(*_flag("--t-hidden-size"), type=_positive_int, default=800, help="encoder width H (default 800)")
+    g.add_argument(*_flag("--rho-size"), *_flag("--emb-size"), dest="rho_size", type=_positive_int, default=None,
                    help="embedding size E of words and topics (default 300, or the size of --embeddings)")
     g.add_argument(*_flag("--theta-act"), default="relu",
                    choices=["tanh", "softplus", "relu", "rrelu", "leakyrelu", "elu", "selu", "glu"],
@@ -139,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("seeded topics")
     g.add_argument("--seeds", default=None, metavar="FILE",
                    help="JSON or YAML file of topic name -> seed words; seeded topics come first and keep their names")
-    g.add_argument(*_flag("--free-topics"), type=int, default=None,
+    g.add_argument(*_flag("--free-topics"), type=_non_negative_int, default=None,
                    help="with --seeds: free topics beside the seeded ones (K = seeds + this; default: --num-topics)")
     g.add_argument(*_flag("--seed-strength"), type=float, default=1.0,
                    help="share of each seed word's count given to its topic as prior pseudo-counts (default 1.0)")
@@ -149,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="in training, raise the prior of a document's seeded topics by this times log(1 + count "
                         "of their seed words in it), keyATM-style (default 3.0; 0 = off)")
     g = p.add_argument_group("optimisation (the authors' defaults)")
-    g.add_argument("--epochs", type=int, default=20, help="maximum epochs (default 20)")
-    g.add_argument(*_flag("--batch-size"), type=int, default=None,
+    g.add_argument("--epochs", type=_positive_int, default=20, help="maximum epochs (default 20)")
+    g.add_argument(*_flag("--batch-size"), type=_positive_int, default=None,
                    help="documents per step (default: about 20 steps per epoch, at most the authors' 1000, which "
                         "corpora of 20,000 training documents or more get)")
     g.add_argument("--lr", type=float, default=0.005, help="learning rate (default 0.005)")
@@ -161,11 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="normalise bags of words for the encoder (default 1)")
     g.add_argument(*_flag("--anneal-lr"), type=int, default=0, choices=[0, 1],
                    help="divide lr by lr_factor when validation stalls (default 0)")
-    g.add_argument("--nonmono", type=int, default=10, help="epochs of the annealing rule (default 10)")
+    g.add_argument("--nonmono", type=_positive_int, default=10, help="epochs of the annealing rule (default 10)")
     g.add_argument(*_flag("--lr-factor"), type=float, default=4.0, help="annealing divisor (default 4.0)")
-    g.add_argument("--patience", type=int, default=None,
+    g.add_argument("--patience", type=_positive_int, default=None,
                    help="stop after this many epochs without a better validation perplexity (default: off)")
-    g.add_argument(*_flag("--kl-warmup"), type=int, default=0,
+    g.add_argument(*_flag("--kl-warmup"), type=_non_negative_int, default=0,
                    help="epochs of linear KL warm-up, 0 = off (default 0)")
     g.add_argument(*_flag("--kl-weight"), type=float, default=1.0,
                    help="multiplier of the KL term; below 1 documents concentrate on fewer topics (default 1, "
@@ -184,22 +204,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "slower than exact Adam at 50k words on a 2-core CPU, see README; one process only)")
     g.add_argument("--seed", type=int, default=2019, help="random seed (default 2019)")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
-    g.add_argument("--threads", type=int, default=None,
+    g.add_argument("--threads", type=_positive_int, default=None,
                    help="CPU threads per process (default: the process's CPUs, shared out between --nproc processes; "
                         "also ETM_THREADS)")
-    g.add_argument("--nproc", type=int, default=1,
+    g.add_argument("--nproc", type=_positive_int, default=1,
                    help="data-parallel processes on this machine (runs torchrun; default 1). Across machines, start "
                         "`torchrun --nnodes M --nproc_per_node N ... -m etm train ...` on each")
     g = p.add_argument_group("checkpoints")
     g.add_argument(*_flag("--checkpoint-dir"), default=None,
                    help="where resumable checkpoints go (default: OUTPUT/checkpoints)")
-    g.add_argument(*_flag("--checkpoint-every"), type=int, default=5, help="epochs between checkpoints (default 5)")
+    g.add_argument(*_flag("--checkpoint-every"), type=_positive_int, default=5,
+                   help="epochs between checkpoints (default 5)")
     g.add_argument("--resume", action="store_true",
                    help="continue the training whose checkpoint is in OUTPUT, exactly where it stopped (settings "
                         "such as --lr and --epochs may change; the model's shape may not)")
     g.add_argument("--force", action="store_true",
                    help="replace a model already in OUTPUT; the old one stays readable until the new one is complete")
-    p.add_argument("--topics", type=int, default=10, help="topics to print at the end (default 10)")
+    p.add_argument("--topics", type=_non_negative_int, default=10, help="topics to print at the end (default 10)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
 
@@ -218,12 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="train", choices=["train", "all"],
                    help="with a split field: documents to learn from (default train, so test text never leaks)")
     g = p.add_argument_group("skip-gram (the authors' defaults)")
-    g.add_argument("--dim", *_flag("--dim-rho"), dest="dim", type=int, default=300, help="dimensions (default 300)")
-    g.add_argument(*_flag("--window-size"), type=int, default=4, help="context window (default 4)")
-    g.add_argument(*_flag("--negative-samples"), type=int, default=10, help="negative samples (default 10)")
-    g.add_argument(*_flag("--min-count"), type=int, default=2, help="ignore rarer words (default 2)")
-    g.add_argument("--iters", type=int, default=50, help="passes over the text (default 50)")
-    g.add_argument("--workers", type=int, default=1,
+    g.add_argument("--dim", *_flag("--dim-rho"), dest="dim", type=_positive_int, default=300,
+                   help="dimensions (default 300)")
+    g.add_argument(*_flag("--window-size"), type=_positive_int, default=4, help="context window (default 4)")
+    g.add_argument(*_flag("--negative-samples"), type=_positive_int, default=10, help="negative samples (default 10)")
+    g.add_argument(*_flag("--min-count"), type=_non_negative_int, default=2, help="ignore rarer words (default 2)")
+    g.add_argument("--iters", type=_positive_int, default=50, help="passes over the text (default 50)")
+    g.add_argument("--workers", type=_positive_int, default=1,
                    help="threads; more than 1 is faster but not reproducible run to run (default 1)")
     g.add_argument("--seed", type=int, default=2019, help="random seed (default 2019)")
     p.add_argument("--json", action="store_true")
@@ -235,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model directory")
     p.add_argument("words", nargs="*", help="query words (must be in the model's vocabulary)")
     p.add_argument("--topics", action="store_true", help="also list the nearest words of each topic embedding")
-    p.add_argument("-n", "--neighbors", type=int, default=10, help="neighbours per query (default 10)")
+    p.add_argument("-n", "--neighbors", type=_positive_int, default=10, help="neighbours per query (default 10)")
     p.add_argument("--json", action="store_true")
 
     # label -----------------------------------------------------------------------
@@ -262,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", default=None, help="corpus directory for prevalence and pyLDAvis (its training part)")
     p.add_argument("--format", default="png", choices=["png", "svg", "pdf"], help="figure format (default png)")
     p.add_argument("--method", default="pca", choices=["pca", "tsne"], help="2-D projection (default pca)")
-    p.add_argument("-n", "--words", type=int, default=10, help="words per topic in the bar charts (default 10)")
+    p.add_argument("-n", "--words", type=_positive_int, default=10,
+                   help="words per topic in the bar charts (default 10)")
     p.add_argument("--ldavis", action="store_true", help="also export pyLDAvis data (needs --corpus)")
     p.add_argument("--json", action="store_true")
 
@@ -279,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     # topics ----------------------------------------------------------------------
     p = sub.add_parser("topics", help="list the top words of each topic")
     p.add_argument("model", help="model directory")
-    p.add_argument("-n", "--words", type=int, default=10, help="words per topic (default 10)")
+    p.add_argument("-n", "--words", type=_positive_int, default=10, help="words per topic (default 10)")
     p.add_argument("--json", action="store_true")
 
     # transform -----------------------------------------------------------------
@@ -290,9 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="documents (any `etm prepare` input format) or a corpus directory")
     p.add_argument("-o", "--output", required=True,
                    help="output file: .csv, .tsv, .npy or .parquet (with pyarrow); written as documents stream in")
-    p.add_argument(*_flag("--chunk-size"), type=int, default=10000,
+    p.add_argument(*_flag("--chunk-size"), type=_positive_int, default=10000,
                    help="documents read, inferred and written at a time (default 10000)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all of this process's CPUs)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="CPU threads (default: all of this process's CPUs)")
     _add_reading_options(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
@@ -421,7 +445,7 @@ def _prepare_sharded(args: argparse.Namespace) -> dict[str, Any]:
 def _print_topics(topics: Sequence[Sequence[str]], limit: int | None = None,
                   names: Sequence[str] | None = None) -> None:
     width = max((len(n) for n in names), default=0) if names else 0
-    for k, words in enumerate(topics[: limit or len(topics)]):
+    for k, words in enumerate(topics[: len(topics) if limit is None else limit]):
         label = f"{names[k]:{width}s}" if names else f"topic {k:3d}"
         print(f"  {label}: {' '.join(words)}")
 

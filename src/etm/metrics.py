@@ -14,6 +14,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -34,6 +35,12 @@ __all__ = [
 ]
 
 
+def check_positive_count(name: str, value: Any) -> None:
+    """Reject a count below 1: a negative slice end would silently select almost everything."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 def top_word_indices(topic_word: np.ndarray, n: int = 10) -> np.ndarray:
     """Indices of the ``n`` most probable words of each topic, best first.
 
@@ -49,6 +56,7 @@ def top_word_indices(topic_word: np.ndarray, n: int = 10) -> np.ndarray:
     beta = np.asarray(topic_word)
     if beta.ndim != 2:
         raise ValueError(f"topic_word must have shape (K, V), got {beta.shape}")
+    check_positive_count("n", n)
     n = min(int(n), beta.shape[1])
     part = np.argpartition(-beta, n - 1, axis=1)[:, :n]
     order = np.argsort(-np.take_along_axis(beta, part, axis=1), axis=1, kind="stable")

@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from etm._io import atomic_write_bytes, atomic_write_text
+from etm.metrics import check_positive_count
 
 __all__ = [
     "plot_top_words",
@@ -94,6 +95,7 @@ def plot_top_words(
 ) -> Path:
     """Horizontal bar charts of each topic's ``n_words`` most probable words and their probabilities."""
     beta = _check_topic_word(topic_word, vocabulary)
+    check_positive_count("n_words", n_words)
     labels = _topic_names(beta.shape[0], names)
     chosen = list(range(beta.shape[0])) if topics is None else [int(k) for k in topics]
     if not chosen:
