@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import logging
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -76,6 +79,44 @@ def test_save_load_round_trip(fitted: TopicModel, texts, tmp_path) -> None:
     assert loaded.get_params()["n_topics"] == 6
     assert np.array_equal(loaded.transform(texts[1][:20]), fitted.transform(texts[1][:20]))
     assert loaded.history_ == fitted.history_
+
+
+def test_save_load_restores_the_preprocessor_parameter(fitted: TopicModel, tmp_path, caplog) -> None:
+    fitted.save(tmp_path / "model")
+    with caplog.at_level(logging.WARNING, logger="etm"):
+        loaded = TopicModel.load(tmp_path / "model", device="cpu")
+    assert "ignoring unknown estimator settings" not in caplog.text and not caplog.records
+    restored = loaded.get_params()["preprocessor"]
+    assert isinstance(restored, Preprocessor) and not hasattr(restored, "vocabulary_")
+    assert restored.settings() == fitted.preprocessor.settings()
+    assert restored.min_df == 3 and restored.max_df == 0.5 and restored.strip_newsgroup
+    again = clone(loaded)
+    assert again.preprocessor.settings() == fitted.preprocessor.settings()
+    assert again.get_params(deep=True)["preprocessor__min_df"] == 3
+
+
+def test_load_of_models_saved_with_preprocessor_keys_does_not_warn(fitted: TopicModel, tmp_path, caplog) -> None:
+    fitted.save(tmp_path / "model")
+    path = tmp_path / "model" / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))  # as etm wrote it before get_params(deep=False)
+    config["estimator"].pop("preprocessor")
+    config["estimator"].update({f"preprocessor__{k}": v for k, v in fitted.preprocessor.settings().items()})
+    config["preprocessing"] = None
+    path.write_text(json.dumps(config), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="etm"):
+        loaded = TopicModel.load(tmp_path / "model", device="cpu")
+    assert not caplog.records
+    assert loaded.preprocessor.settings() == fitted.preprocessor.settings()
+
+
+def test_clone_and_set_params_reach_the_preprocessor() -> None:
+    m = TopicModel(3, preprocessor=Preprocessor(min_df=2))
+    c = clone(m)
+    assert c.preprocessor is not m.preprocessor and c.preprocessor.min_df == 2
+    m.set_params(preprocessor__min_df=5)
+    assert m.preprocessor.min_df == 5
+    with pytest.raises(ValueError, match=r"unknown Preprocessor parameter\(s\) \['min_dff'\]; valid ones are"):
+        m.preprocessor.set_params(min_dff=1)
 
 
 def test_same_seed_same_model(texts) -> None:

@@ -630,7 +630,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
             self.word_embeddings_ = model.rho.weight.detach().cpu().numpy().copy()
 
     def _metadata(self) -> dict[str, Any]:
-        params = {k: v for k, v in self.get_params().items() if k != "preprocessor"}
+        params = self.get_params(deep=False)  # deep would add preprocessor__* copies of the preprocessor's settings
+        params["preprocessor"] = None if self.preprocessor is None else self.preprocessor.settings()
         params["checkpoint_dir"] = None if self.checkpoint_dir is None else str(self.checkpoint_dir)
         # The vectors themselves are in the model file; keep only where they came from.
         params["embeddings"] = str(self.embeddings) if isinstance(self.embeddings, (str, os.PathLike)) else None
@@ -842,7 +843,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         """Load a model saved by :meth:`save` or by ``etm train``."""
         model, vocab, config = load_model(directory)
         params = dict(config.get("estimator") or {})
-        valid = set(cls().get_params())
+        params["preprocessor"] = _saved_preprocessor(params, config, directory)
+        valid = set(cls().get_params(deep=False))
         unknown = sorted(set(params) - valid)
         if unknown:
             logger.warning("ignoring unknown estimator settings in %s: %s", directory, unknown)
@@ -871,6 +873,24 @@ def _topic_names(n_topics: int, seeds: Any) -> list[str]:
     if seeds is None:
         return [f"topic_{k}" for k in range(n_topics)]
     return list(seeds.names) + [f"free_{j}" for j in range(n_topics - len(seeds))]
+
+
+def _saved_preprocessor(params: dict[str, Any], config: dict[str, Any], directory: Any) -> Preprocessor | None:
+    """The ``preprocessor`` parameter of a saved model, unfitted, so ``clone(loaded)`` tokenises as it did.
+
+    Taken from the saved parameter, else from the preprocessing the model's
+    vocabulary was made with (texts given to ``fit``, or ``etm train``'s
+    corpus), else from the ``preprocessor__*`` keys older versions saved
+    (popped from ``params``). None when the model never saw text.
+    """
+    legacy = {key.split("__", 1)[1]: params.pop(key) for key in list(params) if key.startswith("preprocessor__")}
+    settings = params.get("preprocessor") or config.get("preprocessing") or legacy or None
+    if settings is None:
+        return None
+    try:
+        return Preprocessor.from_settings(settings)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{os.fspath(directory)}/config.json: bad preprocessing settings: {err}") from None
 
 
 def _copy_preprocessor(pre: Preprocessor) -> Preprocessor:

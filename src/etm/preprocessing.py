@@ -168,9 +168,20 @@ class Preprocessor:
         self.strip_newsgroup = strip_newsgroup
 
     # -- parameters ----------------------------------------------------------
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters, as given."""
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor parameters, as given (``deep`` is accepted for scikit-learn's ``clone``; none nest)."""
         return {name: getattr(self, name) for name in _PARAMETER_CONSTRAINTS}
+
+    def set_params(self, **params: Any) -> Preprocessor:
+        """Change parameters, as scikit-learn's ``set_params(preprocessor__min_df=...)`` does through an estimator."""
+        unknown = sorted(set(params) - set(_PARAMETER_CONSTRAINTS))
+        if unknown:
+            raise ValueError(
+                f"unknown Preprocessor parameter(s) {unknown}; valid ones are {list(_PARAMETER_CONSTRAINTS)}"
+            )
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
 
     def __repr__(self) -> str:
         defaults = Preprocessor().get_params()
