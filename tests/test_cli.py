@@ -162,6 +162,32 @@ def test_undecodable_bytes_suggest_encoding(tmp_path, capsys) -> None:
     assert code == 1 and "line 2" in err and "--encoding" in err
 
 
+def _folder_corpus(root: Path) -> Path:
+    """Twelve short files in two label folders; one has a byte that is not UTF-8 on its line 2."""
+    for label, words in (("space", "orbit launch shuttle nasa"), ("church", "god bible faith church")):
+        for i in range(6):
+            (root / label).mkdir(parents=True, exist_ok=True)
+            (root / label / f"{i}.txt").write_text(f"{words} {label}\n{words}\n", encoding="utf-8")
+    (root / "space" / "3.txt").write_bytes(b"orbit launch shuttle\nnasa caf\xe9 orbit\n")
+    return root
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_prepare_encoding_errors_replace_reads_a_folder_with_one_bad_byte(tmp_path, capsys, caplog, sharded) -> None:
+    docs = _folder_corpus(tmp_path / "docs")
+    shards = ["--shard-size", "5", "--quiet"] if sharded else []
+    code, _, err = _run(capsys, "prepare", str(docs), "-o", str(tmp_path / "strict"), *shards)
+    assert code == 1 and "space/3.txt, line 2; pass the right encoding" in err and "--encoding-errors replace" in err
+    code, out, _ = _run(capsys, "prepare", str(docs), "-o", str(tmp_path / "c"), "--encoding-errors", "replace",
+                        *shards)
+    assert code == 0 and "  undecodable_bytes: 1\n" in out
+    warnings = [r.getMessage() for r in caplog.records if "undecodable" in r.getMessage()]
+    assert len(warnings) == 1 and "docs: 1 undecodable byte(s) on 1 line(s) of 1 file(s) were replaced" in warnings[0]
+    code, out, _ = _run(capsys, "prepare", str(docs), "-o", str(tmp_path / "c"), "--force", "--encoding_errors",
+                        "ignore", "--json", *shards)
+    assert code == 0 and json.loads(out)["report"]["undecodable_bytes"] == 1
+
+
 def test_model_corpus_vocabulary_mismatch(trained: Path, tmp_path, capsys) -> None:
     other = tmp_path / "other"
     assert main(["prepare", str(trained / "news.jsonl.gz"), "-o", str(other), "--split-field", "split",

@@ -7,6 +7,7 @@ import csv
 import gzip
 import io
 import json
+import logging
 import pickle
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from etm._textio import DecodeTally
 from etm.corpus import Corpus, PreparedCorpus, split_halves
 from etm.preprocessing import Preprocessor
 from etm.readers import (
@@ -314,6 +316,72 @@ def test_folder_undecodable_file_named(tmp_path):
     (tmp_path / "lab" / "doc1").write_bytes(b"ok\n\xff\n")
     with pytest.raises(UnicodeDecodeError, match=r"doc1, line 2; pass the right encoding"):
         read_folder(tmp_path)
+
+
+def _folder_with_one_bad_byte(root: Path) -> Path:
+    """Two label folders of three files; one file holds one byte that is not UTF-8 (a Latin-1 e-acute) on line 2."""
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i in range(3):
+            (root / label / f"doc{i}").write_text(f"space shuttle {label} {i}\nsecond line\n", encoding="utf-8")
+    (root / "b" / "doc1").write_bytes(b"space shuttle\ncaf\xe9 orbit\n")
+    return root
+
+
+def test_folder_with_one_undecodable_byte_strict_names_file_and_line(tmp_path):
+    root = _folder_with_one_bad_byte(tmp_path / "docs")
+    expected = r"b/doc1, line 2; pass the right encoding \(e\.g\. --encoding latin-1\), or --encoding-errors replace"
+    with pytest.raises(UnicodeDecodeError, match=expected):
+        read_folder(root)
+    with pytest.raises(UnicodeDecodeError, match=expected):
+        list(iter_documents(root))
+
+
+@pytest.mark.parametrize(
+    ("policy", "text", "outcome"),
+    [
+        ("replace", "caf\ufffd orbit", "were replaced by U+FFFD"),
+        ("ignore", "caf orbit", "were dropped"),
+        ("backslashreplace", "caf\\xe9 orbit", "were kept as \\xNN escapes"),
+    ],
+)
+def test_folder_with_one_undecodable_byte_is_read_and_counted(tmp_path, caplog, policy, text, outcome):
+    root = _folder_with_one_bad_byte(tmp_path / "docs")
+    with caplog.at_level(logging.WARNING, logger="etm"):
+        raw = read_documents(root, encoding_errors=policy)
+    assert raw.texts[raw.doc_ids.index("b/doc1")] == f"space shuttle\n{text}\n"
+    assert raw.texts[0] == "space shuttle a 0\nsecond line\n" and raw.undecodable_bytes == 1
+    message = f"docs: 1 undecodable byte(s) on 1 line(s) of 1 file(s) {outcome} (--encoding-errors {policy})"
+    assert message in caplog.text
+    assert len(caplog.records) == 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="etm"):
+        streamed = [r.text for r in iter_documents(root, encoding_errors=policy)]
+    assert streamed == raw.texts and len(caplog.records) == 1 and "1 undecodable byte(s)" in caplog.text
+    _, report = prepare_corpus(raw, Preprocessor(stop_words=None), valid_size=0.0, test_size=0.0)
+    assert report["undecodable_bytes"] == 1
+
+
+@pytest.mark.parametrize("name", ["d.txt", "d.jsonl", "d.csv"])
+def test_undecodable_bytes_of_one_file_counted_per_line(tmp_path, name):
+    lines = {"d.txt": [b"caf\xe9 \xe9", b"fine", b"na\xefve"],
+             "d.jsonl": [b'{"text": "caf\xe9 \xe9"}', b'{"text": "ok"}', b'{"text": "na\xefve"}'],
+             "d.csv": [b"text", b"caf\xe9 \xe9", b"ok", b"na\xefve"]}[name]
+    (tmp_path / name).write_bytes(b"\n".join(lines) + b"\n")
+    tally = DecodeTally("replace")
+    streamed = list(iter_documents(tmp_path / name, encoding_errors="replace", tally=tally))
+    raw = read_documents(tmp_path / name, encoding_errors="replace")
+    assert [r.text for r in streamed] == raw.texts and raw.texts[0] == "caf\ufffd \ufffd"
+    assert raw.undecodable_bytes == 3 and tally.report() == {"undecodable_bytes": 3, "undecodable_lines": 2,
+                                                             "undecodable_files": 1}
+
+
+def test_unknown_encoding_errors_policy_lists_the_choices(tmp_path):
+    (tmp_path / "d.txt").write_text("x\n")
+    with pytest.raises(ValueError, match=r"encoding_errors='skip' is not one of strict, replace, ignore, backslash"):
+        read_documents(tmp_path / "d.txt", encoding_errors="skip")
+    with pytest.raises(ValueError, match=r"encoding_errors='skip' is not one of"):
+        list(iter_documents(tmp_path / "d.txt", encoding_errors="skip"))
 
 
 # --------------------------------------------------------------------------- #

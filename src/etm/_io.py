@@ -10,6 +10,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from etm._textio import DecodeTally, decode_text
+
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
@@ -51,7 +53,7 @@ def read_text_checked(path: str | os.PathLike[str], encoding: str = "utf-8") -> 
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p} does not exist or is not a file")
-    return _decode(p.read_bytes(), p, encoding)
+    return decode_text(p.read_bytes(), p, encoding, hint="pass the right encoding (e.g. --encoding latin-1)")
 
 
 # --------------------------------------------------------------------------- #
@@ -138,32 +140,15 @@ def _read_bytes(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def _decode(raw: bytes, path: Path, encoding: str) -> str:
-    """Decode, naming the file and 1-based line of undecodable bytes; drops a UTF-8 byte-order mark."""
-    try:
-        text = raw.decode(encoding)
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise UnicodeDecodeError(
-            err.encoding,
-            err.object,
-            err.start,
-            err.end,
-            f"{err.reason} in {path}, line {line}; pass the right encoding (e.g. --encoding latin-1)",
-        ) from None
-    except LookupError:
-        raise ValueError(f"unknown encoding {encoding!r} for {path}") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    return text
-
-
-def _read_text(path: str | os.PathLike[str], encoding: str) -> tuple[Path, str]:
+def _read_text(
+    path: str | os.PathLike[str], encoding: str, errors: str = "strict", tally: DecodeTally | None = None
+) -> tuple[Path, str]:
+    """A whole document file, decoded with :func:`etm._textio.decode_text` (``errors`` policy, counted in ``tally``)."""
     p = _check_file(path)
     raw = _read_bytes(p)
     if not raw:
         raise ValueError(f"{p} is empty")
-    return p, _decode(raw, p, encoding)
+    return p, decode_text(raw, p, encoding, errors=errors, tally=tally)
 
 
 def _lines(text: str) -> list[str]:

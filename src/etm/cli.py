@@ -67,6 +67,10 @@ def _add_reading_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(*_flag("--split-field"), default=None, help="JSONL field / CSV column with train/valid/test")
     g.add_argument(*_flag("--id-field"), default=None, help="JSONL field / CSV column with a document id")
     g.add_argument("--encoding", default="utf-8", help="text encoding of the input (default utf-8)")
+    g.add_argument(*_flag("--encoding-errors"), default="strict",
+                   choices=["strict", "replace", "ignore", "backslashreplace"],
+                   help="undecodable bytes: stop with an error naming file and line (strict, the default), or "
+                        "replace, drop or backslash-escape them and report how many")
 
 
 def _add_preprocessing_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -365,8 +369,9 @@ def _prepare_raw(args: argparse.Namespace, source: str, seed: int) -> tuple[Any,
 
 
 def _reader_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"format": args.format, "encoding": args.encoding, "text_field": args.text_field,
-            "label_field": args.label_field, "split_field": args.split_field, "id_field": args.id_field}
+    return {"format": args.format, "encoding": args.encoding, "encoding_errors": args.encoding_errors,
+            "text_field": args.text_field, "label_field": args.label_field, "split_field": args.split_field,
+            "id_field": args.id_field}
 
 
 def _make_preprocessor(args: argparse.Namespace) -> Any:
@@ -410,7 +415,7 @@ def cmd_prepare(args: argparse.Namespace) -> dict[str, Any]:
         for name, part in prepared.parts():
             print(f"  {name:5s} {part.n_docs:7d} documents {part.n_tokens:9d} tokens")
         for key, value in report.items():
-            if key.startswith("dropped") or key.startswith("empty"):
+            if key.startswith(("dropped", "empty")) or (key == "undecodable_bytes" and value):
                 print(f"  {key}: {value}")
         if prepared.n_unsplittable:
             print(f"  left out of document completion (fewer than 2 tokens): {prepared.n_unsplittable}")
@@ -437,6 +442,8 @@ def _prepare_sharded(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"  {name:5s} {summary[f'{name}_documents']:9d} documents {summary[f'{name}_tokens']:11d} "
                       f"tokens in {summary[f'{name}_shards']} shards")
         print(f"  dropped_empty: {report['dropped_empty']}")
+        if report["undecodable_bytes"]:
+            print(f"  undecodable_bytes: {report['undecodable_bytes']}")
         if corpus.n_unsplittable:
             print(f"  left out of document completion (fewer than 2 tokens): {corpus.n_unsplittable}")
     return summary
@@ -583,8 +590,7 @@ def cmd_embed(args: argparse.Namespace) -> dict[str, Any]:
     from etm.preprocessing import Preprocessor
     from etm.readers import read_documents
 
-    raw = read_documents(args.input, format=args.format, encoding=args.encoding, text_field=args.text_field,
-                         label_field=args.label_field, split_field=args.split_field, id_field=args.id_field)
+    raw = read_documents(args.input, **_reader_options(args))
     texts = raw.texts
     if args.split == "train" and raw.splits is not None:
         texts = [t for t, s in zip(raw.texts, raw.splits) if s == "train"]

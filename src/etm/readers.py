@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from etm._io import _check_file, _decode, _lines, _normalise_split, _read_text
+from etm._io import _check_file, _lines, _normalise_split, _read_text
+from etm._textio import ENCODING_ERRORS, DecodeTally, check_encoding_errors, decode_text, stream_lines
 from etm.corpus import Corpus, PreparedCorpus
 from etm.formats import read_authors_format, read_octis
 from etm.preprocessing import Preprocessor
@@ -47,6 +48,7 @@ __all__ = [
     "prepare_corpus",
     "RawRecord",
     "iter_documents",
+    "ENCODING_ERRORS",
 ]
 
 #: Accepted values of ``read_documents(format=...)``.
@@ -73,6 +75,9 @@ class RawDocuments:
         the split; ``"validation"``, ``"val"`` and ``"dev"`` are stored as ``"valid"``.
     source : str
         Where the documents were read from, recorded in the corpus settings.
+    undecodable_bytes : int
+        Bytes that could not be decoded and were replaced, dropped or escaped
+        (``encoding_errors``); 0 when reading was strict.
     """
 
     texts: list[str]
@@ -80,6 +85,7 @@ class RawDocuments:
     doc_ids: list[str] | None = None
     splits: list[str] | None = None
     source: str = ""
+    undecodable_bytes: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.texts, str):
@@ -125,7 +131,9 @@ def _strip_gz(name: str) -> str:
 # --------------------------------------------------------------------------- #
 # Raw readers
 # --------------------------------------------------------------------------- #
-def read_text_lines(path: str | os.PathLike[str], *, encoding: str = "utf-8") -> RawDocuments:
+def read_text_lines(
+    path: str | os.PathLike[str], *, encoding: str = "utf-8", encoding_errors: str = "strict"
+) -> RawDocuments:
     """One document per line.
 
     Blank lines are kept as empty documents so that document ``i`` is always
@@ -136,21 +144,27 @@ def read_text_lines(path: str | os.PathLike[str], *, encoding: str = "utf-8") ->
     path : path-like
         A text file, optionally gzip-compressed.
     encoding : str, default="utf-8"
+    encoding_errors : {"strict", "replace", "ignore", "backslashreplace"}, default="strict"
+        What to do with undecodable bytes (Python's ``errors=``): "strict"
+        raises naming the file and line; the others are counted and logged.
 
     Returns
     -------
     RawDocuments
         ``doc_ids`` are ``"line N"`` (1-based); no labels or splits.
     """
-    p, text = _read_text(path, encoding)
+    tally = DecodeTally(check_encoding_errors(encoding_errors))
+    p, text = _read_text(path, encoding, encoding_errors, tally)
     lines = _lines(text)
     if not any(line.strip() for line in lines):
         raise ValueError(f"{p} has no documents: every line is blank")
     logger.info("read %d documents (one per line) from %s", len(lines), p)
+    tally.warn(p)
     return RawDocuments(
         texts=lines,
         doc_ids=[f"line {i}" for i in range(1, len(lines) + 1)],
         source=str(p),
+        undecodable_bytes=tally.bytes,
     )
 
 
@@ -162,6 +176,7 @@ def read_jsonl(
     split_field: str | None = None,
     id_field: str | None = None,
     encoding: str = "utf-8",
+    encoding_errors: str = "strict",
 ) -> RawDocuments:
     """One JSON object per line (``.jsonl``, or gzip-compressed ``.jsonl.gz``).
 
@@ -174,6 +189,9 @@ def read_jsonl(
         Keys holding a label, a split (train/valid/test) and an identifier.
         Without ``id_field``, ids are ``"line N"``.
     encoding : str, default="utf-8"
+    encoding_errors : {"strict", "replace", "ignore", "backslashreplace"}, default="strict"
+        What to do with undecodable bytes (Python's ``errors=``): "strict"
+        raises naming the file and line; the others are counted and logged.
 
     Returns
     -------
@@ -185,13 +203,14 @@ def read_jsonl(
         A line that is not a JSON object (naming file and 1-based line), or a
         record without a requested field (listing the fields it has).
     """
-    p, text = _read_text(path, encoding)
+    tally = DecodeTally(check_encoding_errors(encoding_errors))
+    p, text = _read_text(path, encoding, encoding_errors, tally)
     records = list(_jsonl_records(p, enumerate(_lines(text), start=1), text_field, label_field, split_field,
                                   id_field))
     if not records:
         raise ValueError(f"{p} has no documents: every line is blank")
     logger.info("read %d documents from %s", len(records), p)
-    return _collect(records, p, labels=label_field is not None, splits=split_field is not None)
+    return _collect(records, p, labels=label_field is not None, splits=split_field is not None, tally=tally)
 
 
 def _jsonl_records(
@@ -223,14 +242,16 @@ def _json_problem(err: json.JSONDecodeError) -> str:
     return f"{message} at column {err.colno}"
 
 
-def _collect(records: list[RawRecord], p: Path, *, labels: bool, splits: bool) -> RawDocuments:
-    """Records of one file as :class:`RawDocuments`."""
+def _collect(records: list[RawRecord], p: Path, *, labels: bool, splits: bool, tally: DecodeTally) -> RawDocuments:
+    """Records of one file (or folder) as :class:`RawDocuments`; warns once about undecodable bytes."""
+    tally.warn(p)
     return RawDocuments(
         texts=[r.text for r in records],
         labels=[r.label for r in records] if labels else None,  # type: ignore[misc]
         doc_ids=[r.doc_id for r in records],
         splits=[r.split for r in records] if splits else None,  # type: ignore[misc]
         source=str(p),
+        undecodable_bytes=tally.bytes,
     )
 
 
@@ -259,6 +280,7 @@ def read_csv(
     id_column: str | None = None,
     delimiter: str | None = None,
     encoding: str = "utf-8",
+    encoding_errors: str = "strict",
 ) -> RawDocuments:
     """A delimited file with a header row, one document per record.
 
@@ -275,6 +297,9 @@ def read_csv(
     delimiter : str, optional
         Default: tab for ``.tsv`` files, comma otherwise.
     encoding : str, default="utf-8"
+    encoding_errors : {"strict", "replace", "ignore", "backslashreplace"}, default="strict"
+        What to do with undecodable bytes (Python's ``errors=``): "strict"
+        raises naming the file and line; the others are counted and logged.
 
     Returns
     -------
@@ -286,13 +311,14 @@ def read_csv(
         A requested column that is not in the header (listing the columns that
         are), or a record with a different number of fields than the header.
     """
-    p, text = _read_text(path, encoding)
+    tally = DecodeTally(check_encoding_errors(encoding_errors))
+    p, text = _read_text(path, encoding, encoding_errors, tally)
     if delimiter is None:
         delimiter = "\t" if _strip_gz(p.name).lower().endswith(".tsv") else ","
     records = list(_csv_records(p, io.StringIO(text, newline=""), delimiter, text_column, label_column,
                                 split_column, id_column))
     logger.info("read %d documents from %s", len(records), p)
-    return _collect(records, p, labels=label_column is not None, splits=split_column is not None)
+    return _collect(records, p, labels=label_column is not None, splits=split_column is not None, tally=tally)
 
 
 def _csv_records(
@@ -352,7 +378,9 @@ def _csv_rows(lines: Iterable[str], delimiter: str, path: Path) -> Iterator[tupl
         start = reader.line_num + 1
 
 
-def read_folder(path: str | os.PathLike[str], *, encoding: str = "utf-8") -> RawDocuments:
+def read_folder(
+    path: str | os.PathLike[str], *, encoding: str = "utf-8", encoding_errors: str = "strict"
+) -> RawDocuments:
     """A folder with one sub-folder per label, each holding one text file per document.
 
     Files may have any name (20 Newsgroups files are numbers); hidden files
@@ -363,6 +391,9 @@ def read_folder(path: str | os.PathLike[str], *, encoding: str = "utf-8") -> Raw
     ----------
     path : path-like
     encoding : str, default="utf-8"
+    encoding_errors : {"strict", "replace", "ignore", "backslashreplace"}, default="strict"
+        What to do with undecodable bytes (Python's ``errors=``): "strict"
+        raises naming the file and line; the others are counted and logged.
 
     Returns
     -------
@@ -372,9 +403,10 @@ def read_folder(path: str | os.PathLike[str], *, encoding: str = "utf-8") -> Raw
     """
     root = Path(path)
     files, n_labels = _folder_files(root)
-    records = list(_folder_records(root, files, encoding))
+    tally = DecodeTally(check_encoding_errors(encoding_errors))
+    records = list(_folder_records(root, files, encoding, encoding_errors, tally))
     logger.info("read %d documents from %s (%d labels)", len(records), root, n_labels)
-    return _collect(records, root, labels=n_labels > 0, splits=False)
+    return _collect(records, root, labels=n_labels > 0, splits=False, tally=tally)
 
 
 def _folder_files(root: Path) -> tuple[list[tuple[Path, str | None]], int]:
@@ -401,10 +433,13 @@ def _folder_files(root: Path) -> tuple[list[tuple[Path, str | None]], int]:
     return files, len(subdirs)
 
 
-def _folder_records(root: Path, files: list[tuple[Path, str | None]], encoding: str) -> Iterator[RawRecord]:
+def _folder_records(
+    root: Path, files: list[tuple[Path, str | None]], encoding: str, errors: str, tally: DecodeTally
+) -> Iterator[RawRecord]:
     for f, label in files:
         raw = f.read_bytes()
-        yield RawRecord(_decode(raw, f, encoding) if raw else "", label, None, f.relative_to(root).as_posix())
+        text = decode_text(raw, f, encoding, errors=errors, tally=tally) if raw else ""
+        yield RawRecord(text, label, None, f.relative_to(root).as_posix())
 
 
 def _visible_files(folder: Path) -> list[Path]:
@@ -450,6 +485,7 @@ def read_documents(
     label_field: str | None = None,
     split_field: str | None = None,
     id_field: str | None = None,
+    encoding_errors: str = "strict",
 ) -> RawDocuments:
     """Read raw documents in any supported format.
 
@@ -461,6 +497,9 @@ def read_documents(
         ``.jsonl.gz``, ``.json.gz`` JSON lines; ``.csv``; ``.tsv``; a directory
         is a folder of label sub-folders.
     encoding : str, default="utf-8"
+    encoding_errors : {"strict", "replace", "ignore", "backslashreplace"}, default="strict"
+        What to do with undecodable bytes (Python's ``errors=``): "strict"
+        raises naming the file and line; the others are counted and logged.
     text_field, label_field, split_field, id_field : str
         Field (JSON lines) or column (CSV/TSV) names; the text and folder
         formats have no fields, so only the defaults are accepted there.
@@ -486,7 +525,8 @@ def read_documents(
         }
         if given:
             raise ValueError(f"format {fmt!r} has no fields, but {given} was given; use jsonl, csv or tsv for fields")
-        return read_text_lines(p, encoding=encoding) if fmt == "text" else read_folder(p, encoding=encoding)
+        reader = read_text_lines if fmt == "text" else read_folder
+        return reader(p, encoding=encoding, encoding_errors=encoding_errors)
     if fmt == "jsonl":
         return read_jsonl(
             p,
@@ -495,6 +535,7 @@ def read_documents(
             split_field=split_field,
             id_field=id_field,
             encoding=encoding,
+            encoding_errors=encoding_errors,
         )
     return read_csv(
         p,
@@ -504,83 +545,13 @@ def read_documents(
         id_column=id_field,
         delimiter="\t" if fmt == "tsv" else ",",
         encoding=encoding,
+        encoding_errors=encoding_errors,
     )
 
 
 # --------------------------------------------------------------------------- #
 # Streaming: one document at a time, for inputs larger than memory
 # --------------------------------------------------------------------------- #
-def _open_binary(path: Path) -> Any:
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b" or path.suffix == ".gz":
-        import gzip
-
-        return gzip.open(path, "rb")
-    return open(path, "rb")
-
-
-def _stream_lines(path: Path, encoding: str, *, keep_ends: bool = False) -> Iterator[tuple[int, str]]:
-    """(1-based line number, decoded line) of a possibly gzipped file, never all at once.
-
-    Lines end at ``\\n`` only and lose it and one ``\\r`` before it (as the
-    whole-file readers split them), unless ``keep_ends``. Encodings whose
-    newline is the byte ``\\n`` (UTF-8, Latin-1, ...) are decoded line by line,
-    so an undecodable byte is reported on its exact line; others (UTF-16,
-    UTF-32) through an incremental decoder.
-    """
-    import codecs
-
-    try:
-        info = codecs.lookup(encoding)
-    except LookupError:
-        raise ValueError(f"unknown encoding {encoding!r} for {path}") from None
-    is_utf8 = info.name == "utf-8"
-    fh = _open_binary(path)
-    lineno = 0
-    try:
-        if "\n".encode(info.name) == b"\n":
-            lines: Iterator[bytes | str] = iter(fh)
-            decode = True
-        else:
-            lines = iter(io.TextIOWrapper(fh, encoding=info.name, newline=""))
-            decode = False
-        while True:
-            try:
-                raw = next(lines)
-            except StopIteration:
-                return
-            except UnicodeDecodeError as err:
-                raise UnicodeDecodeError(
-                    err.encoding, err.object, err.start, err.end,
-                    f"{err.reason} in {path}, near line {lineno + 1}; pass the right encoding (e.g. --encoding "
-                    "latin-1)",
-                ) from None
-            lineno += 1
-            if decode:
-                assert isinstance(raw, bytes)
-                if lineno == 1 and is_utf8 and raw.startswith(b"\xef\xbb\xbf"):
-                    raw = raw[3:]
-                try:
-                    line = raw.decode(info.name)
-                except UnicodeDecodeError as err:
-                    raise UnicodeDecodeError(
-                        err.encoding, err.object, err.start, err.end,
-                        f"{err.reason} in {path}, line {lineno}; pass the right encoding (e.g. --encoding latin-1)",
-                    ) from None
-            else:
-                assert isinstance(raw, str)
-                line = raw[1:] if lineno == 1 and raw.startswith("\ufeff") else raw
-            if not keep_ends:
-                line = line[:-1] if line.endswith("\n") else line
-                line = line[:-1] if line.endswith("\r") else line
-            yield lineno, line
-    except (OSError, EOFError) as err:
-        raise ValueError(f"{path}: not a readable file ({err})") from None
-    finally:
-        fh.close()
-
-
 def iter_documents(
     path: str | os.PathLike[str],
     *,
@@ -590,6 +561,8 @@ def iter_documents(
     label_field: str | None = None,
     split_field: str | None = None,
     id_field: str | None = None,
+    encoding_errors: str = "strict",
+    tally: DecodeTally | None = None,
 ) -> Iterator[RawRecord]:
     """Stream the documents :func:`read_documents` would return, one :class:`RawRecord` at a time.
 
@@ -598,26 +571,33 @@ def iter_documents(
     Blank lines of text files are yielded as empty documents (so ids stay
     line numbers); blank JSON lines are skipped, as :func:`read_jsonl` does.
     Errors name the file and line, as the whole-file readers do.
+
+    Undecodable bytes handled by ``encoding_errors`` are counted into
+    ``tally`` when one is given (the caller reports them); otherwise a warning
+    is logged once the input has been read through.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+    check_encoding_errors(encoding_errors)
     p = Path(path)
     fmt = _guess_format(p) if format == "auto" else format
     if fmt in ("text", "folder") and (text_field, label_field, split_field, id_field) != ("text", None, None, None):
         raise ValueError(f"format {fmt!r} has no fields; use jsonl, csv or tsv for fields")
+    own = DecodeTally(encoding_errors) if tally is None else tally
     if fmt == "folder":
-        yield from _folder_records(p, _folder_files(p)[0], encoding)
-        return
-    _check_file(p)
-    if fmt == "text":
-        for lineno, line in _stream_lines(p, encoding):
-            yield RawRecord(line, None, None, f"line {lineno}")
-        return
-    if fmt == "jsonl":
-        yield from _jsonl_records(p, _stream_lines(p, encoding), text_field, label_field, split_field, id_field)
-        return
-    lines = (line for _, line in _stream_lines(p, encoding, keep_ends=True))
-    yield from _csv_records(p, lines, "\t" if fmt == "tsv" else ",", text_field, label_field, split_field, id_field)
+        yield from _folder_records(p, _folder_files(p)[0], encoding, encoding_errors, own)
+    else:
+        _check_file(p)
+        lines = stream_lines(p, encoding, keep_ends=fmt not in ("text", "jsonl"), errors=encoding_errors, tally=own)
+        if fmt == "text":
+            yield from (RawRecord(line, None, None, f"line {lineno}") for lineno, line in lines)
+        elif fmt == "jsonl":
+            yield from _jsonl_records(p, lines, text_field, label_field, split_field, id_field)
+        else:
+            yield from _csv_records(p, (line for _, line in lines), "\t" if fmt == "tsv" else ",", text_field,
+                                    label_field, split_field, id_field)
+    if tally is None:
+        own.warn(p)
 
 
 # --------------------------------------------------------------------------- #
@@ -700,7 +680,8 @@ def prepare_corpus(
         ``documents_read``, ``split_from`` ("given" or "random"),
         ``carved_from_train``, ``documents_per_split`` (before dropping),
         ``dropped_empty`` and ``unknown_tokens`` per split (tokens outside the
-        training vocabulary), ``vocabulary_size`` and the final ``corpus`` summary.
+        training vocabulary), ``vocabulary_size``, ``undecodable_bytes`` (see
+        ``encoding_errors``) and the final ``corpus`` summary.
 
     Raises
     ------
@@ -772,6 +753,7 @@ def prepare_corpus(
         "dropped_empty": dropped,
         "unknown_tokens": unknown,
         "vocabulary_size": len(vocab),
+        "undecodable_bytes": raw.undecodable_bytes,
         "corpus": prepared.summary(),
     }
     logger.info(

@@ -32,6 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from etm._io import atomic_write_text, read_text_checked
+from etm._textio import DecodeTally
 from etm.corpus import (
     CORPUS_FORMAT_VERSION,
     Corpus,
@@ -418,8 +419,8 @@ def prepare_sharded(
         Directory to write; built beside it under a temporary name and
         renamed when complete.
     reader_options : dict, optional
-        ``format``, ``encoding``, ``text_field``, ``label_field``,
-        ``split_field``, ``id_field`` for the reader.
+        ``format``, ``encoding``, ``encoding_errors``, ``text_field``,
+        ``label_field``, ``split_field``, ``id_field`` for the reader.
     shard_size : int
         Target documents per training shard (the last ones may differ).
     valid_size, test_size : float
@@ -466,7 +467,8 @@ def prepare_sharded(
     seen = {0: 0, 1: 0, 2: 0}
     prunes = 0
     bar = tqdm(desc="prepare: counting", unit="doc", disable=not progress)
-    for chunk in _chunks(iter_documents(source, **opts), chunk_size):
+    undecodable = DecodeTally(opts.get("encoding_errors", "strict"))
+    for chunk in _chunks(iter_documents(source, **opts, tally=undecodable), chunk_size):
         draws = split_rng.random(len(chunk))
         for record, u in zip(chunk, draws):
             if given_split is None:
@@ -493,6 +495,7 @@ def prepare_sharded(
                 tf.pop(word, None)
         bar.update(len(chunk))
     bar.close()
+    undecodable.warn(source)
     if not codes:
         raise ValueError(f"no documents in {source}")
     carved: dict[str, int] = {}
@@ -550,7 +553,8 @@ def prepare_sharded(
 
         bar = tqdm(total=len(final), desc="prepare: writing shards", unit="doc", disable=not progress)
         position = 0
-        for chunk in _chunks(iter_documents(source, **opts), chunk_size):
+        # the first pass counted (and warns about) undecodable bytes; this one only reads them again
+        for chunk in _chunks(iter_documents(source, **opts, tally=DecodeTally()), chunk_size):
             chunk_codes = np.frombuffer(final, dtype=np.uint8, count=len(chunk), offset=position)
             position += len(chunk)
             found: list[int] = []
@@ -640,6 +644,7 @@ def prepare_sharded(
         "unknown_tokens": unknown,
         "vocabulary_size": len(vocab),
         "vocabulary_prunes": prunes,
+        "undecodable_bytes": undecodable.bytes,
         "corpus": corpus.summary(),
     }
     return corpus, report
