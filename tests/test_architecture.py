@@ -117,6 +117,7 @@ def test_the_version_module_imports_nothing_of_etm():
 
 #: The corpus modules, lowest first: each may import those before it, never one after it.
 CORPUS_LAYERS = [
+    "etm._textio",  # decoding input text (encoding errors named or counted), line streaming
     "etm._io",  # checked reads and atomic writes
     "etm.corpus",  # the in-memory corpus types (Corpus, PreparedCorpus) and their own directory format
     "etm.formats",  # prepared corpora in other projects' formats (the ETM authors', OCTIS)
