@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -164,6 +165,67 @@ def test_skipgram_is_reproducible_and_learns_on_20ng(newsgroup_records) -> None:
     assert set(a.index_to_key) == {w for w, c in counts.items() if c >= 2}  # min_count 2, the authors' default
     with pytest.raises(ValueError, match="no tokens"):
         train_skipgram([[], []])
+
+
+@pytest.fixture(scope="module")
+def unsplit_input(tmp_path_factory) -> Path:
+    """60 JSON lines with an ``id`` and a text and no split field, prepared into ``corpus`` (random split, ids)."""
+    root = tmp_path_factory.mktemp("unsplit")
+    themes = ["orbit launch shuttle rocket nasa", "church bible faith prayer god", "engine wheel brake car road"]
+    with open(root / "docs.jsonl", "w", encoding="utf-8") as fh:
+        for i in range(60):
+            text = f"{themes[i % 3]} {themes[(i + 1) % 3].split()[i % 5]}"
+            fh.write(json.dumps({"id": f"d{i}", "text": text}) + "\n")
+    assert main(["prepare", str(root / "docs.jsonl"), "-o", str(root / "corpus"), "--id-field", "id",
+                 "--stop-words", "none", "--valid-size", "0.2", "--test-size", "0.2"]) == 0
+    return root
+
+
+def _embed(root: Path, *options: str) -> list[str]:
+    return ["embed", str(root / "docs.jsonl"), "-o", str(root / "v.txt"), "--dim", "8", "--iters", "1", "--json",
+            *options]
+
+
+def test_embed_learns_from_the_corpus_training_documents_by_id(unsplit_input: Path, capsys, caplog) -> None:
+    from etm.corpus import PreparedCorpus
+
+    corpus = PreparedCorpus.load(unsplit_input / "corpus")
+    assert main(_embed(unsplit_input, "--id-field", "id", "--corpus", str(unsplit_input / "corpus"))) == 0
+    assert json.loads(capsys.readouterr().out)["documents"] == corpus.train.n_docs == 36
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert main(_embed(unsplit_input, "--corpus", str(unsplit_input / "corpus"))) == 1  # ids "line N" are not "dN"
+    err = capsys.readouterr().err
+    assert "none of the 60 documents of" in err and "has the id of a training document of" in err
+    assert "read the input with the --id-field (and --format) `etm prepare` was given" in err
+
+
+def test_embed_refuses_to_learn_from_test_documents_it_cannot_tell_apart(unsplit_input: Path, tmp_path, capsys):
+    import shutil
+
+    shutil.copytree(unsplit_input / "corpus", tmp_path / "no_ids")
+    meta = json.loads((tmp_path / "no_ids" / "meta.json").read_text(encoding="utf-8"))
+    for part in meta["parts"].values():
+        part["doc_ids"] = None
+    (tmp_path / "no_ids" / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    assert main(_embed(unsplit_input, "--corpus", str(tmp_path / "no_ids"))) == 1
+    err = capsys.readouterr().err
+    assert "docs.jsonl has no split field and" in err and "records no document ids, so --split train cannot" in err
+    assert "learning from all 60 would leak the test text into the embeddings" in err
+    assert "Pass --split-field FIELD (the input's train/valid/test field), or --split all to learn from" in err
+    assert main(_embed(unsplit_input, "--corpus", str(tmp_path / "no_ids"), "--split", "all")) == 0
+    assert json.loads(capsys.readouterr().out)["documents"] == 60
+
+
+def test_embed_without_corpus_or_split_field_warns_once(unsplit_input: Path, capsys, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="etm"):
+        assert main(_embed(unsplit_input)) == 0
+    assert json.loads(capsys.readouterr().out)["documents"] == 60
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "docs.jsonl has no split field: learning from all 60 documents, test documents " \
+        "included; pass --split-field FIELD to keep them out" in warnings[0]
+    caplog.clear()
+    assert main(_embed(unsplit_input, "--split", "all")) == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 @pytest.fixture(scope="module")

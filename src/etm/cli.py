@@ -241,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(*_flag("--strip-newsgroup"), action="store_true",
                    help="without --corpus: remove e-mail headers, signatures and quoted replies")
     p.add_argument("--split", default="train", choices=["train", "all"],
-                   help="with a split field: documents to learn from (default train, so test text never leaks)")
+                   help="documents to learn from: train (default; the --corpus's training documents by id, else "
+                        "those the --split-field marks, so test text never leaks) or all")
     g = p.add_argument_group("skip-gram (the authors' defaults)")
     g.add_argument("--dim", *_flag("--dim-rho"), dest="dim", type=_positive_int, default=300,
                    help="dimensions (default 300)")
@@ -591,17 +592,15 @@ def cmd_embed(args: argparse.Namespace) -> dict[str, Any]:
     from etm.readers import read_documents
 
     raw = read_documents(args.input, **_reader_options(args))
-    texts = raw.texts
-    if args.split == "train" and raw.splits is not None:
-        texts = [t for t, s in zip(raw.texts, raw.splits) if s == "train"]
-    if args.corpus:
-        corpus = _load_any_corpus(args.corpus)
+    corpus = _load_any_corpus(args.corpus) if args.corpus else None
+    if corpus is not None:
         settings = (corpus.settings or {}).get("preprocessing")
         if settings is None:
             raise ValueError(f"{args.corpus} records no preprocessing settings; run without --corpus")
         pre = Preprocessor.from_settings(settings, vocabulary=corpus.vocabulary)
     else:
         pre = Preprocessor(strip_newsgroup=args.strip_newsgroup)
+    texts = _embedding_texts(args, raw, corpus)
     t0 = time.perf_counter()
     sentences = pre.tokenize(texts)
     n_tokens = sum(len(s) for s in sentences)
@@ -612,7 +611,7 @@ def cmd_embed(args: argparse.Namespace) -> dict[str, Any]:
     out = save_word2vec(vectors, args.output, binary=Path(args.output).suffix == ".bin")
     summary = {"output": str(out), "documents": len(sentences), "tokens": n_tokens, "words": len(vectors),
                "dimension": int(vectors.vector_size), "seconds": round(time.perf_counter() - t0, 2)}
-    if args.corpus:
+    if corpus is not None:
         summary["corpus_coverage"] = round(sum(w in vectors.key_to_index for w in corpus.vocabulary)
                                            / len(corpus.vocabulary), 6)
     if not args.json:
@@ -621,6 +620,61 @@ def cmd_embed(args: argparse.Namespace) -> dict[str, Any]:
         if "corpus_coverage" in summary:
             print(f"  they cover {100 * summary['corpus_coverage']:.1f}% of the corpus vocabulary")
     return summary
+
+
+def _embedding_texts(args: argparse.Namespace, raw: Any, corpus: Any) -> list[str]:
+    """The documents `etm embed` learns from: with ``--split train``, never a held-out one without saying so.
+
+    Vectors learned from test documents carry their word co-occurrences into
+    a model that is then scored on them. The training documents are, best
+    first: those ``--corpus`` lists by id, those the split field marks, or,
+    with neither, all of them (refused with ``--corpus``, warned without).
+    """
+    if args.split == "all":
+        return raw.texts
+    train_ids = _training_ids(corpus, args.corpus) if corpus is not None else None
+    if train_ids is not None:
+        return _texts_by_id(raw, train_ids, args)
+    if raw.splits is not None:
+        return [t for t, s in zip(raw.texts, raw.splits) if s == "train"]
+    if corpus is not None:
+        raise ValueError(
+            f"{args.input} has no split field and {args.corpus} records no document ids, so --split train cannot "
+            f"tell its training documents from its test documents: learning from all {len(raw.texts)} would leak "
+            "the test text into the embeddings the model is then evaluated with. Pass --split-field FIELD (the "
+            "input's train/valid/test field), or --split all to learn from every document anyway"
+        )
+    logger.warning("%s has no split field: learning from all %d documents, test documents included; pass "
+                   "--split-field FIELD to keep them out (or --split all to silence this)", args.input, len(raw.texts))
+    return raw.texts
+
+
+def _training_ids(corpus: Any, where: str) -> set[str] | None:
+    """Ids of the corpus's training documents, when it records ids that tell them from the held-out ones."""
+    ids = {name: part.doc_ids for name, part in corpus.parts()}
+    if any(v is None for v in ids.values()):
+        return None
+    train = set(ids.pop("train").tolist())
+    shared = {i for v in ids.values() for i in v.tolist() if i in train}
+    if shared:
+        logger.info("%s gives training and held-out documents the same id (e.g. %r): not choosing by id",
+                    where, next(iter(shared)))
+        return None
+    return train
+
+
+def _texts_by_id(raw: Any, train_ids: set[str], args: argparse.Namespace) -> list[str]:
+    """The raw documents whose ids are those of the corpus's training documents."""
+    texts = [t for t, i in zip(raw.texts, raw.doc_ids or []) if i in train_ids]
+    if not texts:
+        raise ValueError(
+            f"none of the {len(raw.texts)} documents of {args.input} has the id of a training document of "
+            f"{args.corpus} (e.g. {next(iter(train_ids))!r} there, {(raw.doc_ids or ['none'])[0]!r} here): read "
+            "the input with the --id-field (and --format) `etm prepare` was given"
+        )
+    logger.info("learning from the %d documents that %s lists as training documents (%d others left out)",
+                len(texts), args.corpus, len(raw.texts) - len(texts))
+    return texts
 
 
 def cmd_neighbors(args: argparse.Namespace) -> dict[str, Any]:
