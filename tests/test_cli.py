@@ -89,6 +89,16 @@ def test_transform_csv_and_npy(trained: Path, capsys) -> None:
 
 
 
+def test_transform_of_a_corpus_directory_names_rows_by_its_ids(trained: Path, capsys) -> None:
+    from etm.corpus import PreparedCorpus
+
+    corpus = PreparedCorpus.load(trained / "corpus")
+    code, _, _ = _run(capsys, "transform", str(trained / "model"), str(trained / "corpus"), "-o",
+                      str(trained / "corpus_theta.csv"))
+    rows = (trained / "corpus_theta.csv").read_text(encoding="utf-8").splitlines()[1:]
+    assert code == 0 and [r.split(",")[0] for r in rows] == [i for _, p in corpus.parts() for i in p.doc_ids]
+
+
 def test_transform_output_that_cannot_be_written_fails_first_naming_it(trained: Path, tmp_path, capsys) -> None:
     blocker = tmp_path / "afile"
     blocker.write_text("x")

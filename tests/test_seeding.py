@@ -139,6 +139,24 @@ def test_predict_labels_seeded_topics(seeded, small_corpus) -> None:
         seeded.predict(docs.tocsr(), threshold=2.0)
 
 
+def test_documents_without_vocabulary_words_are_labelled_none(seeded, small_corpus) -> None:
+    import scipy.sparse as sp
+
+    index = {w: i for i, w in enumerate(small_corpus.vocabulary)}
+    docs = sp.lil_matrix((3, len(index)))
+    for w in SEEDS["space"]:
+        docs[0, index[w]] = 3
+    docs = docs.tocsr()  # rows 1 and 2 hold no word at all
+    labels, share = seeded.predict_with_proportion(docs)
+    assert list(labels) == ["space", "none", "none"] and share[0] > 1 / 8 and list(share[1:]) == [0.0, 0.0]
+    theta, lengths, report = seeded.transform_with_lengths(docs)
+    assert lengths.tolist() == [12.0, 0.0, 0.0] and report["empty_documents"] == 2
+    unlabelled, _ = seeded.label_theta(theta)  # without lengths: the encoder's output for an empty input
+    assert unlabelled[1] == unlabelled[2] != "none"
+    with pytest.raises(ValueError, match=r"lengths has 2 entries but theta has 3 rows"):
+        seeded.label_theta(theta, lengths=lengths[:2])
+
+
 def test_seeded_errors(small_corpus) -> None:
     with pytest.raises(ValueError, match="3 seeded topics but n_topics=2"):
         TopicModel(n_topics=2, seed_topics=SEEDS, epochs=1).fit(small_corpus)
@@ -181,6 +199,52 @@ def test_cli_two_commands_to_a_labelled_csv(seeded_cli: Path, capsys) -> None:
     records = json.loads((root / "labels.json").read_text(encoding="utf-8"))
     assert summary["documents"] == len(records) == 800 and set(records[0]["proportions"]) == {
         "space", "religion", "computers"}
+
+
+def test_cli_label_documents_without_vocabulary_words_get_none(seeded_cli: Path, tmp_path, capsys) -> None:
+    docs = tmp_path / "docs.jsonl"
+    texts = {"a": "nasa orbit space launch shuttle", "b": "zzzz qqqq", "c": "", "d": "god jesus church bible"}
+    docs.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in texts.items()), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["label", str(seeded_cli / "model"), str(docs), "--id-field", "id", "-o", str(tmp_path / "l.csv"),
+                 "--threads", "1", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["documents"] == 4 and summary["empty_documents"] == 2 and summary["labels"]["none"] == 2
+    with open(tmp_path / "l.csv", newline="", encoding="utf-8") as fh:
+        rows = {row["document"]: row for row in csv.DictReader(fh)}
+    assert list(rows) == ["a", "b", "c", "d"] and "split" not in rows["a"]
+    for doc in ("a", "d"):  # documents with vocabulary words keep their best seeded topic
+        assert rows[doc]["label"] in ("space", "religion", "computers") and float(rows[doc]["proportion"]) > 0
+    for doc in ("b", "c"):
+        assert rows[doc]["label"] == "none" and rows[doc]["proportion"] == "0"
+        assert [rows[doc][n] for n in ("space", "religion", "computers")] == ["0", "0", "0"]
+    assert main(["label", str(seeded_cli / "model"), str(docs), "--id-field", "id", "-o", str(tmp_path / "l.csv")]) == 0
+    assert "(2 of the 'none' had no word of the model's vocabulary)" in capsys.readouterr().out
+
+
+def test_cli_label_of_a_corpus_directory_keeps_its_ids_and_splits(seeded_cli: Path, tmp_path, capsys) -> None:
+    from etm.corpus import PreparedCorpus
+
+    corpus = PreparedCorpus.load(seeded_cli / "model" / "corpus")
+    capsys.readouterr()
+    assert main(["label", str(seeded_cli / "model"), str(seeded_cli / "model" / "corpus"), "-o",
+                 str(tmp_path / "l.json"), "--json"]) == 0
+    records = json.loads((tmp_path / "l.json").read_text(encoding="utf-8"))
+    expected = [(str(i), name) for name, part in corpus.parts() for i in part.doc_ids]
+    assert [(r["document"], r["split"]) for r in records] == expected
+    assert {split for _, split in expected} == {"train", "valid", "test"}
+    assert main(["label", str(seeded_cli / "model"), str(seeded_cli / "model" / "corpus"), "-o",
+                 str(tmp_path / "l.tsv")]) == 0
+    header, first = (tmp_path / "l.tsv").read_text(encoding="utf-8").splitlines()[:2]
+    assert header.split("\t")[:4] == ["document", "split", "label", "proportion"]
+    assert first.split("\t")[:2] == list(expected[0])
+
+
+def test_cli_label_refuses_an_unknown_output_format_before_inference(seeded_cli: Path, tmp_path, capsys) -> None:
+    capsys.readouterr()
+    assert main(["label", str(seeded_cli / "model"), str(tmp_path / "missing.jsonl"), "-o",
+                 str(tmp_path / "l.xlsx")]) == 1
+    assert "unsupported output" in capsys.readouterr().err
 
 
 def test_cli_names_everywhere(seeded_cli: Path, capsys) -> None:

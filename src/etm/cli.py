@@ -268,13 +268,16 @@ def build_parser() -> argparse.ArgumentParser:
     # label -----------------------------------------------------------------------
     p = sub.add_parser("label", help="label documents with their most probable seeded topic (CSV/JSON)",
                        description="Give each document the name of its most probable seeded topic and that "
-                                   "topic's proportion ('none' below --threshold), plus every seeded topic's "
-                                   "proportion.")
+                                   "topic's proportion ('none' below --threshold, and with proportion 0 for a "
+                                   "document without any word of the model's vocabulary), plus every seeded topic's "
+                                   "proportion. A corpus directory's documents keep its ids and get a split column.")
     p.add_argument("model", help="model directory (trained with --seeds)")
     p.add_argument("input", help="documents (any `etm prepare` input format) or a corpus directory")
     p.add_argument("-o", "--output", required=True, help="output file: .csv, .tsv or .json")
     p.add_argument("--threshold", type=float, default=0.0,
                    help="label 'none' when the best seeded proportion is below this (default 0)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="CPU threads (default: all of this process's CPUs)")
     _add_reading_options(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
@@ -793,7 +796,7 @@ def cmd_transform(args: argparse.Namespace) -> dict[str, Any]:
     totals: Counter[str] = Counter()
     t0 = time.perf_counter()
     with ThetaWriter(out, est.topic_names_) as writer:  # rows stream out; the file appears when complete
-        for X, ids in _document_chunks(args, chunk_size=args.chunk_size):
+        for X, ids, _ in _document_chunks(args, chunk_size=args.chunk_size):
             theta, report = est.transform_with_report(X)
             writer.write(theta, ids)
             totals.update(report)
@@ -810,10 +813,12 @@ def cmd_transform(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _document_chunks(args: argparse.Namespace, chunk_size: int) -> Any:
-    """Documents to run a model on, ``chunk_size`` at a time: (texts or Corpus, ids) pairs.
+    """Documents to run a model on, ``chunk_size`` at a time: (texts or Corpus, ids, split) triples.
 
     A corpus directory gives all its parts (a sharded one shard by shard,
-    from the memory maps); raw input is streamed, never read whole.
+    from the memory maps) with the ids it records (None when it has none) and
+    the part's name; raw input is streamed, never read whole, with its ids
+    and split None.
     """
     from etm.corpus import Corpus
     from etm.shards import ShardedCorpus, is_sharded_corpus
@@ -826,13 +831,14 @@ def _document_chunks(args: argparse.Namespace, chunk_size: int) -> Any:
                 matrix, ids = shard.matrix(), shard.doc_ids()
                 for start in range(0, shard.n_docs, chunk_size):
                     yield (Corpus(matrix[start : start + chunk_size], corpus.vocabulary),
-                           None if ids is None else ids[start : start + chunk_size])
+                           None if ids is None else ids[start : start + chunk_size], name)
         return
     if src.is_dir() and (src / "meta.json").is_file():
         prepared = _load_any_corpus(args.input)
-        for _, part in prepared.parts():
+        for name, part in prepared.parts():
             for start in range(0, part.n_docs, chunk_size):
-                yield part.subset(np.arange(start, min(start + chunk_size, part.n_docs))), None
+                chunk = part.subset(np.arange(start, min(start + chunk_size, part.n_docs)))
+                yield chunk, None if chunk.doc_ids is None else chunk.doc_ids.tolist(), name
         return
     from etm.readers import iter_documents
 
@@ -842,60 +848,64 @@ def _document_chunks(args: argparse.Namespace, chunk_size: int) -> Any:
         texts.append(record.text)
         ids.append(record.doc_id)
         if len(texts) == chunk_size:
-            yield texts, ids
+            yield texts, ids, None
             texts, ids = [], []
     if texts:
-        yield texts, ids
+        yield texts, ids, None
 
 
 def cmd_label(args: argparse.Namespace) -> dict[str, Any]:
-    from etm._io import atomic_write_text
+    from etm.device import reuse_freed_memory, set_threads
     from etm.estimator import TopicModel
+    from etm.theta_output import check_label_output, write_labels
 
+    out = check_label_output(args.output)
+    if args.threads is not None:
+        set_threads(args.threads)
+    reuse_freed_memory()
     est = TopicModel.load(args.model, device=args.device)
     if not est.n_seeded_topics_:
         logger.warning("%s has no seeded topics: documents are labelled with their most probable topic", args.model)
-    thetas, docs = [], []
-    report: Counter[str] = Counter()
-    for X, ids in _document_chunks(args, chunk_size=10_000):
-        theta, chunk_report = est.transform_with_report(X)
-        thetas.append(theta)
-        docs += ids if ids is not None else [str(len(docs) + i) for i in range(theta.shape[0])]
-        report.update(chunk_report)
-    theta = np.concatenate(thetas)
-    n = est.n_seeded_topics_ or theta.shape[1]
+    n = est.n_seeded_topics_ or len(est.topic_names_)
+    rows = _label_rows(est, args, n)
     names = est.topic_names_[:n]
-    label_array, share = est.label_theta(theta, threshold=args.threshold)
-    labels = [str(lab) for lab in label_array]
-    out = Path(args.output)
-    if out.suffix == ".json":
-        records = [{"document": d, "label": lab, "proportion": round(float(p), 6),
-                    "proportions": {name: round(float(v), 6) for name, v in zip(names, row[:n])}}
-                   for d, lab, p, row in zip(docs, labels, share, theta)]
-        atomic_write_text(out, json.dumps(records, indent=1, ensure_ascii=False) + "\n")
-    elif out.suffix in (".csv", ".tsv"):
-        sep = "," if out.suffix == ".csv" else "\t"
-        header = sep.join(["document", "label", "proportion"] + [_csv_field(name, sep) for name in names])
-        rows = [sep.join([_csv_field(str(d), sep), _csv_field(lab, sep), f"{p:.6g}"] + [f"{v:.6g}" for v in row[:n]])
-                for d, lab, p, row in zip(docs, labels, share, theta)]
-        atomic_write_text(out, header + "\n" + "\n".join(rows) + "\n")
-    else:
-        raise ValueError(f"unsupported output {out}: use a .csv, .tsv or .json file name")
-    tally = Counter(labels)
+    write_labels(out, rows["documents"], rows["labels"], rows["proportion"], rows["theta"], names,
+                 splits=rows["splits"])
+    tally = Counter(rows["labels"])
     counts = {name: tally[name] for name in [*names, "none"]}
-    summary = {"output": str(out), "documents": len(labels), "labels": counts, **report}
+    summary = {"output": str(out), "documents": len(rows["labels"]), "labels": counts, **rows["report"]}
     if not args.json:
-        print(f"labelled {len(labels)} documents -> {out}")
+        print(f"labelled {summary['documents']} documents -> {out}")
         for name, c in sorted(counts.items(), key=lambda kv: -kv[1]):
             if c:
                 print(f"  {name}: {c}")
+        if summary.get("empty_documents"):
+            print(f"  ({summary['empty_documents']} of the 'none' had no word of the model's vocabulary)")
     return summary
 
 
-def _csv_field(value: str, sep: str) -> str:
-    if sep in value or '"' in value or "\n" in value:
-        return '"' + value.replace('"', '""') + '"'
-    return value
+def _label_rows(est: Any, args: argparse.Namespace, n: int) -> dict[str, Any]:
+    """Every document's id, split (corpus directories), label, its proportion and the n seeded proportions.
+
+    Documents without a vocabulary word get "none", proportion 0 and zero
+    proportions, not the encoder's output for an empty input.
+    """
+    docs: list[str] = []
+    splits: list[str] = []
+    labels: list[str] = []
+    shares, thetas = [], []
+    report: Counter[str] = Counter()
+    for X, ids, split in _document_chunks(args, chunk_size=10_000):
+        theta, lengths, chunk_report = est.transform_with_lengths(X)
+        label, share = est.label_theta(theta, threshold=args.threshold, lengths=lengths)
+        docs += ids if ids is not None else [str(len(docs) + i) for i in range(theta.shape[0])]
+        splits += [split] * theta.shape[0] if split is not None else []
+        labels += [str(lab) for lab in label]
+        shares.append(share)
+        thetas.append(np.where((lengths == 0)[:, None], 0.0, theta[:, :n]))
+        report.update(chunk_report)
+    return {"documents": docs, "splits": splits or None, "labels": labels, "report": dict(report),
+            "proportion": np.concatenate(shares), "theta": np.concatenate(thetas)}
 
 
 COMMANDS = {

@@ -665,6 +665,16 @@ class TopicModel(TransformerMixin, BaseEstimator):
         counts, report = self._counts_for(X, "transform")
         return self._theta(counts), report
 
+    def transform_with_lengths(self, X: Any) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        """:meth:`transform_with_report` plus each document's count of vocabulary words, shape (D,).
+
+        A length of 0 marks a document the model knows no word of: its theta
+        row is the encoder's output for an empty input, the same for all such
+        documents, so :meth:`label_theta` labels it "none".
+        """
+        counts, report = self._counts_for(X, "transform")
+        return self._theta(counts), np.asarray(counts.sum(axis=1)).ravel(), report
+
     def _theta(self, counts: sp.csr_matrix) -> np.ndarray:
         device = resolve_device(self.device)
         self.model_.to(device)
@@ -709,14 +719,24 @@ class TopicModel(TransformerMixin, BaseEstimator):
     def predict_with_proportion(self, X: Any, *, threshold: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Each document's most probable *seeded* topic (its name) and that topic's proportion.
 
-        Documents whose best seeded proportion is below ``threshold`` get
-        "none". On an unseeded model every topic counts, named ``topic_k``.
+        Documents whose best seeded proportion is below ``threshold``, and
+        documents without any word of the model's vocabulary, get "none"
+        (the latter with proportion 0). On an unseeded model every topic
+        counts, named ``topic_k``.
         """
         self._check_is_fitted()
-        return self.label_theta(self.transform(X), threshold=threshold)
+        theta, lengths, _ = self.transform_with_lengths(X)
+        return self.label_theta(theta, threshold=threshold, lengths=lengths)
 
-    def label_theta(self, theta: np.ndarray, *, threshold: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`predict_with_proportion` on topic proportions already computed by :meth:`transform`."""
+    def label_theta(
+        self, theta: np.ndarray, *, threshold: float = 0.0, lengths: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict_with_proportion` on topic proportions already computed by :meth:`transform`.
+
+        ``lengths`` (D,), the documents' counts of vocabulary words (see
+        :meth:`transform_with_lengths`), labels those of length 0 "none" with
+        proportion 0 instead of by the encoder's output for an empty input.
+        """
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
         n = self.n_seeded_topics_ or theta.shape[1]
@@ -724,6 +744,10 @@ class TopicModel(TransformerMixin, BaseEstimator):
         share = theta[np.arange(theta.shape[0]), best]
         names = np.asarray(self.topic_names_[:n], dtype=object)
         labels = np.where(share >= threshold, names[best], "none").astype(object)
+        if lengths is not None:
+            empty = _empty_rows(lengths, theta.shape[0])
+            labels[empty] = "none"
+            share = np.where(empty, 0.0, share).astype(theta.dtype, copy=False)
         return labels, share
 
     def predict(self, X: Any, *, threshold: float = 0.0) -> np.ndarray:
@@ -891,6 +915,14 @@ def _saved_preprocessor(params: dict[str, Any], config: dict[str, Any], director
         return Preprocessor.from_settings(settings)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{os.fspath(directory)}/config.json: bad preprocessing settings: {err}") from None
+
+
+def _empty_rows(lengths: Any, n_rows: int) -> np.ndarray:
+    """Boolean mask (D,) of documents with no vocabulary word, checking ``lengths`` matches theta's rows."""
+    lengths = np.asarray(lengths).ravel()
+    if lengths.shape != (n_rows,):
+        raise ValueError(f"lengths has {lengths.size} entries but theta has {n_rows} rows")
+    return lengths == 0
 
 
 def _copy_preprocessor(pre: Preprocessor) -> Preprocessor:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -32,11 +33,14 @@ from typing import IO, Any, NoReturn
 import numpy as np
 from numpy.lib import format as npy_format
 
-from etm._io import fix_mode
+from etm._io import atomic_write_text, fix_mode
 
-__all__ = ["SUPPORTED_SUFFIXES", "ThetaWriter"]
+__all__ = ["SUPPORTED_SUFFIXES", "ThetaWriter", "LABEL_SUFFIXES", "check_label_output", "write_labels"]
 
 SUPPORTED_SUFFIXES = (".csv", ".tsv", ".npy", ".parquet")
+
+#: Formats of :func:`write_labels`, by file suffix.
+LABEL_SUFFIXES = (".csv", ".tsv", ".json")
 
 _COPY_BLOCK = 16 * 1024 * 1024  # bytes per block when the .npy data has to be copied
 _NPY_DTYPE = np.dtype("<f4")  # explicit little-endian so the file reads the same on every machine
@@ -360,3 +364,54 @@ class ThetaWriter:
 
     def __repr__(self) -> str:
         return f"ThetaWriter({str(self.path)!r}, K={self.n_columns}, rows_written={self.rows_written}, {self._state})"
+
+
+# --------------------------------------------------------------------------- #
+# Labels (`etm label`): one row per document, written whole
+# --------------------------------------------------------------------------- #
+def check_label_output(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path when :func:`write_labels` can write its format; checked before any inference."""
+    out = Path(path)
+    if out.suffix.lower() not in LABEL_SUFFIXES:
+        raise ValueError(f"unsupported output {out}: use a .csv, .tsv or .json file name")
+    return out
+
+
+def write_labels(
+    path: str | os.PathLike[str],
+    documents: Sequence[str],
+    labels: Sequence[str],
+    proportion: np.ndarray,
+    theta: np.ndarray,
+    names: Sequence[str],
+    *,
+    splits: Sequence[str] | None = None,
+) -> Path:
+    """Write each document's label atomically: ``document[, split], label, proportion`` and one column per name.
+
+    Parameters
+    ----------
+    documents, labels : sequences of str of length D
+    proportion : ndarray of shape (D,)
+        The label's topic proportion (0 for a document labelled "none" for want of any vocabulary word).
+    theta : ndarray of shape (D, len(names))
+        Proportions of the named topics.
+    splits : sequence of str of length D, optional
+        train / valid / test of each document of a corpus directory; adds a ``split`` column (key in JSON).
+    """
+    out = check_label_output(path)
+    if out.suffix.lower() == ".json":
+        records = [{"document": d, **({"split": splits[i]} if splits is not None else {}), "label": lab,
+                    "proportion": round(float(p), 6),
+                    "proportions": {name: round(float(v), 6) for name, v in zip(names, row)}}
+                   for i, (d, lab, p, row) in enumerate(zip(documents, labels, proportion, theta))]
+        atomic_write_text(out, json.dumps(records, indent=1, ensure_ascii=False) + "\n")
+        return out
+    sep = "," if out.suffix.lower() == ".csv" else "\t"
+    head = ["document", *(["split"] if splits is not None else []), "label", "proportion", *names]
+    rows = [sep.join(_csv_field(str(v), sep) for v in head)]
+    for i, (d, lab, p, row) in enumerate(zip(documents, labels, proportion, theta)):
+        first = [str(d), *([splits[i]] if splits is not None else []), str(lab)]
+        rows.append(sep.join([*(_csv_field(v, sep) for v in first), f"{p:.6g}", *(f"{v:.6g}" for v in row)]))
+    atomic_write_text(out, "\n".join(rows) + "\n")
+    return out
