@@ -245,6 +245,9 @@ def test_cli_label_refuses_an_unknown_output_format_before_inference(seeded_cli:
     assert main(["label", str(seeded_cli / "model"), str(tmp_path / "missing.jsonl"), "-o",
                  str(tmp_path / "l.xlsx")]) == 1
     assert "unsupported output" in capsys.readouterr().err
+    (tmp_path / "blank.txt").write_text("")
+    assert main(["label", str(seeded_cli / "model"), str(tmp_path / "blank.txt"), "-o", str(tmp_path / "l.csv")]) == 1
+    assert "blank.txt has no documents to label" in capsys.readouterr().err
 
 
 def test_cli_names_everywhere(seeded_cli: Path, capsys) -> None:

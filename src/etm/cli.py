@@ -904,6 +904,8 @@ def _label_rows(est: Any, args: argparse.Namespace, n: int) -> dict[str, Any]:
         shares.append(share)
         thetas.append(np.where((lengths == 0)[:, None], 0.0, theta[:, :n]))
         report.update(chunk_report)
+    if not labels:
+        raise ValueError(f"{args.input} has no documents to label")
     return {"documents": docs, "splits": splits or None, "labels": labels, "report": dict(report),
             "proportion": np.concatenate(shares), "theta": np.concatenate(thetas)}
 
