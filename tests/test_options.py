@@ -67,7 +67,7 @@ def test_cli_default_is_the_table_default(option: Option) -> None:
 def test_the_defaults_that_matter() -> None:
     """The defaults of main, spelled out: a change here is a change for every user."""
     assert DEFAULTS["batch_size"] is None and CONFIG_DEFAULTS["batch_size"] == 1000
-    assert DEFAULTS["background"] is False and DEFAULTS["epochs"] == 20 and DEFAULTS["lr"] == 0.005
+    assert DEFAULTS["background"] is True and DEFAULTS["epochs"] == 20 and DEFAULTS["lr"] == 0.005
     assert DEFAULTS["seed_doc_prior"] == 3.0 and DEFAULTS["dropout"] == 0.0 and DEFAULTS["n_topics"] == 50
     assert OPTIONS["encoder_token_drop"].high == 1.0 and OPTIONS["encoder_token_drop"].high_open
 

@@ -86,11 +86,14 @@ class TopicModel(TransformerMixin, BaseEstimator):
     dropout : float, default 0.0
         Encoder dropout (``enc_drop``), the authors' ``main.py`` default;
         :class:`etm.ETM` itself keeps their class's 0.5 (see :mod:`etm.options`).
-    background : bool, default False
+    background : bool, default True
         Add each word's log training-corpus frequency to every topic's logits
         (see :class:`etm.ETM`); topics then model deviations from the
-        background, which on 20 Newsgroups reaches a given perplexity in about
-        a third of the epochs. Not in the authors' model.
+        background instead of each learning the most frequent words. On 20
+        Newsgroups it reaches a given perplexity in about a third of the
+        epochs and raises coherence; on 2,000 texts it lifts the quick
+        start's topic diversity from 0.43 to 0.49 (README). False is the
+        authors' model.
     epochs, lr, optimizer, weight_decay, clip, bow_norm, anneal_lr, nonmono, lr_factor
         Training settings; defaults are the authors' (see
         :class:`etm.training.TrainingConfig`).

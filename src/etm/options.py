@@ -157,8 +157,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
        flags=("--theta-act",)),
     _o("dropout", "float", 0.0, "encoder dropout", group="model", low=0.0, high=1.0, high_open=True,
        flags=("--enc-drop",)),
-    _o("background", "bool", False, "add each word's log corpus frequency to the topic logits, so topics model "
-       "deviations from it (not in the authors' model)", group="model", flags=("--background",), cli="01"),
+    _o("background", "bool", True, "add each word's log corpus frequency to the topic logits, so topics model "
+       "deviations from it instead of all learning the frequent words (0 = the authors' model)", group="model",
+       flags=("--background",), cli="01"),
     # pretrained embeddings ---------------------------------------------------------
     _o("fine_tune_embeddings", "bool", False, "train the pretrained embeddings too instead of keeping them fixed",
        group="embeddings", flags=("--fine-tune-embeddings",), cli="switch"),
