@@ -143,8 +143,7 @@ class Option:
         return text.replace("%", "%%")
 
 
-def _o(name: str, kind: str, default: Any, help: str, **kw: Any) -> Option:
-    return Option(name, kind, default, help, **kw)
+_o = Option  # short, for the table's rows
 
 
 OPTIONS: dict[str, Option] = {o.name: o for o in [
