@@ -95,17 +95,8 @@ def _add_preprocessing_options(p: argparse.ArgumentParser) -> argparse._Argument
     return g
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="etm",
-        description="Embedded Topic Model (Dieng, Ruiz & Blei, 2020): prepare a corpus, train, evaluate, "
-                    "list topics and infer topic proportions.",
-    )
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    # prepare ---------------------------------------------------------------
+def _add_prepare_parser(sub: Any) -> None:
+    """`etm prepare`: raw text -> corpus directory."""
     p = sub.add_parser("prepare", help="raw text -> bag-of-words corpus directory",
                        description="Read documents, build the vocabulary on the training split and write a "
                                    "corpus directory (vocab.txt, sparse .npz, meta.json).")
@@ -125,7 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
 
-    # train -------------------------------------------------------------------
+
+def _add_train_parser(sub: Any) -> None:
+    """`etm train`: the training options come from :mod:`etm.options`, the rest is how and where it runs."""
+    from etm.options import add_training_options, training_groups
+
     p = sub.add_parser("train", help="train an ETM on a prepared corpus",
                        description="Train with the authors' defaults; the best epoch is chosen on the "
                                    "validation split's document-completion perplexity.")
@@ -136,77 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
     g = _add_preprocessing_options(p)
     g.add_argument(*_flag("--split-seed"), type=int, default=0,
                    help="raw input: seed of splits and completion halves (default 0)")
-    g = p.add_argument_group("model")
-    g.add_argument(*_flag("--num-topics"), type=_positive_int, default=50, help="K (default 50)")
-    g.add_argument(*_flag("--t-hidden-size"), type=_positive_int, default=800, help="encoder width H (default 800)")
-    g.add_argument(*_flag("--rho-size"), *_flag("--emb-size"), dest="rho_size", type=_positive_int, default=None,
-                   help="embedding size E of words and topics (default 300, or the size of --embeddings)")
-    g.add_argument(*_flag("--theta-act"), default="relu",
-                   choices=["tanh", "softplus", "relu", "rrelu", "leakyrelu", "elu", "selu", "glu"],
-                   help="encoder activation (default relu)")
-    g.add_argument(*_flag("--enc-drop"), type=float, default=0.0, help="encoder dropout (default 0.0)")
-    g.add_argument("--background", type=int, default=1, choices=[0, 1],
-                   help="add each word's log corpus frequency to the topic logits, so topics model deviations "
-                        "from it instead of all learning the frequent words (default 1; 0 = the authors' model)")
-    g = p.add_argument_group("pretrained word embeddings (the labelled ETM)")
+    groups = training_groups(p)
+    g = groups["embeddings"]
     g.add_argument("--embeddings", *_flag("--emb-path"), dest="embeddings", default=None, metavar="FILE",
                    help="word2vec text/binary, GloVe or fastText .vec file (e.g. from `etm embed`); only the "
                         "vocabulary's rows are read and they are stored in the model")
     g.add_argument(*_flag("--embeddings-format"), default="auto",
                    choices=["auto", "word2vec", "word2vec-binary", "glove", "fasttext"],
                    help="format of --embeddings (default: detected)")
-    g.add_argument(*_flag("--fine-tune-embeddings"), action="store_true",
-                   help="train the pretrained embeddings too (default: keep them fixed)")
-    g.add_argument(*_flag("--missing-embeddings"), default="train", choices=["train", "fixed"],
-                   help="words without a pretrained vector get a seeded random one that is trained (default) "
-                        "or kept fixed")
-    g = p.add_argument_group("seeded topics")
-    g.add_argument("--seeds", default=None, metavar="FILE",
-                   help="JSON or YAML file of topic name -> seed words; seeded topics come first and keep their names")
-    g.add_argument(*_flag("--free-topics"), type=_non_negative_int, default=None,
-                   help="with --seeds: free topics beside the seeded ones (K = seeds + this; default: --num-topics)")
-    g.add_argument(*_flag("--seed-strength"), type=float, default=1.0,
-                   help="share of each seed word's count given to its topic as prior pseudo-counts (default 1.0)")
-    g.add_argument(*_flag("--seed-schedule"), default="constant", choices=["constant", "decay"],
-                   help="keep the seed prior (default) or decay it to zero over training")
-    g.add_argument(*_flag("--seed-doc-prior"), type=float, default=3.0,
-                   help="in training, raise the prior of a document's seeded topics by this times log(1 + count "
-                        "of their seed words in it), keyATM-style (default 3.0; 0 = off)")
-    g = p.add_argument_group("optimisation (the authors' defaults)")
-    g.add_argument("--epochs", type=_positive_int, default=20, help="maximum epochs (default 20)")
-    g.add_argument(*_flag("--batch-size"), type=_positive_int, default=None,
-                   help="documents per step (default: about 20 steps per epoch, at most the authors' 1000, which "
-                        "corpora of 20,000 training documents or more get)")
-    g.add_argument("--lr", type=float, default=0.005, help="learning rate (default 0.005)")
-    g.add_argument("--optimizer", default="adam", choices=["adam", "adagrad", "adadelta", "rmsprop", "asgd", "sgd"])
-    g.add_argument("--wdecay", type=float, default=1.2e-6, help="weight decay (default 1.2e-6)")
-    g.add_argument("--clip", type=float, default=0.0, help="gradient-norm clipping, 0 = off (default 0)")
-    g.add_argument(*_flag("--bow-norm"), type=int, default=1, choices=[0, 1],
-                   help="normalise bags of words for the encoder (default 1)")
-    g.add_argument(*_flag("--anneal-lr"), type=int, default=0, choices=[0, 1],
-                   help="divide lr by lr_factor when validation stalls (default 0)")
-    g.add_argument("--nonmono", type=_positive_int, default=10, help="epochs of the annealing rule (default 10)")
-    g.add_argument(*_flag("--lr-factor"), type=float, default=4.0, help="annealing divisor (default 4.0)")
-    g.add_argument("--patience", type=_positive_int, default=None,
-                   help="stop after this many epochs without a better validation perplexity (default: off)")
-    g.add_argument(*_flag("--kl-warmup"), type=_non_negative_int, default=0,
-                   help="epochs of linear KL warm-up, 0 = off (default 0)")
-    g.add_argument(*_flag("--kl-weight"), type=float, default=1.0,
-                   help="multiplier of the KL term; below 1 documents concentrate on fewer topics (default 1, "
-                        "the authors' objective)")
-    g.add_argument(*_flag("--lr-schedule"), default="constant", choices=["constant", "cosine"],
-                   help="learning-rate schedule (default constant, the authors')")
-    g.add_argument(*_flag("--ema-decay"), type=float, default=0.0,
-                   help="per-step decay of weight averaging; the averaged weights are validated and kept, "
-                        "0 = off (default 0)")
-    g.add_argument(*_flag("--encoder-token-drop"), type=float, default=0.0,
-                   help="share of each training document's tokens hidden from the encoder at every step; trains it "
-                        "for document completion (0.5 lowers 20NG test perplexity ~6%%; default 0, the authors')")
-    g.add_argument(*_flag("--lazy-updates"), action="store_true",
-                   help="row-sparse gradients and a lazy Adam for the V x H first encoder layer: only the rows of "
-                        "words in a batch are updated (pays when a batch holds a small share of the vocabulary; "
-                        "slower than exact Adam at 50k words on a 2-core CPU, see README; one process only)")
-    g.add_argument("--seed", type=int, default=2019, help="random seed (default 2019)")
+    groups["seeding"].add_argument(
+        "--seeds", default=None, metavar="FILE",
+        help="JSON or YAML file of topic name -> seed words; seeded topics come first and keep their names")
+    add_training_options(groups)
+    g = groups["optimisation"]
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
     g.add_argument("--threads", type=_positive_int, default=None,
                    help="CPU threads per process (default: the process's CPUs, shared out between --nproc processes; "
@@ -214,11 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--nproc", type=_positive_int, default=1,
                    help="data-parallel processes on this machine (runs torchrun; default 1). Across machines, start "
                         "`torchrun --nnodes M --nproc_per_node N ... -m etm train ...` on each")
-    g = p.add_argument_group("checkpoints")
+    g = groups["checkpoints"]
     g.add_argument(*_flag("--checkpoint-dir"), default=None,
                    help="where resumable checkpoints go (default: OUTPUT/checkpoints)")
-    g.add_argument(*_flag("--checkpoint-every"), type=_positive_int, default=5,
-                   help="epochs between checkpoints (default 5)")
     g.add_argument("--resume", action="store_true",
                    help="continue the training whose checkpoint is in OUTPUT, exactly where it stopped (settings "
                         "such as --lr and --epochs may change; the model's shape may not)")
@@ -227,6 +162,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topics", type=_non_negative_int, default=10, help="topics to print at the end (default 10)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="etm",
+        description="Embedded Topic Model (Dieng, Ruiz & Blei, 2020): prepare a corpus, train, evaluate, "
+                    "list topics and infer topic proportions.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    _add_prepare_parser(sub)
+    _add_train_parser(sub)
 
     # embed -------------------------------------------------------------------
     p = sub.add_parser("embed", help="train skip-gram word embeddings on documents (word2vec text output)",
@@ -499,6 +448,7 @@ def _train(args: argparse.Namespace, device: str, *, lead: bool) -> dict[str, An
 
 def _train_into(args: argparse.Namespace, device: str, plan: Any, *, lead: bool) -> dict[str, Any] | None:
     from etm.estimator import TopicModel
+    from etm.options import estimator_kwargs
     from etm.shards import ShardedCorpus, is_sharded_corpus
 
     out = plan.work
@@ -516,18 +466,8 @@ def _train_into(args: argparse.Namespace, device: str, plan: Any, *, lead: bool)
         logger.warning("%s has no validation split: the last epoch is kept", args.corpus)
     ckpt = Path(args.checkpoint_dir) if args.checkpoint_dir else out / "checkpoints"
     est = TopicModel(
-        args.num_topics, hidden_size=args.t_hidden_size, embedding_size=args.rho_size, activation=args.theta_act,
-        dropout=args.enc_drop, background=bool(args.background), epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, optimizer=args.optimizer, weight_decay=args.wdecay, clip=args.clip, bow_norm=bool(args.bow_norm),
-        anneal_lr=bool(args.anneal_lr), nonmono=args.nonmono, lr_factor=args.lr_factor, patience=args.patience,
-        kl_warmup=args.kl_warmup, kl_weight=args.kl_weight, lr_schedule=args.lr_schedule, ema_decay=args.ema_decay,
-        lazy_updates=args.lazy_updates, encoder_token_drop=args.encoder_token_drop,
-        embeddings=_read_embeddings_arg(args, corpus.vocabulary), fine_tune_embeddings=args.fine_tune_embeddings,
-        missing_embeddings=args.missing_embeddings, seed_topics=args.seeds, n_free_topics=args.free_topics,
-        seed_strength=args.seed_strength, seed_schedule=args.seed_schedule,
-        seed_doc_prior=args.seed_doc_prior,
-        device=device, random_state=args.seed, checkpoint_dir=str(ckpt),
-        checkpoint_every=args.checkpoint_every, verbose=lead and not (args.quiet or args.json),
+        **estimator_kwargs(args), embeddings=_read_embeddings_arg(args, corpus.vocabulary), seed_topics=args.seeds,
+        device=device, checkpoint_dir=str(ckpt), verbose=lead and not (args.quiet or args.json),
     )
     est.provenance_ = {"corpus": str(Path(args.corpus).resolve()), "command": "etm train"}
     pre = corpus.settings.get("preprocessing") if corpus.settings else None
@@ -586,7 +526,7 @@ def _read_embeddings_arg(args: argparse.Namespace, vocabulary: Sequence[str]) ->
         return None
     from etm.embeddings import load_embeddings
 
-    return load_embeddings(args.embeddings, vocabulary, format=args.embeddings_format, random_state=args.seed)
+    return load_embeddings(args.embeddings, vocabulary, format=args.embeddings_format, random_state=args.random_state)
 
 
 def cmd_embed(args: argparse.Namespace) -> dict[str, Any]:
@@ -925,7 +865,12 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # argparse printed a usage error (e.g. --epochs 0): return its code; --help exits
+        if stop.code == EXIT_USAGE:
+            return EXIT_USAGE
+        raise
     if args.version:
         from etm._version import __version__
 

@@ -32,85 +32,15 @@ from etm.metrics import (
     topic_diversity,
     topic_quality,
 )
-from etm.model import ACTIVATIONS, ETM, log_word_frequency
+from etm.model import ETM, log_word_frequency
+from etm.options import DEFAULTS, OPTIONS, check_value, validate_options
 from etm.persistence import load_model, save_model
 from etm.preprocessing import Preprocessor
-from etm.training import LR_SCHEDULES, OPTIMIZERS, TrainingConfig, get_topic_word, infer_theta, train
+from etm.training import TrainingConfig, get_topic_word, infer_theta, train
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["TopicModel"]
-
-#: Declarative parameter checks, applied when ``fit`` starts.
-_PARAMETER_CONSTRAINTS: dict[str, tuple[Any, ...]] = {
-    "n_topics": ("int", 1, None),
-    "hidden_size": ("int", 1, None),
-    "embedding_size": ("int_or_none", 1, None),
-    "fine_tune_embeddings": ("bool",),
-    "missing_embeddings": ("options", ("train", "fixed")),
-    "activation": ("options", tuple(sorted(ACTIVATIONS))),
-    "dropout": ("real", 0.0, 0.999999),
-    "background": ("bool",),
-    "epochs": ("int", 1, None),
-    "batch_size": ("int_or_none", 1, None),
-    "lr": ("real", 1e-12, None),
-    "optimizer": ("options", OPTIMIZERS),
-    "weight_decay": ("real", 0.0, None),
-    "clip": ("real", 0.0, None),
-    "bow_norm": ("bool",),
-    "anneal_lr": ("bool",),
-    "nonmono": ("int", 1, None),
-    "lr_factor": ("real", 1.000001, None),
-    "patience": ("int_or_none", 1, None),
-    "kl_warmup": ("int", 0, None),
-    "kl_weight": ("real", 1e-6, None),
-    "lr_schedule": ("options", LR_SCHEDULES),
-    "ema_decay": ("real", 0.0, 0.999999),
-    "lazy_updates": ("bool",),
-    "encoder_token_drop": ("real", 0.0, 0.99),
-    "valid_size": ("real", 0.0, 0.9),
-    "n_free_topics": ("int_or_none", 0, None),
-    "seed_strength": ("real", 0.0, None),
-    "seed_schedule": ("options", ("constant", "decay")),
-    "seed_init": ("bool",),
-    "seed_doc_prior": ("real", 0.0, None),
-    "device": ("str",),
-    "random_state": ("int_or_none", 0, None),
-    "checkpoint_dir": ("path_or_none",),
-    "checkpoint_every": ("int", 1, None),
-    "verbose": ("bool",),
-}
-
-
-def _check_parameter(name: str, value: Any, rule: tuple[Any, ...]) -> None:
-    kind = rule[0]
-    if kind in ("int", "int_or_none"):
-        if value is None and kind == "int_or_none":
-            return
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name} must be an integer, got {value!r}")
-        lo, hi = rule[1], rule[2]
-        if value < lo or (hi is not None and value > hi):
-            raise ValueError(f"{name} must be >= {lo}{'' if hi is None else f' and <= {hi}'}, got {value!r}")
-    elif kind == "real":
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-            raise TypeError(f"{name} must be a number, got {value!r}")
-        lo, hi = rule[1], rule[2]
-        if not np.isfinite(value) or value < lo or (hi is not None and value > hi):
-            raise ValueError(f"{name} must be in [{lo}, {'inf' if hi is None else hi}], got {value!r}")
-    elif kind == "options":
-        if value not in rule[1]:
-            raise ValueError(f"{name}={value!r} is not one of {list(rule[1])}")
-    elif kind == "bool":
-        if not isinstance(value, (bool, np.bool_)):
-            raise TypeError(f"{name} must be True or False, got {value!r}")
-    elif kind == "str":
-        if not isinstance(value, str):
-            raise TypeError(f"{name} must be a string, got {value!r}")
-    elif kind == "path_or_none":
-        if value is not None and not isinstance(value, (str, os.PathLike)):
-            raise TypeError(f"{name} must be a path or None, got {value!r}")
-
 
 def _check_documents_input(X: Any, method: str) -> None:
     if isinstance(X, str):
@@ -126,6 +56,10 @@ def _check_documents_input(X: Any, method: str) -> None:
 
 class TopicModel(TransformerMixin, BaseEstimator):
     """Embedded Topic Model with a scikit-learn interface.
+
+    The options' defaults, bounds and choices are declared once in
+    :mod:`etm.options` (shared with ``TrainingConfig`` and ``etm train``) and
+    checked when ``fit`` starts.
 
     Parameters
     ----------
@@ -150,7 +84,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
     activation : str, default "relu"
         Encoder activation (``theta_act``), one of ``etm.model.ACTIVATIONS``.
     dropout : float, default 0.0
-        Encoder dropout (``enc_drop``).
+        Encoder dropout (``enc_drop``), the authors' ``main.py`` default;
+        :class:`etm.ETM` itself keeps their class's 0.5 (see :mod:`etm.options`).
     background : bool, default True
         Add each word's log training-corpus frequency to every topic's logits
         (see :class:`etm.ETM`); topics then model deviations from the
@@ -261,45 +196,45 @@ class TopicModel(TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        n_topics: int = 50,
+        n_topics: int = DEFAULTS["n_topics"],
         *,
-        hidden_size: int = 800,
-        embedding_size: int | None = None,
+        hidden_size: int = DEFAULTS["hidden_size"],
+        embedding_size: int | None = DEFAULTS["embedding_size"],
         embeddings: Any = None,
-        fine_tune_embeddings: bool = False,
-        missing_embeddings: str = "train",
-        activation: str = "relu",
-        dropout: float = 0.0,
-        background: bool = True,
-        epochs: int = 20,
-        batch_size: int | None = None,
-        lr: float = 0.005,
-        optimizer: str = "adam",
-        weight_decay: float = 1.2e-6,
-        clip: float = 0.0,
-        bow_norm: bool = True,
-        anneal_lr: bool = False,
-        nonmono: int = 10,
-        lr_factor: float = 4.0,
-        patience: int | None = None,
-        kl_warmup: int = 0,
-        kl_weight: float = 1.0,
-        lr_schedule: str = "constant",
-        ema_decay: float = 0.0,
-        lazy_updates: bool = False,
-        encoder_token_drop: float = 0.0,
-        valid_size: float = 0.1,
+        fine_tune_embeddings: bool = DEFAULTS["fine_tune_embeddings"],
+        missing_embeddings: str = DEFAULTS["missing_embeddings"],
+        activation: str = DEFAULTS["activation"],
+        dropout: float = DEFAULTS["dropout"],
+        background: bool = DEFAULTS["background"],
+        epochs: int = DEFAULTS["epochs"],
+        batch_size: int | None = DEFAULTS["batch_size"],
+        lr: float = DEFAULTS["lr"],
+        optimizer: str = DEFAULTS["optimizer"],
+        weight_decay: float = DEFAULTS["weight_decay"],
+        clip: float = DEFAULTS["clip"],
+        bow_norm: bool = DEFAULTS["bow_norm"],
+        anneal_lr: bool = DEFAULTS["anneal_lr"],
+        nonmono: int = DEFAULTS["nonmono"],
+        lr_factor: float = DEFAULTS["lr_factor"],
+        patience: int | None = DEFAULTS["patience"],
+        kl_warmup: int = DEFAULTS["kl_warmup"],
+        kl_weight: float = DEFAULTS["kl_weight"],
+        lr_schedule: str = DEFAULTS["lr_schedule"],
+        ema_decay: float = DEFAULTS["ema_decay"],
+        lazy_updates: bool = DEFAULTS["lazy_updates"],
+        encoder_token_drop: float = DEFAULTS["encoder_token_drop"],
+        valid_size: float = DEFAULTS["valid_size"],
         seed_topics: Any = None,
-        n_free_topics: int | None = None,
-        seed_strength: float = 1.0,
-        seed_schedule: str = "constant",
-        seed_init: bool = True,
-        seed_doc_prior: float = 3.0,
+        n_free_topics: int | None = DEFAULTS["n_free_topics"],
+        seed_strength: float = DEFAULTS["seed_strength"],
+        seed_schedule: str = DEFAULTS["seed_schedule"],
+        seed_init: bool = DEFAULTS["seed_init"],
+        seed_doc_prior: float = DEFAULTS["seed_doc_prior"],
         preprocessor: Preprocessor | None = None,
         device: str = "auto",
-        random_state: int | None = 2019,
+        random_state: int | None = DEFAULTS["random_state"],
         checkpoint_dir: str | os.PathLike[str] | None = None,
-        checkpoint_every: int = 5,
+        checkpoint_every: int = DEFAULTS["checkpoint_every"],
         verbose: bool = False,
     ) -> None:
         self.n_topics = n_topics
@@ -344,34 +279,19 @@ class TopicModel(TransformerMixin, BaseEstimator):
 
     # -- helpers ----------------------------------------------------------------
     def _validate_params(self) -> None:
-        for name, rule in _PARAMETER_CONSTRAINTS.items():
-            _check_parameter(name, getattr(self, name), rule)
+        validate_options({name: getattr(self, name) for name in DEFAULTS})
+        check_value("device", self.device, "str")
+        check_value("checkpoint_dir", self.checkpoint_dir, "path", nullable=True)
+        check_value("verbose", self.verbose, "bool")
         if self.preprocessor is not None and not isinstance(self.preprocessor, Preprocessor):
             raise TypeError(f"preprocessor must be an etm Preprocessor or None, got {type(self.preprocessor).__name__}")
 
     def _training_config(self) -> TrainingConfig:
-        return TrainingConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size_,
-            lr=self.lr,
-            optimizer=self.optimizer,
-            weight_decay=self.weight_decay,
-            clip=self.clip,
-            bow_norm=self.bow_norm,
-            anneal_lr=self.anneal_lr,
-            nonmono=self.nonmono,
-            lr_factor=self.lr_factor,
-            patience=self.patience,
-            kl_warmup=self.kl_warmup,
-            kl_weight=self.kl_weight,
-            lr_schedule=self.lr_schedule,
-            ema_decay=self.ema_decay,
-            lazy_updates=self.lazy_updates,
-            encoder_token_drop=self.encoder_token_drop,
-            eval_batch_size=max(self.batch_size_, 1000),
-            checkpoint_every=self.checkpoint_every,
-            seed=self.random_state_,
-        )
+        """The training loop's settings: every option of the table that feeds one, then the resolved ones."""
+        settings = {o.config: getattr(self, o.name) for o in OPTIONS.values() if o.config and o.estimator}
+        settings.update(batch_size=self.batch_size_, eval_batch_size=max(self.batch_size_, 1000),
+                        seed=self.random_state_)
+        return TrainingConfig(**settings)
 
     def _check_is_fitted(self) -> None:
         if not hasattr(self, "model_"):

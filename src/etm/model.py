@@ -428,7 +428,12 @@ class ETM(nn.Module):
         With ``train_embeddings=False``: rows of ``embeddings`` that are
         learned all the same (words without a pretrained vector).
     enc_drop : float, default 0.5
-        Dropout on the encoder output (``t_drop``).
+        Dropout on the encoder output (``t_drop``). 0.5 is the default of the
+        authors' ``ETM`` class, kept so that code written against their module
+        behaves the same; :class:`etm.TopicModel` (``dropout``) and ``etm
+        train`` (``--enc-drop``) default to 0.0, their ``main.py``'s value
+        (see :mod:`etm.options`): the one deliberate difference between this
+        class's defaults and theirs.
     background : torch.Tensor of shape (V,), optional
         Fixed per-word bias added to every topic's logits, normally the log
         of each word's corpus frequency (:func:`log_word_frequency`), as in

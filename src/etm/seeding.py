@@ -37,13 +37,11 @@ import scipy.sparse as sp
 import torch
 
 from etm._io import read_text_checked
+from etm.options import DEFAULTS, SEED_SCHEDULES
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["SeedTopics", "SeedPrior", "read_seed_file", "SEED_SCHEDULES"]
-
-#: How the prior's strength changes over training.
-SEED_SCHEDULES = ("constant", "decay")
 
 
 class _DuplicateKeyError(ValueError):
@@ -244,7 +242,9 @@ class SeedPrior:
     N the number of training documents), so that summed over
     an epoch's batches (each a per-document mean) it adds the prior once.
 
-    *Document prior* (``doc_strength`` > 0): a document that contains seed
+    *Document prior* (``doc_strength`` > 0; by default ``TopicModel``'s
+    ``seed_doc_prior``, 3.0, from :mod:`etm.options`, like ``strength`` and
+    ``schedule``; 0 turns it off): a document that contains seed
     words of topic k gets a logistic-normal prior centred at
     ``m_dk = doc_strength * log(1 + c_dk)`` instead of 0, ``c_dk`` being its
     count of topic k's seed words, as keyATM raises the prior of keyword topics
@@ -259,10 +259,10 @@ class SeedPrior:
         word_counts: np.ndarray,
         n_documents: int,
         *,
-        strength: float = 1.0,
-        schedule: str = "constant",
+        strength: float = DEFAULTS["seed_strength"],
+        schedule: str = DEFAULTS["seed_schedule"],
         weights: Sequence[Sequence[float]] | None = None,
-        doc_strength: float = 0.0,
+        doc_strength: float = DEFAULTS["seed_doc_prior"],
     ) -> None:
         if schedule not in SEED_SCHEDULES:
             raise ValueError(f"unknown seed schedule {schedule!r}; choose one of {list(SEED_SCHEDULES)}")

@@ -36,6 +36,7 @@ from etm.distributed import all_sum, broadcast_float, rank_and_world
 from etm.inference import encoder_input, evaluate_completion, evaluate_completion_chunks, get_topic_word, infer_theta
 from etm.model import ETM, SparseBatch
 from etm.optimizers import OPTIMIZERS, LazyAdam, RowSparseAdam, clip_gradients, make_optimizer
+from etm.options import CONFIG_DEFAULTS, LR_SCHEDULES, validate_config
 from etm.persistence import load_model, model_arguments, save_model
 
 logger = logging.getLogger(__name__)
@@ -54,9 +55,9 @@ __all__ = [
     "get_topic_word",
     "evaluate_completion_chunks",
     "FIXED_ON_RESUME",
+    "LR_SCHEDULES",
 ]
 
-LR_SCHEDULES = ("constant", "cosine")
 #: Training settings a resumed run must share with its checkpoint (the others may change on resume).
 FIXED_ON_RESUME = ("batch_size", "optimizer", "lazy_updates", "bow_norm", "ema_decay", "seed")
 
@@ -80,7 +81,8 @@ class TrainingConfig:
     epochs : int
         Maximum number of passes over the training documents.
     batch_size : int
-        Documents per step (B).
+        Documents per step (B); the authors' 1000 by default (``TopicModel``
+        and ``etm train`` choose one for the corpus unless told).
     lr : float
         Learning rate.
     optimizer : str
@@ -155,59 +157,35 @@ class TrainingConfig:
         Seed of parameter initialisation, shuffling, dropout and noise.
     """
 
-    epochs: int = 20
-    batch_size: int = 1000
-    lr: float = 0.005
-    optimizer: str = "adam"
-    weight_decay: float = 1.2e-6
-    clip: float = 0.0
-    bow_norm: bool = True
-    anneal_lr: bool = False
-    nonmono: int = 10
-    lr_factor: float = 4.0
-    patience: int | None = None
-    eval_batch_size: int = 1000
-    eval_every: int = 1
-    checkpoint_every: int = 5
-    kl_warmup: int = 0
-    kl_weight: float = 1.0
-    lr_schedule: str = "constant"
-    ema_decay: float = 0.0
-    lazy_updates: bool = False
-    encoder_token_drop: float = 0.0
-    seed: int = 2019
+    epochs: int = CONFIG_DEFAULTS["epochs"]
+    batch_size: int = CONFIG_DEFAULTS["batch_size"]
+    lr: float = CONFIG_DEFAULTS["lr"]
+    optimizer: str = CONFIG_DEFAULTS["optimizer"]
+    weight_decay: float = CONFIG_DEFAULTS["weight_decay"]
+    clip: float = CONFIG_DEFAULTS["clip"]
+    bow_norm: bool = CONFIG_DEFAULTS["bow_norm"]
+    anneal_lr: bool = CONFIG_DEFAULTS["anneal_lr"]
+    nonmono: int = CONFIG_DEFAULTS["nonmono"]
+    lr_factor: float = CONFIG_DEFAULTS["lr_factor"]
+    patience: int | None = CONFIG_DEFAULTS["patience"]
+    eval_batch_size: int = CONFIG_DEFAULTS["eval_batch_size"]
+    eval_every: int = CONFIG_DEFAULTS["eval_every"]
+    checkpoint_every: int = CONFIG_DEFAULTS["checkpoint_every"]
+    kl_warmup: int = CONFIG_DEFAULTS["kl_warmup"]
+    kl_weight: float = CONFIG_DEFAULTS["kl_weight"]
+    lr_schedule: str = CONFIG_DEFAULTS["lr_schedule"]
+    ema_decay: float = CONFIG_DEFAULTS["ema_decay"]
+    lazy_updates: bool = CONFIG_DEFAULTS["lazy_updates"]
+    encoder_token_drop: float = CONFIG_DEFAULTS["encoder_token_drop"]
+    seed: int = CONFIG_DEFAULTS["seed"]
 
     def validate(self) -> None:
-        """Raise ValueError naming the first invalid setting."""
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {list(OPTIMIZERS)}")
+        """Raise TypeError / ValueError naming the first invalid setting (the checks of :mod:`etm.options`)."""
+        validate_config(self)
         if self.lazy_updates and self.optimizer != "adam":
             raise ValueError(f"lazy_updates uses a lazy Adam; it does not apply to optimizer={self.optimizer!r}")
-        positive_ints = ("epochs", "batch_size", "eval_batch_size", "eval_every", "checkpoint_every", "nonmono")
-        for name in positive_ints:
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not 0.0 <= self.encoder_token_drop < 1.0:
-            raise ValueError(f"encoder_token_drop must be in [0, 1), got {self.encoder_token_drop!r}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of {list(LR_SCHEDULES)}")
         if self.lr_schedule != "constant" and self.anneal_lr:
             raise ValueError("anneal_lr and lr_schedule='cosine' both set the learning rate; choose one")
-        if not (isinstance(self.kl_weight, (int, float, np.number)) and 0 < self.kl_weight < float("inf")):
-            raise ValueError(f"kl_weight must be a positive number, got {self.kl_weight!r}")
-        if not isinstance(self.kl_warmup, (int, np.integer)) or self.kl_warmup < 0:
-            raise ValueError(f"kl_warmup must be a non-negative integer, got {self.kl_warmup!r}")
-        if self.patience is not None and self.patience < 1:
-            raise ValueError(f"patience must be a positive integer or None, got {self.patience!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
-        if self.weight_decay < 0 or self.clip < 0:
-            raise ValueError("weight_decay and clip must be non-negative")
-        if not self.lr_factor > 1:
-            raise ValueError(f"lr_factor must be above 1, got {self.lr_factor!r}")
 
 
 @dataclass
