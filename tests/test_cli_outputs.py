@@ -37,13 +37,27 @@ def test_an_existing_model_is_kept_and_the_error_says_resume_or_force(corpus, tm
     capsys.readouterr()
     assert _train(corpus, model, "--epochs", "1", "--num-topics", "6") == 1
     err = capsys.readouterr().err
-    assert (f"-o {model} already holds a trained model and a resumable checkpoint after epoch 2. To continue its "
-            "training pass --resume; to replace it pass --force") in err
+    assert (f"-o {model} already holds a trained model and a resumable checkpoint after epoch 2. To replace it pass "
+            "--force (the old model stays readable until the new one is complete); to train it further pass --resume "
+            "with a larger --epochs") in err
     assert (model / "model.safetensors").read_bytes() == before
     assert _train(corpus, model, "--epochs", "1", "--num-topics", "6", "--force") == 0
     config = json.loads((model / "config.json").read_text())
     assert config["model"]["num_topics"] == 6 and len(_history(model)) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # the staging directory is gone
+
+
+def test_an_unfinished_run_is_continued_with_resume(corpus, tmp_path, capsys) -> None:
+    model = tmp_path / "model"
+    assert _train(corpus, model, "--epochs", "2") == 0
+    for name in ("config.json", "model.safetensors", "vocab.txt", "history.json"):  # as if it died before saving
+        (model / name).unlink()
+    capsys.readouterr()
+    assert _train(corpus, model, "--epochs", "3") == 1
+    assert (f"-o {model} holds an unfinished run (a resumable checkpoint after epoch 2). To continue it pass "
+            "--resume; to start over pass --force") in capsys.readouterr().err
+    assert _train(corpus, model, "--epochs", "3", "--resume") == 0
+    assert len(_history(model)) == 3
 
 
 def test_force_keeps_the_old_model_readable_until_the_new_one_is_complete(corpus, tmp_path, capsys) -> None:

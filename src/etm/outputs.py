@@ -73,6 +73,16 @@ def _describe_model(directory: Path, checkpoint: dict | None) -> str:
     return " and ".join(parts)
 
 
+def _existing_model_message(final: Path, found: dict | None, has_model: bool) -> str:
+    """Say which of --resume and --force fits: a finished model is replaced, a broken-off run continued."""
+    replace = "pass --force (the old model stays readable until the new one is complete)"
+    if has_model:
+        return (f"-o {final} already holds {_describe_model(final, found)}. To replace it {replace}; to train it "
+                "further pass --resume with a larger --epochs; or choose another -o")
+    return (f"-o {final} holds an unfinished run ({_describe_model(final, found)}). To continue it pass --resume; "
+            f"to start over {replace}; or choose another -o")
+
+
 def _foreign_entries(directory: Path, ours: frozenset[str]) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name not in ours and not p.name.startswith(".etm-probe-"))
 
@@ -114,10 +124,7 @@ def plan_model_output(output: str | os.PathLike[str], *, checkpoint_dir: str | o
                              "instead of --resume to replace it, or choose another -o")
     elif has_model or found is not None:
         if not force:
-            raise ValueError(
-                f"-o {final} already holds {_describe_model(final, found)}. To continue its training pass --resume; "
-                "to replace it pass --force (the old model stays readable until the new one is complete); or "
-                "choose another -o")
+            raise ValueError(_existing_model_message(final, found, has_model))
         if dry_run:
             return OutputPlan(final, staging, replaces=True)
         if staging.exists():
