@@ -486,7 +486,7 @@ class _Trainer:
         best = {k[len("best."):]: v.to(self.dev) for k, v in tensors.items() if k.startswith("best.")}
         if best:
             self.best_state = best
-        elif (self.ckpt_root / "best" / "model.safetensors").is_file():  # checkpoints written before they held the best weights
+        elif (self.ckpt_root / "best" / "model.safetensors").is_file():  # older checkpoints: no best.* tensors
             self.best_state = {k: v.clone() for k, v in load_model(self.ckpt_root / "best")[0].state_dict().items()}
         self._apply_changed_settings(saved_training)
         self.progress.stopped_early = bool(self.config.patience is not None and self.valid_chunks and
