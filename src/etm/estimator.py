@@ -36,6 +36,7 @@ from etm.model import ETM, log_word_frequency
 from etm.options import DEFAULTS, OPTIONS, check_value, validate_options
 from etm.persistence import load_model, save_model
 from etm.preprocessing import Preprocessor
+from etm.regularizers import EmbeddingClustering, combine
 from etm.training import TrainingConfig, get_topic_word, infer_theta, train
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,14 @@ class TopicModel(TransformerMixin, BaseEstimator):
         epochs and raises coherence; on 2,000 texts it lifts the quick
         start's topic diversity from 0.43 to 0.49 (README). False is the
         authors' model.
+    ecr_weight : float, default 0.0
+        Weight of the embedding-clustering regulariser of ECRTM (Wu et al.,
+        ICML 2023; :class:`etm.regularizers.EmbeddingClustering`): the
+        optimal-transport cost between topic embeddings (``alpha``) and word
+        embeddings (``rho``) with uniform marginals, which pulls each topic
+        towards its own cluster of words. 0 turns it off.
+    ecr_alpha : float, default 20.0
+        Inverse temperature of its Sinkhorn plan (ECRTM's ``sinkhorn_alpha``).
     epochs, lr, optimizer, weight_decay, clip, bow_norm, anneal_lr, nonmono, lr_factor
         Training settings; defaults are the authors' (see
         :class:`etm.training.TrainingConfig`).
@@ -206,6 +215,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         activation: str = DEFAULTS["activation"],
         dropout: float = DEFAULTS["dropout"],
         background: bool = DEFAULTS["background"],
+        ecr_weight: float = DEFAULTS["ecr_weight"],
+        ecr_alpha: float = DEFAULTS["ecr_alpha"],
         epochs: int = DEFAULTS["epochs"],
         batch_size: int | None = DEFAULTS["batch_size"],
         lr: float = DEFAULTS["lr"],
@@ -246,6 +257,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.activation = activation
         self.dropout = dropout
         self.background = background
+        self.ecr_weight = ecr_weight
+        self.ecr_alpha = ecr_alpha
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -437,6 +450,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.seed_words_ = None
         if resolved is not None:
             regularizer = self._prepare_seeding(model, resolved, corpus)
+        if self.ecr_weight > 0:
+            regularizer = combine(regularizer, EmbeddingClustering(self.ecr_weight, self.ecr_alpha))
         self.topic_names_ = _topic_names(n_topics, seeds)
         result = train(
             model,

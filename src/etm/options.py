@@ -159,6 +159,11 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     _o("background", "bool", True, "add each word's log corpus frequency to the topic logits, so topics model "
        "deviations from it instead of all learning the frequent words (0 = the authors' model)", group="model",
        flags=("--background",), cli="01"),
+    _o("ecr_weight", "float", 0.0, "weight of ECRTM's embedding-clustering regulariser: an optimal-transport "
+       "cost that pulls each topic embedding towards its own cluster of word embeddings, against topic collapse "
+       "(0 = off)", group="model", low=0.0, flags=("--ecr-weight",)),
+    _o("ecr_alpha", "float", 20.0, "inverse temperature of that regulariser's Sinkhorn transport plan",
+       group="model", low=0.0, low_open=True, flags=("--ecr-alpha",)),
     # pretrained embeddings ---------------------------------------------------------
     _o("fine_tune_embeddings", "bool", False, "train the pretrained embeddings too instead of keeping them fixed",
        group="embeddings", flags=("--fine-tune-embeddings",), cli="switch"),

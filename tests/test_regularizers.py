@@ -1,0 +1,101 @@
+"""ECRTM's embedding-clustering regulariser: Sinkhorn plan, loss and gradient against direct formulas; training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from etm import ETM
+from etm.regularizers import EmbeddingClustering, combine, sinkhorn, squared_distances
+from etm.training import TrainingConfig, train
+
+
+def _sinkhorn_numpy(cost: np.ndarray, alpha: float, iterations: int = 20000) -> np.ndarray:
+    """Plain Sinkhorn in the log domain (no shift, no early stop): the reference plan."""
+    n, m = cost.shape
+    log_k = -alpha * cost
+    f, g = np.zeros(n), np.zeros(m)
+    for _ in range(iterations):
+        f = -np.log(n) - np.logaddexp.reduce(log_k + g[None, :], axis=1)
+        g = -np.log(m) - np.logaddexp.reduce(log_k + f[:, None], axis=0)
+    return np.exp(f[:, None] + log_k + g[None, :])
+
+
+def test_sinkhorn_plan_has_uniform_marginals_and_matches_the_log_domain_reference() -> None:
+    gen = torch.Generator().manual_seed(0)
+    cost = squared_distances(torch.randn(5, 4, generator=gen), torch.randn(40, 4, generator=gen)).double()
+    plan = sinkhorn(cost, alpha=2.0, max_iter=5000, tol=1e-12)
+    np.testing.assert_allclose(plan.sum(1).numpy(), np.full(5, 1 / 5), atol=1e-9)
+    np.testing.assert_allclose(plan.sum(0).numpy(), np.full(40, 1 / 40), atol=1e-9)
+    np.testing.assert_allclose(plan.numpy(), _sinkhorn_numpy(cost.numpy(), 2.0), rtol=1e-6, atol=1e-12)
+    far = sinkhorn(cost + 1000.0, alpha=2.0, max_iter=5000, tol=1e-12)  # a shifted cost: the same plan
+    np.testing.assert_allclose(far.numpy(), plan.numpy(), atol=1e-12)
+
+
+def test_squared_distances_formula() -> None:
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(3, 6, generator=gen, dtype=torch.float64), torch.randn(7, 6, generator=gen, dtype=torch.float64)
+    direct = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+    torch.testing.assert_close(squared_distances(x, y), direct)
+
+
+def test_loss_and_gradient_are_the_weighted_transport_cost_with_the_plan_held_fixed() -> None:
+    torch.manual_seed(2)
+    model = ETM(4, 30, 8, 5, enc_drop=0.0).double()
+    reg = EmbeddingClustering(250.0, alpha=5.0, max_iter=3000, tol=1e-10)
+    loss = reg(model, 0.0, None, None, None)
+    alphas, rho = model.alphas.weight.detach(), model.rho.weight.detach()
+    plan = torch.from_numpy(_sinkhorn_numpy(squared_distances(alphas, rho).numpy(), 5.0))
+    expected = 250.0 * (plan * squared_distances(alphas, rho)).sum()
+    assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-6)
+    loss.backward()
+    # d/d alpha_k of sum_v P_kv ||alpha_k - rho_v||^2 = 2 sum_v P_kv (alpha_k - rho_v)
+    grad = 250.0 * 2.0 * (plan.sum(1, keepdim=True) * alphas - plan @ rho)
+    torch.testing.assert_close(model.alphas.weight.grad, grad, rtol=1e-5, atol=1e-8)
+
+
+def test_combine_adds_regularizers_and_skips_none() -> None:
+    one = lambda *a: torch.tensor(1.0)  # noqa: E731
+    two = lambda *a: torch.tensor(2.0)  # noqa: E731
+    assert combine(None, None) is None and combine(None, one) is one
+    assert float(combine(one, None, two)(None, 0.0, None, None, None)) == 3.0
+
+
+def _fresh(corpus) -> ETM:
+    torch.manual_seed(0)
+    return ETM(8, len(corpus.vocabulary), 64, 32, enc_drop=0.1)
+
+
+def test_training_with_the_regulariser_is_seeded_resumes_exactly_and_spreads_topics(small_corpus, tmp_path) -> None:
+    config = TrainingConfig(epochs=3, batch_size=500, lr=0.01, seed=7, checkpoint_every=1)
+    reg = EmbeddingClustering(250.0)
+    a = train(_fresh(small_corpus), small_corpus, config, regularizer=reg)
+    b = train(_fresh(small_corpus), small_corpus, config, regularizer=reg)
+    plain = train(_fresh(small_corpus), small_corpus, config)
+    assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
+    assert all(h["prior"] > 0 for h in a.history)  # the regulariser's epoch mean is recorded
+    # its transport cost falls: topic embeddings move towards distinct word clusters
+    assert a.history[-1]["prior"] < a.history[0]["prior"]
+    assert [h["loss"] for h in a.history] != [h["loss"] for h in plain.history]
+
+    def interrupt(epoch: int, batch: int, loss: float) -> None:
+        if (epoch, batch) == (2, 2):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_fresh(small_corpus), small_corpus, config, regularizer=reg, checkpoint_dir=tmp_path,
+              on_batch_end=interrupt)
+    resumed = train(_fresh(small_corpus), small_corpus, config, regularizer=reg, checkpoint_dir=tmp_path, resume=True)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in a.history]
+
+
+def test_topic_model_option_reaches_training(small_corpus) -> None:
+    from etm import TopicModel
+
+    small = dict(hidden_size=32, embedding_size=16, epochs=2, batch_size=200, lr=0.01, device="cpu")
+    m = TopicModel(5, ecr_weight=100.0, **small).fit(small_corpus.train.counts[:400],
+                                                     vocabulary=small_corpus.vocabulary)
+    assert all("prior" in h for h in m.history_)
+    off = TopicModel(5, **small).fit(small_corpus.train.counts[:400], vocabulary=small_corpus.vocabulary)
+    assert all("prior" not in h for h in off.history_)
