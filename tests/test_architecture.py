@@ -92,7 +92,8 @@ def test_the_graph_sees_module_and_function_level_imports():
     graph = import_graph()
     assert "etm.corpus" in graph["etm"]  # etm/__init__.py, at module level
     assert "etm.readers" in graph["etm.shards"]  # inside prepare_sharded
-    assert "etm.shards" in graph["etm.estimator"]  # inside TopicModel methods
+    assert "etm.batching" in graph["etm.corpus"]  # inside PreparedCorpus.batches
+    assert "etm.formats" in graph["etm.shards"]  # inside open_corpus
 
 
 def test_the_cycle_finder_finds_a_cycle():
@@ -147,3 +148,55 @@ def test_corpus_layers_import_downwards_only():
         if _reaches(graph, lower, upper)
     ]
     assert not upward, f"lower corpus layers reach upper ones through their imports: {upward}"
+
+
+#: The modules that define the corpus kinds; everything else reads corpora through ``etm.corpus.CorpusSource``.
+CORPUS_KIND_MODULES = {"etm.corpus", "etm.shards"}
+CORPUS_KINDS = {"PreparedCorpus", "ShardedCorpus", "is_sharded_corpus"}
+
+
+def _names_in(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} | {
+        n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)
+    }
+
+
+def _corpus_kind_branches(path: Path) -> list[str]:
+    """``isinstance(x, PreparedCorpus / ShardedCorpus)`` tests and ``is_sharded_corpus(...)`` calls in a module."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if not isinstance(node, ast.Call):
+            continue
+        called = _names_in(node.func)
+        if "isinstance" in called and len(node.args) == 2:
+            kinds = sorted(_names_in(node.args[1]) & CORPUS_KINDS)
+        else:
+            kinds = sorted(called & {"is_sharded_corpus"})
+        found += [f"{path.name}:{node.lineno} {kind}" for kind in kinds]
+    return found
+
+
+def test_the_branch_finder_finds_corpus_kind_branches(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import etm.shards as s\n"
+        "if isinstance(x, (s.ShardedCorpus, int)): pass\n"
+        "if isinstance(x, PreparedCorpus): pass\n"
+        "if s.is_sharded_corpus(p): pass\n"
+        "if isinstance(x, CorpusSource): pass\n"
+    )
+    assert _corpus_kind_branches(sample) == [
+        "sample.py:2 ShardedCorpus", "sample.py:3 PreparedCorpus", "sample.py:4 is_sharded_corpus"]
+
+
+def test_only_the_corpus_modules_branch_on_the_corpus_kind():
+    offenders = [
+        hit
+        for name, path in _modules().items()
+        if name not in CORPUS_KIND_MODULES
+        for hit in _corpus_kind_branches(path)
+    ]
+    assert not offenders, (
+        "these modules test which kind of corpus they have; call the etm.corpus.CorpusSource methods instead "
+        f"(open corpora with etm.shards.open_corpus): {offenders}"
+    )

@@ -22,7 +22,7 @@ import torch
 
 from etm.batching import InMemoryBatches, ShardedBatches
 from etm.cli import main
-from etm.corpus import Corpus, PreparedCorpus
+from etm.corpus import Corpus, CorpusSource, PreparedCorpus
 from etm.preprocessing import Preprocessor
 from etm.readers import iter_documents, prepare_corpus, read_documents
 from etm.shards import ShardedCorpus, is_sharded_corpus, open_corpus, prepare_sharded
@@ -537,6 +537,68 @@ def test_word_totals_are_the_column_sums_of_the_training_matrix(in_memory, shard
     assert sc.summary()["train_tokens"] == pc.train.n_tokens
 
 
+def _stacked(chunks) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    return (sp.vstack([a for a, _ in chunks], format="csr"), sp.vstack([b for _, b in chunks], format="csr"))
+
+
+def test_both_corpus_kinds_are_corpus_sources_with_the_same_answers(in_memory, sharded):
+    pc, _ = in_memory
+    sc, _ = sharded
+    mem = sc.to_prepared()  # the same documents and halves, in memory
+    assert mem.to_prepared() is mem
+    for source in (pc, sc, mem):
+        assert isinstance(source, CorpusSource)
+    assert not isinstance(pc.train, CorpusSource)  # a single Corpus has no parts
+    assert pc.n_docs("train") == pc.train.n_docs  # the method beside the part's property
+    for part in ("train", "valid", "test"):
+        assert sc.n_docs(part) == mem.n_docs(part) == pc.n_docs(part)
+        np.testing.assert_array_equal(sc.word_totals(part), mem.word_totals(part))
+        np.testing.assert_array_equal(sc.word_totals(part), pc.word_totals(part))
+        assert sc.word_totals(part).dtype == pc.word_totals(part).dtype == np.float64
+    assert pc.n_docs("valid") == 0 and not pc.word_totals("valid").any()
+    assert sc.completion_chunks("valid") == mem.completion_chunks("valid") == []
+    chunks = sc.completion_chunks("test")
+    assert len(chunks) >= 1 and len(mem.completion_chunks("test")) == 1
+    for got, want in zip(_stacked(chunks), mem.completion_chunks("test")[0]):
+        assert _same_matrix(got, want)
+    for a, b in zip(_stacked(pc.completion_chunks("test")), pc.test_halves):
+        assert _same_matrix(a, b)
+    assert sc.summary()["test_completion_documents"] == mem.summary()["test_completion_documents"]
+    # every document once, with its ids and part, in chunks of at most chunk_size
+    for source in (sc, mem):
+        seen = list(source.document_chunks(250))
+        assert all(chunk.n_docs <= 250 and len(ids) == chunk.n_docs for chunk, ids, _ in seen)
+        assert Counter(name for chunk, _, name in seen for _ in range(chunk.n_docs)) == {
+            "train": sc.n_docs("train"), "test": sc.n_docs("test")}
+        ids = [i for _, chunk_ids, _ in seen for i in chunk_ids]
+        assert sorted(ids) == sorted([*pc.train.doc_ids, *pc.test.doc_ids])
+        only_test = list(source.document_chunks(10_000, parts=("test",)))
+        assert {name for _, _, name in only_test} == {"test"}
+    batches = sc.batches(torch.Generator(), 0)
+    assert isinstance(batches, ShardedBatches) and batches.n_docs == sc.n_docs()
+    in_mem = pc.batches(torch.Generator(), 0)
+    assert isinstance(in_mem, InMemoryBatches) and in_mem.n_docs == pc.n_docs()
+    with pytest.raises(ValueError, match="part must be one of"):
+        pc.n_docs("training")
+
+
+def test_open_corpus_reads_every_layout(in_memory, sharded, tmp_path):
+    from etm.shards import is_corpus_dir
+
+    pc, _ = in_memory
+    sc, _ = sharded
+    pc.to_authors_format(tmp_path / "authors")
+    authors = open_corpus(tmp_path / "authors")
+    assert isinstance(authors, PreparedCorpus) and isinstance(authors, CorpusSource)
+    assert authors.vocabulary == pc.vocabulary and authors.n_docs("train") == pc.n_docs("train")
+    np.testing.assert_array_equal(authors.word_totals("test"), pc.word_totals("test"))
+    assert isinstance(open_corpus(tmp_path / "authors", "authors"), PreparedCorpus)
+    assert isinstance(open_corpus(sc.root), ShardedCorpus)
+    for directory in (tmp_path / "authors", sc.root):
+        assert is_corpus_dir(directory)
+    assert not is_corpus_dir(tmp_path) and not is_corpus_dir(tmp_path / "nothing")
+
+
 def test_is_sharded_corpus_only_for_sharded_directories(in_memory, tmp_path):
     pc, _ = in_memory
     pc.save(tmp_path / "plain")
@@ -721,6 +783,21 @@ def test_evaluate_on_shards_equals_evaluate_in_memory(fitted_on_shards, sharded,
     assert np.isfinite(on_shards["coherence"])
     assert on_shards["coherence"] == pytest.approx(in_mem["coherence"], abs=1e-9)
     assert on_shards["diversity"] == in_mem["diversity"]
+
+
+def test_perplexity_on_shards_equals_perplexity_in_memory(fitted_on_shards, sharded):
+    sc, _ = sharded
+    mem = sc.to_prepared()  # the same halves, in memory
+    for per in ("document", "token"):
+        on_shards = fitted_on_shards.perplexity(sc, per=per)
+        assert np.isfinite(on_shards) and on_shards > 1
+        assert on_shards == pytest.approx(fitted_on_shards.perplexity(mem, per=per), rel=1e-9)
+    scores = fitted_on_shards.evaluate(sc, sc)
+    assert scores == pytest.approx(fitted_on_shards.evaluate(mem, mem), rel=1e-9)
+    assert scores["completion_documents"] == sc.summary()["test_completion_documents"]
+    assert scores["perplexity_per_token"] == pytest.approx(fitted_on_shards.perplexity(sc, per="token"), rel=1e-12)
+    with pytest.raises(ValueError, match="the corpus has no valid halves to score"):
+        fitted_on_shards.perplexity(sc, part="valid")
 
 
 # --------------------------------------------------------------------------- #

@@ -6,14 +6,15 @@ Faces:
 * :class:`ETM`: the ``torch.nn.Module`` with the authors' names;
 * :class:`Corpus`, :class:`PreparedCorpus`, :class:`Preprocessor` and the
   readers in :mod:`etm.readers`: from raw text to sparse bags of words;
-* :func:`open_corpus`: any corpus directory of ``etm prepare`` (a sharded one
-  stays on disk, see :mod:`etm.shards`);
+* :func:`open_corpus`: any prepared corpus directory (``etm prepare``'s, a
+  sharded one staying on disk, see :mod:`etm.shards`; the authors'; OCTIS),
+  as a :class:`CorpusSource`, the interface both corpus kinds implement;
 * :mod:`etm.metrics`: perplexity, coherence, diversity, quality;
 * the ``etm`` command line (:mod:`etm.cli`).
 """
 
 from etm._version import __version__
-from etm.corpus import Corpus, PreparedCorpus
+from etm.corpus import Corpus, CorpusSource, PreparedCorpus
 from etm.device import resolve_device
 from etm.estimator import TopicModel
 from etm.model import ETM
@@ -26,6 +27,7 @@ __all__ = [
     "TopicModel",
     "Corpus",
     "PreparedCorpus",
+    "CorpusSource",
     "open_corpus",
     "Preprocessor",
     "TrainingConfig",

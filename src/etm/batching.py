@@ -16,8 +16,6 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from etm.corpus import PreparedCorpus
-
 __all__ = ["InMemoryBatches", "ShardedBatches", "batch_source", "completion_chunks"]
 
 
@@ -115,15 +113,10 @@ class ShardedBatches:
 
 
 def batch_source(corpus: Any, generator: torch.Generator, seed: int) -> InMemoryBatches | ShardedBatches:
-    """The right batch source for a :class:`PreparedCorpus` or a :class:`~etm.shards.ShardedCorpus`."""
-    if isinstance(corpus, PreparedCorpus):
-        return InMemoryBatches(corpus.train.counts, generator)
-    return ShardedBatches(corpus.parts["train"], seed)
+    """The batch source of any :class:`~etm.corpus.CorpusSource` (in memory or sharded): ``corpus.batches``."""
+    return corpus.batches(generator, seed)
 
 
 def completion_chunks(corpus: Any, part: str = "valid") -> list[tuple[sp.csr_matrix, sp.csr_matrix]]:
     """Document-completion halves of ``part`` as (first, second) pairs; empty when there are none."""
-    if isinstance(corpus, PreparedCorpus):
-        halves = getattr(corpus, f"{part}_halves")
-        return [] if halves is None or halves[0].shape[0] == 0 else [halves]
     return [pair for pair in corpus.completion_chunks(part) if pair[0].shape[0] > 0]

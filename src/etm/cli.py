@@ -292,24 +292,17 @@ def _read_stop_words(value: str | None) -> list[str]:
     return [w.strip() for w in value.split(",") if w.strip()]
 
 
-def _load_any_corpus(path: str, fmt: str = "auto"):  # -> PreparedCorpus
-    from etm.corpus import PreparedCorpus
-    from etm.readers import read_authors_format, read_octis
+def _open_corpus(path: str, fmt: str = "auto") -> Any:
+    """Any prepared corpus directory as a :class:`~etm.corpus.CorpusSource` (see :func:`etm.shards.open_corpus`)."""
+    from etm.shards import open_corpus
 
-    root = Path(path)
-    if fmt == "authors" or (fmt == "auto" and (root / "vocab.pkl").is_file()):
-        return read_authors_format(root)
-    if fmt == "octis" or (fmt == "auto" and (root / "corpus.tsv").is_file()):
-        return read_octis(root)
-    return PreparedCorpus.load(root)
+    return open_corpus(path, fmt)
 
 
 def _is_corpus_dir(path: str, fmt: str = "auto") -> bool:
-    root = Path(path)
-    return fmt in ("authors", "octis") or (
-        fmt == "auto" and root.is_dir()
-        and any((root / name).is_file() for name in ("vocab.pkl", "corpus.tsv", "meta.json"))
-    )
+    from etm.shards import is_corpus_dir
+
+    return is_corpus_dir(path, fmt)
 
 
 def _prepare_raw(args: argparse.Namespace, source: str, seed: int) -> tuple[Any, dict[str, Any]]:
@@ -351,7 +344,7 @@ def cmd_prepare(args: argparse.Namespace) -> dict[str, Any]:
             return _prepare_sharded(args)
         if args.format in ("authors", "octis") or (_is_corpus_dir(args.input, args.format)
                                                    and not (Path(args.input) / "meta.json").is_file()):
-            prepared = _load_any_corpus(args.input, args.format)
+            prepared = _open_corpus(args.input, args.format).to_prepared()
             report: dict[str, Any] = {"source": str(args.input)}
         else:
             prepared, report = _prepare_raw(args, args.input, args.seed)
@@ -449,20 +442,17 @@ def _train(args: argparse.Namespace, device: str, *, lead: bool) -> dict[str, An
 def _train_into(args: argparse.Namespace, device: str, plan: Any, *, lead: bool) -> dict[str, Any] | None:
     from etm.estimator import TopicModel
     from etm.options import estimator_kwargs
-    from etm.shards import ShardedCorpus, is_sharded_corpus
 
     out = plan.work
-    if is_sharded_corpus(args.corpus):
-        corpus = ShardedCorpus.load(args.corpus)
-    elif _is_corpus_dir(args.corpus):
-        corpus = _load_any_corpus(args.corpus)
+    if _is_corpus_dir(args.corpus):  # a sharded corpus stays on disk
+        corpus = _open_corpus(args.corpus)
     else:  # raw documents: prepare them with the preprocessing options and keep the corpus beside the model
         corpus, report = _prepare_raw(args, args.corpus, args.split_seed)
         if lead:
             corpus.save(out / "corpus")
         logger.info("prepared %s into %s: vocabulary %d words, %s", args.corpus, plan.final / "corpus",
                     len(corpus.vocabulary), {k: v for k, v in report.items() if k.startswith("dropped")})
-    if lead and not isinstance(corpus, ShardedCorpus) and corpus.valid_halves is None:
+    if lead and not corpus.completion_chunks("valid"):
         logger.warning("%s has no validation split: the last epoch is kept", args.corpus)
     ckpt = Path(args.checkpoint_dir) if args.checkpoint_dir else out / "checkpoints"
     est = TopicModel(
@@ -535,7 +525,7 @@ def cmd_embed(args: argparse.Namespace) -> dict[str, Any]:
     from etm.readers import read_documents
 
     raw = read_documents(args.input, **_reader_options(args))
-    corpus = _load_any_corpus(args.corpus) if args.corpus else None
+    corpus = _open_corpus(args.corpus) if args.corpus else None
     if corpus is not None:
         settings = (corpus.settings or {}).get("preprocessing")
         if settings is None:
@@ -656,7 +646,7 @@ def cmd_plot(args: argparse.Namespace) -> dict[str, Any]:
     if args.corpus:
         from etm.corpus import check_same_vocabulary
 
-        corpus = _load_any_corpus(args.corpus)
+        corpus = _open_corpus(args.corpus).to_prepared()
         check_same_vocabulary(corpus.vocabulary, est.vocabulary_, left="corpus", right="model")
         written["prevalence"] = est.plot_prevalence(corpus.train, out / f"prevalence{ext}")
         if args.ldavis:
@@ -670,36 +660,23 @@ def cmd_plot(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from etm.batching import completion_chunks
-    from etm.corpus import check_same_vocabulary
-    from etm.device import resolve_device
     from etm.estimator import TopicModel
-    from etm.shards import ShardedCorpus, is_sharded_corpus
-    from etm.training import evaluate_completion_chunks
 
     est = TopicModel.load(args.model, device=args.device)
-    if is_sharded_corpus(args.corpus):  # streamed shard by shard, never all in memory
-        corpus = ShardedCorpus.load(args.corpus)
-        reference, n_reference = corpus, corpus.n_docs("train")
-    else:
-        corpus = _load_any_corpus(args.corpus)
-        reference, n_reference = corpus.train, corpus.train.n_docs
-    chunks = completion_chunks(corpus, args.split)
-    if not chunks:
+    corpus = _open_corpus(args.corpus)  # a sharded corpus is streamed shard by shard, never all in memory
+    if not corpus.completion_chunks(args.split):
         raise ValueError(f"{args.corpus} has no {args.split} halves to score; prepare it with a {args.split} split")
-
-    check_same_vocabulary(corpus.vocabulary, est.vocabulary_, left="corpus", right="model")
+    n_reference = corpus.n_docs("train")
     t0 = time.perf_counter()
-    est.model_.to(resolve_device(args.device))
-    completion = evaluate_completion_chunks(est.model_, chunks, bow_norm=est.bow_norm)
-    est.model_.to("cpu")
-    scores = est.evaluate(reference)
+    scores = est.evaluate(corpus, corpus, part=args.split)
     result = {
         "split": args.split,
-        "completion_documents": completion.n_documents,
-        "perplexity_per_document": completion.perplexity_per_document,
-        "perplexity_per_token": completion.perplexity_per_token,
-        **scores,
+        "completion_documents": scores["completion_documents"],
+        "perplexity_per_document": scores["perplexity_per_document"],
+        "perplexity_per_token": scores["perplexity_per_token"],
+        "coherence": scores["coherence"],
+        "diversity": scores["diversity"],
+        "quality": scores["quality"],
         "seconds": round(time.perf_counter() - t0, 3),
     }
     if not args.json:
@@ -760,25 +737,8 @@ def _document_chunks(args: argparse.Namespace, chunk_size: int) -> Any:
     the part's name; raw input is streamed, never read whole, with its ids
     and split None.
     """
-    from etm.corpus import Corpus
-    from etm.shards import ShardedCorpus, is_sharded_corpus
-
-    src = Path(args.input)
-    if src.is_dir() and is_sharded_corpus(src):
-        corpus = ShardedCorpus.load(src)
-        for name in ("train", "valid", "test"):
-            for shard in corpus.parts.get(name, []):
-                matrix, ids = shard.matrix(), shard.doc_ids()
-                for start in range(0, shard.n_docs, chunk_size):
-                    yield (Corpus(matrix[start : start + chunk_size], corpus.vocabulary),
-                           None if ids is None else ids[start : start + chunk_size], name)
-        return
-    if src.is_dir() and (src / "meta.json").is_file():
-        prepared = _load_any_corpus(args.input)
-        for name, part in prepared.parts():
-            for start in range(0, part.n_docs, chunk_size):
-                chunk = part.subset(np.arange(start, min(start + chunk_size, part.n_docs)))
-                yield chunk, None if chunk.doc_ids is None else chunk.doc_ids.tolist(), name
+    if _is_corpus_dir(args.input):  # any prepared corpus; a sharded one shard by shard, from the memory maps
+        yield from _open_corpus(args.input).document_chunks(chunk_size)
         return
     from etm.readers import iter_documents
 

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,7 +25,10 @@ from etm._io import atomic_write_bytes, atomic_write_text, read_text_checked
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Corpus", "PreparedCorpus", "split_halves", "CORPUS_FORMAT_VERSION"]
+__all__ = ["Corpus", "CorpusSource", "PreparedCorpus", "split_halves", "CORPUS_FORMAT_VERSION"]
+
+#: The parts of a prepared corpus, in the order they are listed and streamed.
+PARTS = ("train", "valid", "test")
 
 CORPUS_FORMAT_VERSION = 1
 
@@ -240,6 +243,52 @@ def split_halves(
     return build(in_first), build(~in_first), kept
 
 
+@runtime_checkable
+class CorpusSource(Protocol):
+    """What training, evaluation and inference read from a prepared corpus, wherever it is kept.
+
+    Implemented by :class:`PreparedCorpus` (in memory) and
+    :class:`etm.shards.ShardedCorpus` (memory-mapped shards on disk); open
+    either with :func:`etm.shards.open_corpus`. Parts are named "train",
+    "valid" and "test"; a part the corpus lacks has no documents.
+    ``isinstance(x, CorpusSource)`` checks only that the members exist.
+    """
+
+    vocabulary: list[str]
+    settings: dict[str, Any]
+    n_unsplittable: dict[str, int]
+
+    def n_docs(self, part: str = "train") -> int:
+        """Documents in ``part`` (0 when the corpus has no such part)."""
+        ...
+
+    def word_totals(self, part: str = "train") -> np.ndarray:
+        """Occurrences of each word in ``part``, float64 of shape (V,)."""
+        ...
+
+    def batches(self, generator: Any, seed: int) -> Any:
+        """The training documents' batch source (:mod:`etm.batching`), shuffled from ``generator`` / ``seed``."""
+        ...
+
+    def completion_chunks(self, part: str = "valid") -> list[tuple[sp.csr_matrix, sp.csr_matrix]]:
+        """Document-completion halves of ``part`` as (first, second) pairs, possibly in pieces; [] when none."""
+        ...
+
+    def document_chunks(
+        self, chunk_size: int, parts: Sequence[str] = PARTS
+    ) -> Iterator[tuple[Corpus, list[str] | None, str]]:
+        """Every document of ``parts``, ``chunk_size`` at a time: (Corpus, ids or None, part name) triples."""
+        ...
+
+    def summary(self) -> dict[str, Any]:
+        """Sizes of every part, for logs and ``--json`` output."""
+        ...
+
+    def to_prepared(self) -> PreparedCorpus:
+        """Everything in memory, as a :class:`PreparedCorpus`."""
+        ...
+
+
 @dataclass
 class PreparedCorpus:
     """Train / valid / test corpora over one vocabulary, ready for training.
@@ -299,10 +348,58 @@ class PreparedCorpus:
         return self.train.vocabulary
 
     def parts(self) -> Iterator[tuple[str, Corpus]]:
-        for name in ("train", "valid", "test"):
+        for name in PARTS:
             part = getattr(self, name)
             if part is not None:
                 yield name, part
+
+    # -- the CorpusSource interface ------------------------------------------
+    def _part(self, part: str) -> Corpus | None:
+        if part not in PARTS:
+            raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+        return getattr(self, part)
+
+    def n_docs(self, part: str = "train") -> int:
+        """Documents in ``part`` (0 when the corpus has no such part); ``self.train.n_docs`` for training."""
+        found = self._part(part)
+        return 0 if found is None else found.n_docs
+
+    def word_totals(self, part: str = "train") -> np.ndarray:
+        """Occurrences of each word in ``part``, float64 of shape (V,)."""
+        found = self._part(part)
+        if found is None:
+            return np.zeros(len(self.vocabulary), dtype=np.float64)
+        return np.asarray(found.counts.sum(axis=0, dtype=np.float64)).ravel()
+
+    def batches(self, generator: Any, seed: int) -> Any:
+        """An :class:`etm.batching.InMemoryBatches` over the training counts (``seed`` is unused here)."""
+        from etm.batching import InMemoryBatches
+
+        return InMemoryBatches(self.train.counts, generator)
+
+    def completion_chunks(self, part: str = "valid") -> list[tuple[sp.csr_matrix, sp.csr_matrix]]:
+        """The (first, second) halves of ``part`` as one pair, or [] when it has none."""
+        self._part(part)
+        halves = getattr(self, f"{part}_halves", None)
+        return [] if halves is None or halves[0].shape[0] == 0 else [halves]
+
+    def document_chunks(
+        self, chunk_size: int, parts: Sequence[str] = PARTS
+    ) -> Iterator[tuple[Corpus, list[str] | None, str]]:
+        """Every document of ``parts``, ``chunk_size`` at a time: (Corpus, ids or None, part name) triples."""
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        for name in parts:
+            found = self._part(name)
+            if found is None:
+                continue
+            for start in range(0, found.n_docs, chunk_size):
+                chunk = found.subset(np.arange(start, min(start + chunk_size, found.n_docs)))
+                yield chunk, None if chunk.doc_ids is None else chunk.doc_ids.tolist(), name
+
+    def to_prepared(self) -> PreparedCorpus:
+        """This corpus (already in memory)."""
+        return self
 
     def summary(self) -> dict[str, Any]:
         """Sizes of every part, for logs and ``--json`` output."""

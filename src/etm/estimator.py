@@ -19,13 +19,12 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 
-from etm.corpus import Corpus, PreparedCorpus, check_same_vocabulary, split_halves
+from etm.corpus import Corpus, CorpusSource, check_same_vocabulary, split_halves
 from etm.device import resolve_device
 from etm.diagnostics import auto_batch_size, detect_collapse
+from etm.inference import evaluate_completion_chunks
 from etm.metrics import (
-    completion_loglik,
-    perplexity_per_document,
-    perplexity_per_token,
+    CompletionScores,
     top_word_indices,
     top_words,
     topic_coherence,
@@ -312,12 +311,10 @@ class TopicModel(TransformerMixin, BaseEstimator):
                 "This TopicModel instance is not fitted yet. Call 'fit' with appropriate arguments first."
             )
 
-    def _as_prepared(self, X: Any, vocabulary: Sequence[str] | None) -> PreparedCorpus:
-        """Turn any supported input into train/valid parts; sets ``preprocessor_``."""
+    def _as_prepared(self, X: Any, vocabulary: Sequence[str] | None) -> CorpusSource:
+        """Turn any supported input into a corpus source with train/valid parts; sets ``preprocessor_``."""
         self.preprocessor_: Preprocessor | None = None
-        from etm.shards import ShardedCorpus
-
-        if isinstance(X, (PreparedCorpus, ShardedCorpus)):
+        if isinstance(X, CorpusSource):  # in memory or sharded: used as it is
             return X
         valid = self.valid_size
         if isinstance(X, Corpus):
@@ -347,8 +344,11 @@ class TopicModel(TransformerMixin, BaseEstimator):
         """Bag-of-words over the model's vocabulary for new input, with a report."""
         self._check_is_fitted()
         report: dict[str, int] = {}
-        if isinstance(X, PreparedCorpus):
-            X = X.train
+        if isinstance(X, CorpusSource):  # its training documents (a sharded corpus's read shard by shard)
+            check_same_vocabulary(X.vocabulary, self.vocabulary_, left="corpus", right="model")
+            chunks = [chunk.counts for chunk, _, _ in X.document_chunks(100_000, parts=("train",))]
+            X = Corpus(sp.vstack(chunks, format="csr") if chunks else sp.csr_matrix((0, len(X.vocabulary))),
+                       X.vocabulary)
         if isinstance(X, Corpus):
             check_same_vocabulary(X.vocabulary, self.vocabulary_, left="corpus", right="model")
             counts = X.counts
@@ -384,11 +384,11 @@ class TopicModel(TransformerMixin, BaseEstimator):
     def fit(
         self, X: Any, y: None = None, *, vocabulary: Sequence[str] | None = None, resume: bool = False
     ) -> TopicModel:
-        """Train on texts, a :class:`Corpus`, a :class:`PreparedCorpus` or a CSR matrix.
+        """Train on texts, a :class:`Corpus`, a prepared corpus (in memory or sharded) or a CSR matrix.
 
         Parameters
         ----------
-        X : list of str, Corpus, PreparedCorpus or sparse matrix of shape (D, V)
+        X : list of str, Corpus, CorpusSource (PreparedCorpus, ShardedCorpus) or sparse matrix of shape (D, V)
         y : ignored
         vocabulary : sequence of str of length V, optional
             Column words when ``X`` is a sparse matrix.
@@ -411,7 +411,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
                 "use fewer topics or a larger vocabulary (lower min_df)"
             )
         resolved = None if seeds is None else seeds.resolve(vocab)
-        n_train = corpus.train.n_docs if isinstance(corpus, PreparedCorpus) else corpus.n_docs("train")
+        n_train = corpus.n_docs("train")
         self.batch_size_ = self.batch_size if self.batch_size is not None else auto_batch_size(n_train)
         device = resolve_device(self.device)
         self.device_ = str(device)
@@ -506,7 +506,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
             logger.warning("every topic is seeded: no free topic is left to catch other themes")
         return int(self.n_topics)
 
-    def _prepare_seeding(self, model: ETM, resolved: Any, corpus: PreparedCorpus) -> Any:
+    def _prepare_seeding(self, model: ETM, resolved: Any, corpus: CorpusSource) -> Any:
         """Initialise seeded topic embeddings and build the seed prior (see :mod:`etm.seeding`)."""
         from etm.seeding import SeedPrior, seed_centroids
 
@@ -517,8 +517,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
                 model.alphas.weight[: len(rows)] = torch.as_tensor(centroids, dtype=model.alphas.weight.dtype)
         self.seed_words_ = {name: [str(corpus.vocabulary[i]) for i in r] for name, r in zip(resolved.seeds.names, rows)}
         self.seed_report_ = resolved.report()
-        n_docs = corpus.train.n_docs if isinstance(corpus, PreparedCorpus) else corpus.n_docs("train")
-        return SeedPrior(rows, _train_word_totals(corpus), n_docs, strength=self.seed_strength,
+        return SeedPrior(rows, _train_word_totals(corpus), corpus.n_docs("train"), strength=self.seed_strength,
                          schedule=self.seed_schedule, doc_strength=self.seed_doc_prior)
 
     def _aligned_embeddings(self, vocabulary: Sequence[str]) -> Any:
@@ -728,49 +727,64 @@ class TopicModel(TransformerMixin, BaseEstimator):
         return export_pyldavis(directory, self.topic_word_, self._theta(counts), counts, self.vocabulary_, html=html,
                                names=self.topic_names_)
 
-    def perplexity(self, X: Any, *, per: str = "document") -> float:
+    def perplexity(self, X: Any, *, per: str = "document", part: str = "test") -> float:
         """Document-completion perplexity on ``X``.
 
         Each document's tokens are split into two seeded random halves; theta
         is inferred from the first and the second is scored. ``per`` is
         "document" (the authors' average) or "token" (corpus level).
-        A :class:`PreparedCorpus` is scored on its test halves.
+        A prepared corpus (:class:`~etm.corpus.CorpusSource`: in memory or
+        sharded, whose halves are streamed piece by piece) is scored on the
+        halves of its ``part`` ("test" or "valid").
         """
         if per not in ("document", "token"):
             raise ValueError(f"per must be 'document' or 'token', got {per!r}")
-        if isinstance(X, PreparedCorpus):
-            if X.test_halves is None:
-                raise ValueError("the prepared corpus has no test halves to score")
+        scores = self._completion_scores(X, part)
+        return scores.perplexity_per_document if per == "document" else scores.perplexity_per_token
+
+    def _completion_scores(self, X: Any, part: str = "test") -> CompletionScores:
+        """Document-completion scores of ``X`` (its ``part`` halves for a corpus source), the one implementation."""
+        self._check_is_fitted()
+        if isinstance(X, CorpusSource):
             check_same_vocabulary(X.vocabulary, self.vocabulary_, left="corpus", right="model")
-            first, second = X.test_halves
+            chunks = [pair for pair in X.completion_chunks(part) if pair[0].shape[0] > 0]
+            if not chunks:
+                raise ValueError(f"the corpus has no {part} halves to score; prepare it with a {part} split")
         else:
             counts, _ = self._counts_for(X, "perplexity")
             first, second, kept = split_halves(counts.astype(np.int64), self.random_state_)
             if kept.size == 0:
                 raise ValueError("no document has the 2 or more known tokens document completion needs")
-        theta = self._theta(sp.csr_matrix(first, dtype=np.float32))
-        ll = completion_loglik(theta, self.topic_word_, second)
-        n = np.asarray(second.sum(axis=1)).ravel()
-        return perplexity_per_document(ll, n) if per == "document" else perplexity_per_token(ll, n)
+            chunks = [(first, second)]
+        device = resolve_device(self.device)
+        self.model_.to(device)
+        try:
+            return evaluate_completion_chunks(self.model_, chunks, batch_size=max(self.batch_size or 1000, 1000),
+                                              bow_norm=self.bow_norm, device=device)
+        finally:
+            self.model_.to("cpu")
 
     def score(self, X: Any, y: None = None) -> float:
         """Negative document-completion perplexity (greater is better, as scikit-learn expects)."""
         return -self.perplexity(X)
 
-    def evaluate(self, reference: Any, completion: Any | None = None) -> dict[str, float]:
+    def evaluate(self, reference: Any, completion: Any | None = None, *, part: str = "test") -> dict[str, float]:
         """Coherence (top 10, NPMI over ``reference``), diversity (top 25), quality, and perplexities.
 
         ``reference`` is the corpus whose document co-occurrences define
-        coherence (the authors use the training documents); ``completion`` is
-        scored for perplexity when given.
+        coherence (the authors use the training documents: a prepared corpus,
+        in memory or sharded, gives its training part, read piece by piece);
+        ``completion`` is scored for perplexity when given (a prepared corpus
+        on the halves of its ``part``), adding ``perplexity_per_document``,
+        ``perplexity_per_token`` and ``completion_documents``.
         """
-        from etm.shards import ShardedCorpus
-
+        self._check_is_fitted()
         top = top_word_indices(self.topic_word_, 10)
-        if isinstance(reference, ShardedCorpus):  # co-occurrence needs only the top words' columns
+        if isinstance(reference, CorpusSource):  # co-occurrence needs only the top words' columns
             check_same_vocabulary(reference.vocabulary, self.vocabulary_, left="corpus", right="model")
             columns = np.unique(top)
-            counts = sp.vstack([s.matrix()[:, columns] for s in reference.parts["train"]], format="csr")
+            pieces = [chunk.counts[:, columns] for chunk, _, _ in reference.document_chunks(100_000, parts=("train",))]
+            counts = sp.vstack(pieces, format="csr") if pieces else sp.csr_matrix((0, columns.size))
             top = np.searchsorted(columns, top)
         else:
             counts, _ = self._counts_for(reference, "evaluate")
@@ -778,8 +792,10 @@ class TopicModel(TransformerMixin, BaseEstimator):
         diversity = topic_diversity(top_word_indices(self.topic_word_, 25))
         out = {"coherence": coherence, "diversity": diversity, "quality": topic_quality(coherence, diversity)}
         if completion is not None:
-            out["perplexity_per_document"] = self.perplexity(completion, per="document")
-            out["perplexity_per_token"] = self.perplexity(completion, per="token")
+            scores = self._completion_scores(completion, part)
+            out["perplexity_per_document"] = scores.perplexity_per_document
+            out["perplexity_per_token"] = scores.perplexity_per_token
+            out["completion_documents"] = scores.n_documents
         return out
 
     # -- persistence ------------------------------------------------------------
@@ -866,8 +882,4 @@ def _copy_preprocessor(pre: Preprocessor) -> Preprocessor:
 
 def _train_word_totals(corpus: Any) -> np.ndarray:
     """Occurrences of each word in the training documents, in memory or streamed from shards."""
-    from etm.seeding import word_counts
-
-    if isinstance(corpus, PreparedCorpus):
-        return word_counts(corpus.train.counts).astype(np.float64)
     return corpus.word_totals("train")

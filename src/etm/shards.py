@@ -23,7 +23,7 @@ import math
 import os
 import shutil
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,9 @@ from etm._io import atomic_write_text, read_text_checked
 from etm._textio import DecodeTally
 from etm.corpus import (
     CORPUS_FORMAT_VERSION,
+    PARTS,
     Corpus,
+    CorpusSource,
     PreparedCorpus,
     read_corpus_meta,
     read_corpus_vocabulary,
@@ -47,8 +49,8 @@ from etm.preprocessing import Preprocessor
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "CsrShard", "ShardedCorpus", "open_corpus", "prepare_sharded", "write_shards", "is_sharded_corpus",
-    "vocabulary_from_counts",
+    "CsrShard", "ShardedCorpus", "open_corpus", "is_corpus_dir", "prepare_sharded", "write_shards",
+    "is_sharded_corpus", "vocabulary_from_counts",
 ]
 
 LAYOUT = "sharded"
@@ -249,8 +251,27 @@ class ShardedCorpus:
         return totals
 
     def completion_chunks(self, part: str = "valid") -> list[tuple[sp.csr_matrix, sp.csr_matrix]]:
-        """Document-completion halves, one (first, second) pair per shard, over the memory maps."""
-        return [(a.matrix(), b.matrix()) for a, b in self.halves.get(part, [])]
+        """Document-completion halves, one (first, second) pair per non-empty shard, over the memory maps."""
+        return [(a.matrix(), b.matrix()) for a, b in self.halves.get(part, []) if a.n_docs > 0]
+
+    def batches(self, generator: Any, seed: int) -> Any:
+        """An :class:`etm.batching.ShardedBatches` over the training shards (shuffled from ``seed``)."""
+        from etm.batching import ShardedBatches
+
+        return ShardedBatches(self.parts["train"], seed)
+
+    def document_chunks(
+        self, chunk_size: int, parts: Sequence[str] = PARTS
+    ) -> Iterator[tuple[Corpus, list[str] | None, str]]:
+        """Every document of ``parts``, shard by shard from the memory maps, ``chunk_size`` at a time."""
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        for name in parts:
+            for shard in self.parts.get(name, []):
+                matrix, ids = shard.matrix(), shard.doc_ids()
+                for start in range(0, shard.n_docs, chunk_size):
+                    yield (Corpus(matrix[start : start + chunk_size], self.vocabulary),
+                           None if ids is None else ids[start : start + chunk_size], name)
 
     def to_prepared(self) -> PreparedCorpus:
         """Everything in memory, as a :class:`PreparedCorpus` (needs memory for the whole corpus)."""
@@ -287,14 +308,37 @@ class ShardedCorpus:
         )
 
 
-def open_corpus(directory: str | os.PathLike[str]) -> PreparedCorpus | ShardedCorpus:
-    """Open any corpus directory written by ``etm prepare``: a sharded one stays on disk.
+def is_corpus_dir(directory: str | os.PathLike[str], fmt: str = "auto") -> bool:
+    """True when :func:`open_corpus` reads ``directory`` as a prepared corpus rather than raw documents.
 
-    Returns a :class:`ShardedCorpus` (memory-mapped shards) for a directory
-    written with ``--shard-size`` and a :class:`~etm.corpus.PreparedCorpus`
-    (everything in memory) otherwise; both are accepted for training.
+    ``fmt`` "authors" or "octis" says so outright; "auto" looks for the file
+    each layout has (``meta.json``, ``vocab.pkl``, ``corpus.tsv``).
     """
     root = Path(directory)
+    return fmt in ("authors", "octis") or (
+        fmt == "auto" and root.is_dir()
+        and any((root / name).is_file() for name in ("vocab.pkl", "corpus.tsv", "meta.json"))
+    )
+
+
+def open_corpus(directory: str | os.PathLike[str], fmt: str = "auto") -> CorpusSource:
+    """Open any prepared corpus directory etm reads; a sharded one stays on disk.
+
+    Every layout goes through here: a directory written by ``etm prepare``
+    (a :class:`~etm.corpus.PreparedCorpus` in memory, or a
+    :class:`ShardedCorpus` of memory-mapped shards when written with
+    ``--shard-size``), the ETM authors' ``vocab.pkl`` + ``.mat`` files and an
+    OCTIS dataset directory (both read into memory). ``fmt`` is "auto"
+    (decided by the files present), "etm", "authors" or "octis". Every
+    result implements :class:`~etm.corpus.CorpusSource`.
+    """
+    from etm.formats import read_authors_format, read_octis
+
+    root = Path(directory)
+    if fmt == "authors" or (fmt == "auto" and (root / "vocab.pkl").is_file()):
+        return read_authors_format(root)
+    if fmt == "octis" or (fmt == "auto" and (root / "corpus.tsv").is_file()):
+        return read_octis(root)
     if read_corpus_meta(root).get("layout") == LAYOUT:
         return ShardedCorpus.load(root)
     return PreparedCorpus.load(root)

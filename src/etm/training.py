@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from etm._io import recover_directory, remove_stray_temporaries
 from etm.batching import batch_source, completion_chunks
 from etm.checkpoint import checkpoint_progress, read_checkpoint, restore_optimizer, write_checkpoint
+from etm.corpus import CorpusSource
 from etm.device import reuse_freed_memory
 from etm.distributed import all_sum, broadcast_float, rank_and_world
 from etm.inference import encoder_input, evaluate_completion, evaluate_completion_chunks, get_topic_word, infer_theta
@@ -374,7 +375,7 @@ class _Trainer:
     lives in ``progress`` (JSON) and in the tensors of :meth:`_tensors`.
     """
 
-    def __init__(self, model: ETM, corpus: Any, config: TrainingConfig, *, device: torch.device | str = "cpu",
+    def __init__(self, model: ETM, corpus: CorpusSource, config: TrainingConfig, *, device: torch.device | str = "cpu",
                  checkpoint_dir: str | os.PathLike[str] | None = None, verbose: bool = False,
                  extra_metadata: dict[str, Any] | None = None,
                  on_batch_end: Callable[[int, int, float], None] | None = None,
@@ -765,7 +766,7 @@ class _Trainer:
 
 def train(
     model: ETM,
-    corpus: Any,
+    corpus: CorpusSource,
     config: TrainingConfig,
     *,
     device: torch.device | str = "cpu",
@@ -788,7 +789,7 @@ def train(
     model : ETM
         Freshly built module; trained in place (its weights are replaced by
         the checkpoint's when resuming).
-    corpus : PreparedCorpus or ShardedCorpus
+    corpus : CorpusSource (a PreparedCorpus in memory or a ShardedCorpus on disk)
         Its vocabulary must have ``model.vocab_size`` words.
     config : TrainingConfig
     device : torch.device or str
