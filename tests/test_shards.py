@@ -578,8 +578,11 @@ def test_both_corpus_kinds_are_corpus_sources_with_the_same_answers(in_memory, s
     assert isinstance(batches, ShardedBatches) and batches.n_docs == sc.n_docs()
     in_mem = pc.batches(torch.Generator(), 0)
     assert isinstance(in_mem, InMemoryBatches) and in_mem.n_docs == pc.n_docs()
-    with pytest.raises(ValueError, match="part must be one of"):
-        pc.n_docs("training")
+    for source in (pc, sc):
+        with pytest.raises(ValueError, match="part must be one of"):
+            source.n_docs("training")
+        with pytest.raises(ValueError, match="part must be one of"):
+            source.completion_chunks("training")
 
 
 def test_open_corpus_reads_every_layout(in_memory, sharded, tmp_path):

@@ -225,8 +225,14 @@ class ShardedCorpus:
         halves = {name: list(zip(open_all(pair[0]), open_all(pair[1]))) for name, pair in meta["halves"].items()}
         return cls(root, vocab, parts, halves, meta.get("settings", {}), meta.get("n_unsplittable", {}))
 
+    def _shards(self, part: str) -> list[CsrShard]:
+        if part not in PARTS:
+            raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+        return self.parts.get(part, [])
+
     def n_docs(self, part: str = "train") -> int:
-        return sum(s.n_docs for s in self.parts.get(part, []))
+        """Documents in ``part`` (0 when the corpus has no such part)."""
+        return sum(s.n_docs for s in self._shards(part))
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"vocabulary_size": len(self.vocabulary), "layout": LAYOUT}
@@ -242,7 +248,7 @@ class ShardedCorpus:
     def word_totals(self, part: str = "train") -> np.ndarray:
         """Occurrences of each word in a part, shape (V,), streamed shard by shard."""
         totals = np.zeros(len(self.vocabulary), dtype=np.float64)
-        for shard in self.parts.get(part, []):
+        for shard in self._shards(part):
             step = 1 << 24
             indices = shard._array("indices", np.int32, shard.nnz)
             counts = shard._array("counts", np.int32, shard.nnz)
@@ -252,6 +258,7 @@ class ShardedCorpus:
 
     def completion_chunks(self, part: str = "valid") -> list[tuple[sp.csr_matrix, sp.csr_matrix]]:
         """Document-completion halves, one (first, second) pair per non-empty shard, over the memory maps."""
+        self._shards(part)
         return [(a.matrix(), b.matrix()) for a, b in self.halves.get(part, []) if a.n_docs > 0]
 
     def batches(self, generator: Any, seed: int) -> Any:
@@ -267,7 +274,7 @@ class ShardedCorpus:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
         for name in parts:
-            for shard in self.parts.get(name, []):
+            for shard in self._shards(name):
                 matrix, ids = shard.matrix(), shard.doc_ids()
                 for start in range(0, shard.n_docs, chunk_size):
                     yield (Corpus(matrix[start : start + chunk_size], self.vocabulary),
