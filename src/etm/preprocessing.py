@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import numbers
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -306,6 +306,68 @@ class Preprocessor:
         vectorizer.fit([])  # with a fixed vocabulary, fit only validates it
         self._set_fitted(vectorizer)
 
+    def analyzer(self) -> Callable[[str], list[str]]:
+        """A function from one text to its tokens in reading order, as :meth:`fit` counts them.
+
+        Checks the parameters first. ``strip_newsgroup`` is applied, stop words
+        are removed; the vocabulary is not applied (every token is kept), so
+        a streaming reader can count document frequencies with it and then
+        call :meth:`prune_vocabulary`.
+        """
+        self._validate_params()
+        analyze = self._make_vectorizer().build_analyzer()
+        if self.strip_newsgroup:
+            return lambda text: analyze(strip_newsgroup_text(text))
+        return analyze  # type: ignore[no-any-return]
+
+    def prune_vocabulary(
+        self,
+        document_frequencies: Mapping[str, int],
+        n_documents: int,
+        term_frequencies: Mapping[str, int] | None = None,
+    ) -> list[str]:
+        """The words ``min_df``, ``max_df`` and ``max_features`` keep, as scikit-learn's ``CountVectorizer`` keeps them.
+
+        Parameters
+        ----------
+        document_frequencies : mapping of str to int
+            In how many of the ``n_documents`` training documents each token occurs.
+        n_documents : int
+            What float ``min_df`` / ``max_df`` are fractions of.
+        term_frequencies : mapping of str to int, optional
+            Total occurrences of each token; needed when ``max_features`` is set
+            (the most frequent words are kept, ties broken as the vectorizer breaks them).
+
+        Returns
+        -------
+        list of str
+            Sorted alphabetically, as the vectorizer sorts its vocabulary.
+        """
+        def as_count(value: int | float) -> float:
+            return value if _is_int(value) else value * n_documents
+
+        low, high = as_count(self.min_df), as_count(self.max_df)
+        if high < low:
+            raise ValueError("max_df corresponds to fewer documents than min_df: no word can be kept")
+        words = sorted(w for w, df in document_frequencies.items() if low <= df <= high)
+        if self.max_features is not None and len(words) > self.max_features:
+            if term_frequencies is None:
+                raise ValueError("prune_vocabulary needs term_frequencies when max_features is set")
+            tfs = np.array([term_frequencies[w] for w in words], dtype=np.int64)
+            keep = np.sort(np.argsort(-tfs)[: self.max_features])  # sklearn's own (unstable) tie order
+            words = [words[i] for i in keep]
+        if not words:
+            raise ValueError(
+                f"empty vocabulary after filtering {n_documents} training documents with min_df={self.min_df!r}, "
+                f"max_df={self.max_df!r}: no word is left; try a lower min_df or a higher max_df"
+            )
+        return words
+
+    def fit_vocabulary(self, vocabulary: Sequence[str]) -> Preprocessor:
+        """Fit to exactly this vocabulary (in this column order), e.g. one chosen by :meth:`prune_vocabulary`."""
+        self._fit_fixed_vocabulary(vocabulary)
+        return self
+
     def fit(self, texts: Iterable[str]) -> Preprocessor:
         """Learn the vocabulary from training documents.
 
@@ -392,6 +454,30 @@ class Preprocessor:
         )
         counts.sum_duplicates()  # also sorts the column indices
         return counts, int(n_unknown)
+
+    def transform_with_lengths(self, texts: Iterable[str]) -> tuple[sp.csr_matrix, np.ndarray]:
+        """:meth:`transform`, and each document's number of tokens (in the vocabulary or not), shape (D,).
+
+        A document's tokens outside the vocabulary are its length minus its row sum.
+        """
+        self._check_is_fitted("transform_with_lengths")
+        docs = self._prepare_texts(texts, "transform_with_lengths")
+        index = self._index
+        indices: list[int] = []
+        indptr = [0]
+        lengths = np.zeros(len(docs), dtype=np.int64)
+        for i, doc in enumerate(docs):
+            tokens = self._analyzer(doc)
+            lengths[i] = len(tokens)
+            indices.extend(index[t] for t in tokens if t in index)
+            indptr.append(len(indices))
+        counts = sp.csr_matrix(
+            (np.ones(len(indices), dtype=np.int32), np.asarray(indices, dtype=np.int32),
+             np.asarray(indptr, dtype=np.int64)),
+            shape=(len(docs), len(self.vocabulary_)),
+        )
+        counts.sum_duplicates()  # also sorts the column indices
+        return counts, lengths
 
     def tokenize(self, texts: Iterable[str], *, in_vocabulary: bool = True) -> list[list[str]]:
         """Each document's tokens in reading order, as the vectorizer sees them.

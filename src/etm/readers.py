@@ -49,6 +49,8 @@ __all__ = [
     "RawRecord",
     "iter_documents",
     "ENCODING_ERRORS",
+    "draw_split",
+    "drawn_from_train",
 ]
 
 #: Accepted values of ``read_documents(format=...)``.
@@ -609,6 +611,29 @@ def _check_fraction(name: str, value: Any) -> float:
     return float(value)
 
 
+#: The parts a document can belong to, in the order of their codes (0, 1, 2) in a sharded prepare.
+SPLITS = ("train", "valid", "test")
+
+
+def draw_split(u: float, valid_size: float, test_size: float) -> int:
+    """The part (0 train, 1 valid, 2 test) a uniform draw ``u`` in [0, 1) puts a document in.
+
+    The streaming prepare draws each document's part this way, as it reads
+    it; with a given split field, the same draw decides whether a training
+    document is taken into a missing valid / test part (:func:`drawn_from_train`).
+    """
+    return 1 if u < valid_size else 2 if u < valid_size + test_size else 0
+
+
+def drawn_from_train(n_given: int, size: float) -> bool:
+    """Whether a valid / test part the input's split field left with ``n_given`` documents is drawn from train.
+
+    Both prepare pipelines follow this rule: an empty part whose requested
+    ``size`` is above 0 is taken from the training documents.
+    """
+    return n_given == 0 and size > 0
+
+
 def _assign_splits(
     raw: RawDocuments, valid_size: float, test_size: float, rng: np.random.Generator
 ) -> tuple[dict[str, np.ndarray], dict[str, int], str]:
@@ -630,7 +655,7 @@ def _assign_splits(
     splits = np.asarray(raw.splits, dtype=object)
     idx = {name: np.flatnonzero(splits == name) for name in ("train", "valid", "test")}
     for name, size in (("valid", valid_size), ("test", test_size)):
-        if idx[name].size or size == 0.0:
+        if not drawn_from_train(idx[name].size, size):
             continue
         train = idx["train"]
         n_take = int(round(size * train.size))

@@ -369,25 +369,10 @@ def vocabulary_from_counts(
     """Apply ``min_df``, ``max_df`` and ``max_features`` as scikit-learn's ``CountVectorizer`` does.
 
     Kept words are sorted alphabetically, as the vectorizer sorts them, so the
-    streaming and in-memory preparations of one input agree.
+    streaming and in-memory preparations of one input agree. The same as
+    :meth:`Preprocessor.prune_vocabulary <etm.preprocessing.Preprocessor.prune_vocabulary>`.
     """
-    def as_count(value: int | float) -> float:
-        return value if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value * n_docs
-
-    low, high = as_count(preprocessor.min_df), as_count(preprocessor.max_df)
-    if high < low:
-        raise ValueError("max_df corresponds to fewer documents than min_df: no word can be kept")
-    words = sorted(w for w, df in doc_freq.items() if low <= df <= high)
-    if preprocessor.max_features is not None and len(words) > preprocessor.max_features:
-        tfs = np.array([term_freq[w] for w in words], dtype=np.int64)
-        keep = np.sort(np.argsort(-tfs)[: preprocessor.max_features])  # sklearn's own (unstable) tie order
-        words = [words[i] for i in keep]
-    if not words:
-        raise ValueError(
-            f"empty vocabulary after filtering {n_docs} training documents with min_df={preprocessor.min_df!r}, "
-            f"max_df={preprocessor.max_df!r}: no word is left; try a lower min_df or a higher max_df"
-        )
-    return words
+    return preprocessor.prune_vocabulary(doc_freq, n_docs, term_freq)
 
 
 def _chunks(records: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -442,6 +427,219 @@ def _replace_dir(tmp: Path, target: Path) -> None:
         os.replace(tmp, target)
 
 
+@dataclass
+class _Counted:
+    """What the first pass learns: every document's part (a code per document) and the vocabulary."""
+
+    codes: bytes
+    n_per_split: dict[str, int]
+    carved: dict[str, int]
+    given_split: bool
+    has_labels: bool
+    prunes: int
+    vocabulary: list[str]
+
+
+def _count_pass(
+    source: str | os.PathLike[str], opts: dict[str, Any], pre: Preprocessor, undecodable: DecodeTally, *,
+    valid_size: float, test_size: float, random_state: int, chunk_size: int, prune_at: int, progress: bool,
+) -> _Counted:
+    """Pass 1: each document's part, and the frequencies of the training documents' tokens -> the vocabulary."""
+    from tqdm.auto import tqdm
+
+    from etm.readers import draw_split, iter_documents
+
+    analyzer = pre.analyzer()
+    split_rng = np.random.default_rng([random_state, 0])
+    codes = bytearray()
+    df: Counter[str] = Counter()
+    tf: Counter[str] = Counter()
+    df_carved: dict[int, Counter[str]] = {1: Counter(), 2: Counter()}
+    tf_carved: dict[int, Counter[str]] = {1: Counter(), 2: Counter()}
+    given_split: bool | None = None
+    has_labels = False
+    seen = {0: 0, 1: 0, 2: 0}
+    prunes = 0
+    bar = tqdm(desc="prepare: counting", unit="doc", disable=not progress)
+    for chunk in _chunks(iter_documents(source, **opts, tally=undecodable), chunk_size):
+        draws = split_rng.random(len(chunk))
+        for record, u in zip(chunk, draws):
+            if given_split is None:
+                given_split = record.split is not None
+                has_labels = record.label is not None
+            if record.split is None:
+                code, carve = draw_split(u, valid_size, test_size), 0
+            else:
+                code = _SPLIT_CODES[record.split]
+                carve = draw_split(u, valid_size, test_size) if code == 0 else 0
+            codes.append(code if not carve else 8 + carve)  # 8 + k: a training document that may be carved into k
+            seen[code] += 1
+            if code != 0:
+                continue
+            tokens = analyzer(record.text)
+            target_df, target_tf = (df, tf) if not carve else (df_carved[carve], tf_carved[carve])
+            target_df.update(set(tokens))
+            target_tf.update(tokens)
+        if len(df) > prune_at:
+            prunes += 1
+            for word in [w for w, c in df.items() if c <= 1]:
+                del df[word]
+                tf.pop(word, None)
+        bar.update(len(chunk))
+    bar.close()
+    undecodable.warn(source)
+    if not codes:
+        raise ValueError(f"no documents in {source}")
+    final, carved = _settle_parts(codes, bool(given_split), seen, valid_size, test_size, source,
+                                  df, tf, df_carved, tf_carved)
+    n_per_split = {name: final.count(code) for name, code in _SPLIT_CODES.items()}
+    if n_per_split["train"] == 0:
+        raise ValueError(f"no training documents among the {len(final)} read from {source}")
+    vocab = pre.prune_vocabulary(df, n_per_split["train"], tf)
+    return _Counted(final, n_per_split, carved, bool(given_split), has_labels, prunes, vocab)
+
+
+def _settle_parts(
+    codes: bytearray, given_split: bool, seen: dict[int, int], valid_size: float, test_size: float,
+    source: Any, df: Counter[str], tf: Counter[str],
+    df_carved: dict[int, Counter[str]], tf_carved: dict[int, Counter[str]],
+) -> tuple[bytes, dict[str, int]]:
+    """Final codes (0 train, 1 valid, 2 test): candidates 8 + k go to part k when it is drawn from train.
+
+    Candidates that stay in train have their frequencies added to ``df`` and ``tf``.
+    """
+    from etm.readers import drawn_from_train
+
+    carved: dict[str, int] = {}
+    code_map = {0: 0, 1: 1, 2: 2}
+    for k, name in ((1, "valid"), (2, "test")):
+        n_candidates = sum(1 for c in codes if c == 8 + k)
+        if given_split and drawn_from_train(seen[k], valid_size if k == 1 else test_size):
+            code_map[8 + k] = k
+            carved[name] = n_candidates
+            logger.info("no %s documents in %s; drew %d of the training documents", name, source, n_candidates)
+        else:
+            code_map[8 + k] = 0
+            df.update(df_carved[k])
+            tf.update(tf_carved[k])
+    return bytes(code_map[c] for c in codes), carved
+
+
+class _ShardSink:
+    """The parts of a sharded corpus being written.
+
+    Training rows go to a training shard drawn at random; valid and test rows
+    are appended to their current shard, and their completion halves to its
+    pair of half shards.
+    """
+
+    def __init__(self, tmp: Path, n_words: int, n_train: int, *, shard_size: int, random_state: int,
+                 labels: bool, ids: bool) -> None:
+        self.tmp, self.n_words, self.shard_size = tmp, n_words, shard_size
+        self.labels, self.ids = labels, ids
+        self.shard_rng = np.random.default_rng([random_state, 1])
+        self.halves_rng = np.random.default_rng([random_state, 2])
+        self.opened: list[_ShardWriter] = []
+        self.n_train_shards = max(1, math.ceil(n_train / shard_size))
+        self.writers: dict[str, list[_ShardWriter]] = {"train": [], "valid": [], "test": []}
+        self.half_writers: dict[str, list[tuple[_ShardWriter, _ShardWriter]]] = {"valid": [], "test": []}
+        self.unsplittable = {"valid": 0, "test": 0}
+        self.writers["train"] = [self._new(f"train-{i:05d}") for i in range(self.n_train_shards)]
+
+    def _new(self, name: str, *, meta: bool = True) -> _ShardWriter:
+        w = _ShardWriter(self.tmp, name, self.n_words, labels=meta and self.labels, ids=meta and self.ids)
+        self.opened.append(w)
+        return w
+
+    def _writer_for(self, part: str) -> _ShardWriter:
+        ws = self.writers[part]
+        if not ws or ws[-1].n_docs >= self.shard_size:
+            ws.append(self._new(f"{part}-{len(ws):05d}"))
+            self.half_writers[part].append(
+                (self._new(f"{part}_h1-{len(ws) - 1:05d}", meta=False),
+                 self._new(f"{part}_h2-{len(ws) - 1:05d}", meta=False)))
+        return ws[-1]
+
+    def add(self, part: str, counts: sp.csr_matrix, labels: list[Any] | None, ids: list[Any] | None) -> None:
+        """Append rows (none empty) to ``part``."""
+        if part == "train":
+            assignment = self.shard_rng.integers(self.n_train_shards, size=counts.shape[0])
+            for s in np.unique(assignment):
+                sel = np.flatnonzero(assignment == s)
+                self.writers["train"][s].append(counts[sel], _pick(labels, sel), _pick(ids, sel))
+            return
+        self._writer_for(part).append(counts, labels, ids)
+        first, second, kept = split_halves(counts, self.halves_rng)
+        self.unsplittable[part] += int(counts.shape[0] - kept.size)
+        h1, h2 = self.half_writers[part][-1]
+        h1.append(first, None, None)
+        h2.append(second, None, None)
+
+    def close(self) -> dict[str, Any]:
+        """Close every file; the ``parts``, ``halves`` and ``n_unsplittable`` of ``meta.json``.
+
+        Empty shards (tiny corpora) are left out of the listing and their files removed.
+        """
+        infos = {part: [w.close() for w in ws] for part, ws in self.writers.items()}
+        half_infos = {part: [[a.close() for a, _ in pairs], [b.close() for _, b in pairs]]
+                      for part, pairs in self.half_writers.items() if pairs}
+        for part in list(infos):
+            for info in [i for i in infos[part] if i["documents"] == 0]:
+                for kind, _ in _FILES:
+                    (self.tmp / "shards" / f"{info['name']}.{kind}").unlink()
+                for kind in ("labels", "ids"):
+                    (self.tmp / "shards" / f"{info['name']}.{kind}.jsonl").unlink(missing_ok=True)
+            infos[part] = [i for i in infos[part] if i["documents"] > 0]
+        return {
+            "parts": infos,
+            "halves": half_infos,
+            "n_unsplittable": {k: v for k, v in self.unsplittable.items() if infos.get(k)},
+        }
+
+
+def _pick(values: list[Any] | None, rows: np.ndarray) -> list[Any] | None:
+    return None if values is None else [values[i] for i in rows]
+
+
+def _write_pass(
+    source: str | os.PathLike[str], opts: dict[str, Any], pre: Preprocessor, counted: _Counted, sink: _ShardSink,
+    *, chunk_size: int, progress: bool,
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Pass 2: count each document over the vocabulary and add it to its part; (dropped empty, unknown tokens)."""
+    from tqdm.auto import tqdm
+
+    from etm.readers import SPLITS, iter_documents
+
+    dropped = {"train": 0, "valid": 0, "test": 0}
+    unknown = {"train": 0, "valid": 0, "test": 0}
+    final = counted.codes
+    bar = tqdm(total=len(final), desc="prepare: writing shards", unit="doc", disable=not progress)
+    position = 0
+    # the first pass counted (and warns about) undecodable bytes; this one only reads them again
+    for chunk in _chunks(iter_documents(source, **opts, tally=DecodeTally()), chunk_size):
+        chunk_codes = np.frombuffer(final, dtype=np.uint8, count=len(chunk), offset=position)
+        position += len(chunk)
+        counts, n_tokens = pre.transform_with_lengths([r.text for r in chunk])
+        lengths = np.asarray(counts.sum(axis=1, dtype=np.int64)).ravel()
+        labels = [r.label for r in chunk]
+        ids = [r.doc_id for r in chunk]
+        for code, part in enumerate(SPLITS):
+            rows = np.flatnonzero(chunk_codes == code)
+            if rows.size == 0:
+                continue
+            unknown[part] += int(n_tokens[rows].sum() - lengths[rows].sum())
+            empty = lengths[rows] == 0
+            dropped[part] += int(empty.sum())
+            rows = rows[~empty]
+            if rows.size:
+                sink.add(part, counts[rows], _pick(labels, rows), _pick(ids, rows))
+        bar.update(len(chunk))
+    bar.close()
+    if position != len(final):
+        raise ValueError(f"{source} changed between the two passes ({len(final)} then {position} documents)")
+    return dropped, unknown
+
+
 def prepare_sharded(
     source: str | os.PathLike[str],
     preprocessor: Preprocessor,
@@ -489,212 +687,53 @@ def prepare_sharded(
     progress : bool
         tqdm progress bars on both passes.
     """
-    from tqdm.auto import tqdm
-
-    from etm.readers import iter_documents
-
     if shard_size < 1:
         raise ValueError(f"shard_size must be a positive number of documents, got {shard_size}")
     if not (0 <= valid_size < 1 and 0 <= test_size < 1 and valid_size + test_size < 1):
         raise ValueError(f"valid_size and test_size must be fractions summing below 1, got {valid_size}, {test_size}")
     opts = dict(reader_options or {})
     pre = preprocessor
-    pre._validate_params()
-    analyzer = pre._make_vectorizer().build_analyzer()
-    from etm.preprocessing import strip_newsgroup_text
-
-    def clean(text: str) -> str:
-        return strip_newsgroup_text(text) if pre.strip_newsgroup else text
-
-    # -- pass 1: splits and frequencies -------------------------------------
-    split_rng = np.random.default_rng([random_state, 0])
-    codes = bytearray()
-    df: Counter[str] = Counter()
-    tf: Counter[str] = Counter()
-    df_carved: dict[int, Counter[str]] = {1: Counter(), 2: Counter()}
-    tf_carved: dict[int, Counter[str]] = {1: Counter(), 2: Counter()}
-    given_split: bool | None = None
-    has_labels = False
-    seen = {0: 0, 1: 0, 2: 0}
-    prunes = 0
-    bar = tqdm(desc="prepare: counting", unit="doc", disable=not progress)
     undecodable = DecodeTally(opts.get("encoding_errors", "strict"))
-    for chunk in _chunks(iter_documents(source, **opts, tally=undecodable), chunk_size):
-        draws = split_rng.random(len(chunk))
-        for record, u in zip(chunk, draws):
-            if given_split is None:
-                given_split = record.split is not None
-                has_labels = record.label is not None
-            if record.split is None:
-                code = 1 if u < valid_size else 2 if u < valid_size + test_size else 0
-                carve = 0
-            else:
-                code = _SPLIT_CODES[record.split]
-                carve = (1 if u < valid_size else 2 if u < valid_size + test_size else 0) if code == 0 else 0
-            codes.append(code if not carve else 8 + carve)  # 8 + k: a training document that may be carved into k
-            seen[code] += 1
-            if code != 0:
-                continue
-            tokens = analyzer(clean(record.text))
-            target_df, target_tf = (df, tf) if not carve else (df_carved[carve], tf_carved[carve])
-            target_df.update(set(tokens))
-            target_tf.update(tokens)
-        if len(df) > prune_at:
-            prunes += 1
-            for word in [w for w, c in df.items() if c <= 1]:
-                del df[word]
-                tf.pop(word, None)
-        bar.update(len(chunk))
-    bar.close()
-    undecodable.warn(source)
-    if not codes:
-        raise ValueError(f"no documents in {source}")
-    carved: dict[str, int] = {}
-    code_map = {0: 0, 1: 1, 2: 2}
-    for k, name in ((1, "valid"), (2, "test")):
-        n_candidates = sum(1 for c in codes if c == 8 + k)
-        if given_split and seen[k] == 0 and (valid_size if k == 1 else test_size) > 0:
-            code_map[8 + k] = k
-            carved[name] = n_candidates
-            logger.info("no %s documents in %s; drew %d of the training documents", name, source, n_candidates)
-        else:
-            code_map[8 + k] = 0
-            df.update(df_carved[k])
-            tf.update(tf_carved[k])
-    final = bytes(code_map[c] for c in codes)
-    n_per_split = {name: final.count(code) for name, code in _SPLIT_CODES.items()}
-    if n_per_split["train"] == 0:
-        raise ValueError(f"no training documents among the {len(final)} read from {source}")
-    vocab = vocabulary_from_counts(df, tf, n_per_split["train"], pre)
-    del df, tf, df_carved, tf_carved
-    pre._fit_fixed_vocabulary(vocab)
-    logger.info("vocabulary: %d words from %d training documents", len(vocab), n_per_split["train"])
+    counted = _count_pass(source, opts, pre, undecodable, valid_size=valid_size, test_size=test_size,
+                          random_state=random_state, chunk_size=chunk_size, prune_at=prune_at, progress=progress)
+    vocab = counted.vocabulary
+    pre.fit_vocabulary(vocab)
+    logger.info("vocabulary: %d words from %d training documents", len(vocab), counted.n_per_split["train"])
 
-    # -- pass 2: counts into shards -------------------------------------------
     target = Path(output)
     tmp = _start(target)
-    n_train_shards = max(1, math.ceil(n_per_split["train"] / shard_size))
-    shard_rng = np.random.default_rng([random_state, 1])
-    halves_rng = np.random.default_rng([random_state, 2])
-    writers: dict[str, list[_ShardWriter]] = {"train": [], "valid": [], "test": []}
-    opened: list[_ShardWriter] = []
-    half_writers: dict[str, list[tuple[_ShardWriter, _ShardWriter]]] = {"valid": [], "test": []}
-    dropped = {"train": 0, "valid": 0, "test": 0}
-    unknown = {"train": 0, "valid": 0, "test": 0}
-    unsplittable = {"valid": 0, "test": 0}
-    names = {v: k for k, v in _SPLIT_CODES.items()}
+    sink: _ShardSink | None = None
     try:
-        def new_writer(name: str, *, meta: bool = True) -> _ShardWriter:
-            w = _ShardWriter(tmp, name, len(vocab), labels=meta and has_labels, ids=meta)
-            opened.append(w)
-            return w
-
-        writers["train"] = [new_writer(f"train-{i:05d}") for i in range(n_train_shards)]
-
-        def writer_for(part: str) -> _ShardWriter:
-            ws = writers[part]
-            if not ws or ws[-1].n_docs >= shard_size:
-                ws.append(new_writer(f"{part}-{len(ws):05d}"))
-                half_writers[part].append(
-                    (new_writer(f"{part}_h1-{len(ws) - 1:05d}", meta=False),
-                     new_writer(f"{part}_h2-{len(ws) - 1:05d}", meta=False)))
-            return ws[-1]
-
-        index = pre._index
-
-        bar = tqdm(total=len(final), desc="prepare: writing shards", unit="doc", disable=not progress)
-        position = 0
-        # the first pass counted (and warns about) undecodable bytes; this one only reads them again
-        for chunk in _chunks(iter_documents(source, **opts, tally=DecodeTally()), chunk_size):
-            chunk_codes = np.frombuffer(final, dtype=np.uint8, count=len(chunk), offset=position)
-            position += len(chunk)
-            found: list[int] = []
-            indptr = [0]
-            n_tokens = np.zeros(len(chunk), dtype=np.int64)
-            for i, r in enumerate(chunk):
-                tokens = analyzer(clean(r.text))
-                n_tokens[i] = len(tokens)
-                found.extend(index[t] for t in tokens if t in index)
-                indptr.append(len(found))
-            counts = sp.csr_matrix(
-                (np.ones(len(found), dtype=np.int32), np.asarray(found, dtype=np.int32), np.asarray(indptr)),
-                shape=(len(chunk), len(vocab)),
-            )
-            counts.sum_duplicates()
-            lengths = np.diff(indptr)
-            labels = [r.label for r in chunk]
-            ids = [r.doc_id for r in chunk]
-            for code in (0, 1, 2):
-                part = names[code]
-                rows = np.flatnonzero(chunk_codes == code)
-                if rows.size == 0:
-                    continue
-                unknown[part] += int(n_tokens[rows].sum() - lengths[rows].sum())
-                empty = lengths[rows] == 0
-                dropped[part] += int(empty.sum())
-                rows = rows[~empty]
-                if rows.size == 0:
-                    continue
-                if part == "train":
-                    assignment = shard_rng.integers(n_train_shards, size=rows.size)
-                    for s in np.unique(assignment):
-                        sel = rows[assignment == s]
-                        writers["train"][s].append(counts[sel], [labels[i] for i in sel], [ids[i] for i in sel])
-                    continue
-                w = writer_for(part)
-                sub = counts[rows]
-                w.append(sub, [labels[i] for i in rows], [ids[i] for i in rows])
-                first, second, kept = split_halves(sub, halves_rng)
-                unsplittable[part] += int(rows.size - kept.size)
-                h1, h2 = half_writers[part][-1]
-                h1.append(first, None, None)
-                h2.append(second, None, None)
-            bar.update(len(chunk))
-        bar.close()
-        if position != len(final):
-            raise ValueError(f"{source} changed between the two passes ({len(final)} then {position} documents)")
-        infos = {part: [w.close() for w in ws] for part, ws in writers.items()}
-        half_infos = {part: [[a.close() for a, _ in pairs], [b.close() for _, b in pairs]]
-                      for part, pairs in half_writers.items() if pairs}
-        # empty training shards (tiny corpora) are dropped from the listing and their files removed
-        for part in list(infos):
-            for info in [i for i in infos[part] if i["documents"] == 0]:
-                for kind, _ in _FILES:
-                    (tmp / "shards" / f"{info['name']}.{kind}").unlink()
-                for kind in ("labels", "ids"):
-                    (tmp / "shards" / f"{info['name']}.{kind}.jsonl").unlink(missing_ok=True)
-            infos[part] = [i for i in infos[part] if i["documents"] > 0]
-        if not infos["train"]:
+        sink = _ShardSink(tmp, len(vocab), counted.n_per_split["train"], shard_size=shard_size,
+                          random_state=random_state, labels=counted.has_labels, ids=True)
+        dropped, unknown = _write_pass(source, opts, pre, counted, sink, chunk_size=chunk_size, progress=progress)
+        meta = sink.close()
+        if not meta["parts"]["train"]:
             raise ValueError("no training documents remain after preprocessing")
         settings = {
             "preprocessing": pre.settings(),
             "source": str(source),
-            "split_from": "given" if given_split else "random",
+            "split_from": "given" if counted.given_split else "random",
             "valid_size": valid_size,
             "test_size": test_size,
             "random_state": random_state,
             "dropped_empty": dropped,
             "shard_size": shard_size,
         }
-        _finish(tmp, target, vocab, {
-            "parts": infos,
-            "halves": half_infos,
-            "n_unsplittable": {k: v for k, v in unsplittable.items() if infos.get(k)},
-            "settings": settings,
-        })
+        _finish(tmp, target, vocab, {**meta, "settings": settings})
     except BaseException:
-        _abandon(tmp, opened)
+        _abandon(tmp, sink.opened if sink is not None else [])
         raise
     corpus = ShardedCorpus.load(target)
     report = {
-        "documents_read": len(final),
+        "documents_read": len(counted.codes),
         "split_from": settings["split_from"],
-        "carved_from_train": carved,
-        "documents_per_split": n_per_split,
+        "carved_from_train": counted.carved,
+        "documents_per_split": counted.n_per_split,
         "dropped_empty": dropped,
         "unknown_tokens": unknown,
         "vocabulary_size": len(vocab),
-        "vocabulary_prunes": prunes,
+        "vocabulary_prunes": counted.prunes,
         "undecodable_bytes": undecodable.bytes,
         "corpus": corpus.summary(),
     }
