@@ -51,6 +51,8 @@ __all__ = [
     "ENCODING_ERRORS",
     "draw_split",
     "drawn_from_train",
+    "prepare_settings",
+    "prepare_report",
 ]
 
 #: Accepted values of ``read_documents(format=...)``.
@@ -671,6 +673,70 @@ def _assign_splits(
     return idx, carved, "given"
 
 
+def _count_parts(
+    raw: RawDocuments, preprocessor: Preprocessor, idx: dict[str, np.ndarray], train_texts: list[str]
+) -> tuple[dict[str, Corpus | None], dict[str, int], dict[str, int]]:
+    """Each part counted over the fitted vocabulary, empty documents dropped; (parts, dropped, unknown tokens)."""
+    parts: dict[str, Corpus | None] = {}
+    dropped: dict[str, int] = {}
+    unknown: dict[str, int] = {}
+    for name in SPLITS:
+        rows = idx[name]
+        if rows.size == 0:
+            parts[name], dropped[name], unknown[name] = None, 0, 0
+            continue
+        part_texts = train_texts if name == "train" else [raw.texts[i] for i in rows]
+        counts, unknown[name] = preprocessor.transform_with_report(part_texts)
+        corpus = Corpus(
+            counts,
+            preprocessor.vocabulary_,
+            labels=None if raw.labels is None else [raw.labels[i] for i in rows],
+            doc_ids=None if raw.doc_ids is None else [raw.doc_ids[i] for i in rows],
+        )
+        part, dropped[name] = corpus.drop_empty()
+        if dropped[name]:
+            logger.info("dropped %d of %d %s documents left empty by preprocessing", dropped[name], rows.size, name)
+        parts[name] = part if part.n_docs else None
+    return parts, dropped, unknown
+
+
+def prepare_settings(
+    preprocessor: Preprocessor, source: str, split_from: str, valid_size: float, test_size: float,
+    random_state: int | None, dropped: dict[str, int], **extra: Any,
+) -> dict[str, Any]:
+    """The ``settings`` a prepared corpus records in ``meta.json`` (both prepare pipelines; ``extra`` goes last)."""
+    return {
+        "preprocessing": preprocessor.settings(),
+        "source": source,
+        "split_from": split_from,
+        "valid_size": valid_size,
+        "test_size": test_size,
+        "random_state": random_state,
+        "dropped_empty": dropped,
+        **extra,
+    }
+
+
+def prepare_report(
+    documents_read: int, split_from: str, carved: dict[str, int], per_split: dict[str, int],
+    dropped: dict[str, int], unknown: dict[str, int], vocabulary_size: int, undecodable_bytes: int,
+    summary: dict[str, Any], **extra: Any,
+) -> dict[str, Any]:
+    """The report both prepare pipelines return (``extra``, e.g. ``vocabulary_prunes``, before the byte count)."""
+    return {
+        "documents_read": documents_read,
+        "split_from": split_from,
+        "carved_from_train": carved,
+        "documents_per_split": per_split,
+        "dropped_empty": dropped,
+        "unknown_tokens": unknown,
+        "vocabulary_size": vocabulary_size,
+        **extra,
+        "undecodable_bytes": undecodable_bytes,
+        "corpus": summary,
+    }
+
+
 def prepare_corpus(
     raw: RawDocuments,
     preprocessor: Preprocessor,
@@ -728,41 +794,13 @@ def prepare_corpus(
             f"no training documents among the {len(raw.texts)} read from {raw.source or 'the input'}; "
             f"lower valid_size/test_size or mark some documents as train"
         )
-    texts = raw.texts
-    train_texts = [texts[i] for i in idx["train"]]
+    train_texts = [raw.texts[i] for i in idx["train"]]
     preprocessor.fit(train_texts)
     vocab = preprocessor.vocabulary_
-    parts: dict[str, Corpus | None] = {}
-    dropped: dict[str, int] = {}
-    unknown: dict[str, int] = {}
-    for name in ("train", "valid", "test"):
-        rows = idx[name]
-        if rows.size == 0:
-            parts[name], dropped[name], unknown[name] = None, 0, 0
-            continue
-        part_texts = train_texts if name == "train" else [texts[i] for i in rows]
-        counts, unknown[name] = preprocessor.transform_with_report(part_texts)
-        corpus = Corpus(
-            counts,
-            vocab,
-            labels=None if raw.labels is None else [raw.labels[i] for i in rows],
-            doc_ids=None if raw.doc_ids is None else [raw.doc_ids[i] for i in rows],
-        )
-        part, dropped[name] = corpus.drop_empty()
-        if dropped[name]:
-            logger.info("dropped %d of %d %s documents left empty by preprocessing", dropped[name], rows.size, name)
-        parts[name] = part if part.n_docs else None
+    parts, dropped, unknown = _count_parts(raw, preprocessor, idx, train_texts)
     if parts["train"] is None:  # cannot happen after a successful fit, but never build an empty corpus
         raise ValueError("no training documents remain after preprocessing")
-    settings = {
-        "preprocessing": preprocessor.settings(),
-        "source": raw.source,
-        "split_from": split_from,
-        "valid_size": valid_size,
-        "test_size": test_size,
-        "random_state": random_state,
-        "dropped_empty": dropped,
-    }
+    settings = prepare_settings(preprocessor, raw.source, split_from, valid_size, test_size, random_state, dropped)
     prepared = PreparedCorpus.from_splits(
         parts["train"],
         parts["valid"],
@@ -770,17 +808,10 @@ def prepare_corpus(
         random_state=random_state,
         settings=settings,
     )
-    report = {
-        "documents_read": len(raw.texts),
-        "split_from": split_from,
-        "carved_from_train": carved,
-        "documents_per_split": {name: int(rows.size) for name, rows in idx.items()},
-        "dropped_empty": dropped,
-        "unknown_tokens": unknown,
-        "vocabulary_size": len(vocab),
-        "undecodable_bytes": raw.undecodable_bytes,
-        "corpus": prepared.summary(),
-    }
+    report = prepare_report(
+        len(raw.texts), split_from, carved, {name: int(rows.size) for name, rows in idx.items()}, dropped, unknown,
+        len(vocab), raw.undecodable_bytes, prepared.summary(),
+    )
     logger.info(
         "prepared %s: V=%d, %s",
         raw.source or "documents",

@@ -687,6 +687,8 @@ def prepare_sharded(
     progress : bool
         tqdm progress bars on both passes.
     """
+    from etm.readers import prepare_report, prepare_settings
+
     if shard_size < 1:
         raise ValueError(f"shard_size must be a positive number of documents, got {shard_size}")
     if not (0 <= valid_size < 1 and 0 <= test_size < 1 and valid_size + test_size < 1):
@@ -710,33 +712,17 @@ def prepare_sharded(
         meta = sink.close()
         if not meta["parts"]["train"]:
             raise ValueError("no training documents remain after preprocessing")
-        settings = {
-            "preprocessing": pre.settings(),
-            "source": str(source),
-            "split_from": "given" if counted.given_split else "random",
-            "valid_size": valid_size,
-            "test_size": test_size,
-            "random_state": random_state,
-            "dropped_empty": dropped,
-            "shard_size": shard_size,
-        }
+        settings = prepare_settings(pre, str(source), "given" if counted.given_split else "random", valid_size,
+                                    test_size, random_state, dropped, shard_size=shard_size)
         _finish(tmp, target, vocab, {**meta, "settings": settings})
     except BaseException:
         _abandon(tmp, sink.opened if sink is not None else [])
         raise
     corpus = ShardedCorpus.load(target)
-    report = {
-        "documents_read": len(counted.codes),
-        "split_from": settings["split_from"],
-        "carved_from_train": counted.carved,
-        "documents_per_split": counted.n_per_split,
-        "dropped_empty": dropped,
-        "unknown_tokens": unknown,
-        "vocabulary_size": len(vocab),
-        "vocabulary_prunes": counted.prunes,
-        "undecodable_bytes": undecodable.bytes,
-        "corpus": corpus.summary(),
-    }
+    report = prepare_report(
+        len(counted.codes), settings["split_from"], counted.carved, counted.n_per_split, dropped, unknown,
+        len(vocab), undecodable.bytes, corpus.summary(), vocabulary_prunes=counted.prunes,
+    )
     return corpus, report
 
 
