@@ -118,6 +118,35 @@ def _authors_files(key: str) -> list[str]:
     return [f"bow_{key}_{kind}.mat" for kind in ("tokens", "counts")]
 
 
+def _read_authors_files(root: Path) -> tuple[list[str], dict[str, sp.csr_matrix]]:
+    """The vocabulary and a CSR matrix per part present (``tr``, ``va``, ``ts``, ``ts_h1``, ``ts_h2``)."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} does not exist or is not a folder")
+    left_out = {
+        key
+        for group in _AUTHORS_OPTIONAL
+        if not any((root / name).is_file() for k in group for name in _authors_files(k))
+        for key in group
+    }
+    keys = [key for key in _AUTHORS_PARTS if key not in left_out]
+    needed = ["vocab.pkl"] + [name for key in keys for name in _authors_files(key)]
+    missing = [name for name in needed if not (root / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{root} is missing {', '.join(missing)} (ETM authors' format)")
+    vocab = _load_vocab_pkl(root / "vocab.pkl")
+    mats: dict[str, sp.csr_matrix] = {}
+    for key in keys:
+        tok_path = root / f"bow_{key}_tokens.mat"
+        tokens = _load_mat_rows(tok_path, "tokens")
+        counts = _load_mat_rows(root / f"bow_{key}_counts.mat", "counts")
+        mats[key] = _rows_to_csr(tokens, counts, len(vocab), tok_path)
+    if "ts_h1" in mats and mats["ts_h1"].shape[0] != mats["ts_h2"].shape[0]:
+        raise ValueError(
+            f"{root}: bow_ts_h1 has {mats['ts_h1'].shape[0]} documents but bow_ts_h2 has {mats['ts_h2'].shape[0]}"
+        )
+    return vocab, mats
+
+
 def read_authors_format(directory: str | os.PathLike[str], *, random_state: int | None = 0) -> PreparedCorpus:
     """Read a corpus preprocessed by the ETM authors' scripts (Dieng et al., 2020).
 
@@ -146,31 +175,8 @@ def read_authors_format(directory: str | os.PathLike[str], *, random_state: int 
         ``test_halves`` = (ts_h1, ts_h2), or halves drawn from ts when those are missing.
     """
     root = Path(directory)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root} does not exist or is not a folder")
-    left_out = {
-        key
-        for group in _AUTHORS_OPTIONAL
-        if not any((root / name).is_file() for k in group for name in _authors_files(k))
-        for key in group
-    }
-    keys = [key for key in _AUTHORS_PARTS if key not in left_out]
-    needed = ["vocab.pkl"] + [name for key in keys for name in _authors_files(key)]
-    missing = [name for name in needed if not (root / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{root} is missing {', '.join(missing)} (ETM authors' format)")
-    vocab = _load_vocab_pkl(root / "vocab.pkl")
-    mats: dict[str, sp.csr_matrix] = {}
-    for key in keys:
-        tok_path = root / f"bow_{key}_tokens.mat"
-        tokens = _load_mat_rows(tok_path, "tokens")
-        counts = _load_mat_rows(root / f"bow_{key}_counts.mat", "counts")
-        mats[key] = _rows_to_csr(tokens, counts, len(vocab), tok_path)
+    vocab, mats = _read_authors_files(root)
     given_halves = "ts_h1" in mats
-    if given_halves and mats["ts_h1"].shape[0] != mats["ts_h2"].shape[0]:
-        raise ValueError(
-            f"{root}: bow_ts_h1 has {mats['ts_h1'].shape[0]} documents but bow_ts_h2 has {mats['ts_h2'].shape[0]}"
-        )
     parts: dict[str, Corpus] = {}
     dropped: dict[str, int] = {}
     for name, key in (("train", "tr"), ("valid", "va"), ("test", "ts")):
