@@ -110,3 +110,29 @@ def test_analyzer_tokens_match_the_fitted_vectorizer():
     vec = pre.vectorizer_.build_analyzer()
     assert all(analyze(t) == vec(t) for t in TEXTS)
     assert np.array_equal(pre.transform(TEXTS).toarray().sum(axis=1) > 0, np.ones(len(TEXTS), dtype=bool))
+
+
+def test_prepare_is_one_entry_point_to_both_pipelines(tmp_path):
+    from etm.corpus import PreparedCorpus
+    from etm.readers import prepare_corpus, read_documents
+    from etm.shards import ShardedCorpus, prepare, prepare_sharded
+
+    source = tmp_path / "docs.txt"
+    source.write_text("\n".join(TEXTS * 5) + "\n", encoding="utf-8")
+    mem, report = prepare(source, Preprocessor(stop_words=None), output=tmp_path / "mem", random_state=3)
+    expected, expected_report = prepare_corpus(read_documents(source), Preprocessor(stop_words=None), random_state=3)
+    assert isinstance(mem, PreparedCorpus) and report == expected_report
+    assert (mem.train.counts != expected.train.counts).nnz == 0
+    assert PreparedCorpus.load(tmp_path / "mem").vocabulary == expected.vocabulary
+
+    sharded, report = prepare(source, Preprocessor(stop_words=None), output=tmp_path / "sh", shard_size=20,
+                              chunk_size=7)
+    _, expected_report = prepare_sharded(source, Preprocessor(stop_words=None), tmp_path / "sh2", shard_size=20,
+                                         chunk_size=7)
+    assert isinstance(sharded, ShardedCorpus)
+    assert {k: v for k, v in report.items() if k != "corpus"} == {
+        k: v for k, v in expected_report.items() if k != "corpus"}
+    with pytest.raises(ValueError, match="output"):
+        prepare(source, Preprocessor(), shard_size=10)
+    with pytest.raises(TypeError, match="chunk_size"):
+        prepare(source, Preprocessor(), chunk_size=10)

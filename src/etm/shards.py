@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CsrShard", "ShardedCorpus", "open_corpus", "is_corpus_dir", "prepare_sharded", "write_shards",
-    "is_sharded_corpus", "vocabulary_from_counts",
+    "is_sharded_corpus", "vocabulary_from_counts", "prepare",
 ]
 
 LAYOUT = "sharded"
@@ -723,6 +723,45 @@ def prepare_sharded(
         len(counted.codes), settings["split_from"], counted.carved, counted.n_per_split, dropped, unknown,
         len(vocab), undecodable.bytes, corpus.summary(), vocabulary_prunes=counted.prunes,
     )
+    return corpus, report
+
+
+def prepare(
+    source: str | os.PathLike[str] | Any,
+    preprocessor: Preprocessor,
+    *,
+    output: str | os.PathLike[str] | None = None,
+    shard_size: int | None = None,
+    reader_options: dict[str, Any] | None = None,
+    valid_size: float = 0.1,
+    test_size: float = 0.1,
+    random_state: int = 0,
+    **streaming: Any,
+) -> tuple[PreparedCorpus | ShardedCorpus, dict[str, Any]]:
+    """One entry point to both prepare pipelines: in memory, or streamed into shards with ``shard_size``.
+
+    Without ``shard_size``, ``source`` (a path, or :class:`~etm.readers.RawDocuments`)
+    is read whole and prepared by :func:`etm.readers.prepare_corpus`; the
+    corpus is saved to ``output`` when one is given. With ``shard_size``,
+    :func:`prepare_sharded` streams ``source`` into shards under ``output``
+    (required); ``streaming`` takes its other keywords (``chunk_size``,
+    ``prune_at``, ``progress``). Both apply the same vocabulary, split and
+    completion rules (see ``docs/architecture.md``).
+    """
+    from etm.readers import RawDocuments, prepare_corpus, read_documents
+
+    if shard_size is not None:
+        if output is None:
+            raise ValueError("a sharded corpus is written to disk: give output= with shard_size=")
+        return prepare_sharded(source, preprocessor, output, reader_options=reader_options, shard_size=shard_size,
+                               valid_size=valid_size, test_size=test_size, random_state=random_state, **streaming)
+    if streaming:
+        raise TypeError(f"{', '.join(sorted(streaming))} only apply with shard_size= (the streaming pipeline)")
+    raw = source if isinstance(source, RawDocuments) else read_documents(source, **(reader_options or {}))
+    corpus, report = prepare_corpus(raw, preprocessor, valid_size=valid_size, test_size=test_size,
+                                    random_state=random_state)
+    if output is not None:
+        corpus.save(output)
     return corpus, report
 
 
