@@ -494,6 +494,7 @@ def _train_into(args: argparse.Namespace, device: str, plan: Any, *, lead: bool)
         "topics": est.get_topics(10),
         "seeding": est.seed_report_,
         "batch_size": est.batch_size_,
+        "max_epochs": est.epochs_,
         "collapse": est.collapse_,
     }
     if not args.json:
