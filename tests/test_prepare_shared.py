@@ -84,7 +84,7 @@ def test_draw_split_and_drawn_from_train():
 
 
 def test_prepare_sharded_uses_only_public_preprocessor_members():
-    tree = ast.parse((SRC / "shards.py").read_text(encoding="utf-8"))
+    tree = ast.parse((SRC / "corpus" / "shards.py").read_text(encoding="utf-8"))
     private = sorted(
         {node.attr for node in ast.walk(tree)
          if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
@@ -95,7 +95,7 @@ def test_prepare_sharded_uses_only_public_preprocessor_members():
 
 def test_no_prepare_function_is_over_120_lines():
     long = []
-    for name in ("shards.py", "readers.py", "preprocessing.py"):
+    for name in ("corpus/shards.py", "corpus/readers.py", "preprocessing.py"):
         for node in ast.walk(ast.parse((SRC / name).read_text(encoding="utf-8"))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "prepare" in node.name:
                 n = node.end_lineno - node.lineno + 1  # type: ignore[operator]

@@ -294,20 +294,20 @@ def _read_stop_words(value: str | None) -> list[str]:
 
 def _open_corpus(path: str, fmt: str = "auto") -> Any:
     """Any prepared corpus directory as a :class:`~etm.corpus.CorpusSource` (see :func:`etm.shards.open_corpus`)."""
-    from etm.shards import open_corpus
+    from etm.corpus.shards import open_corpus
 
     return open_corpus(path, fmt)
 
 
 def _is_corpus_dir(path: str, fmt: str = "auto") -> bool:
-    from etm.shards import is_corpus_dir
+    from etm.corpus.shards import is_corpus_dir
 
     return is_corpus_dir(path, fmt)
 
 
 def _prepare_raw(args: argparse.Namespace, source: str, seed: int) -> tuple[Any, dict[str, Any]]:
     """Read raw documents and build a PreparedCorpus with the command's preprocessing options."""
-    from etm.readers import prepare_corpus, read_documents
+    from etm.corpus.readers import prepare_corpus, read_documents
 
     raw = read_documents(source, **_reader_options(args))
     return prepare_corpus(raw, _make_preprocessor(args), valid_size=args.valid_size, test_size=args.test_size,
@@ -369,7 +369,7 @@ def cmd_prepare(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _prepare_sharded(args: argparse.Namespace) -> dict[str, Any]:
-    from etm.shards import prepare_sharded
+    from etm.corpus.shards import prepare_sharded
 
     if _is_corpus_dir(args.input, args.format):
         raise ValueError(f"--shard-size streams raw documents; {args.input} is an already prepared corpus")
@@ -404,7 +404,7 @@ def _print_topics(topics: Sequence[Sequence[str]], limit: int | None = None,
 
 
 def cmd_train(args: argparse.Namespace) -> dict[str, Any] | None:
-    from etm.distributed import init_from_environment, launched_by_torchrun, shutdown
+    from etm.training.distributed import init_from_environment, launched_by_torchrun, shutdown
 
     if not launched_by_torchrun():
         if args.threads is not None:
@@ -414,7 +414,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any] | None:
         return _train(args, args.device, lead=True)
     device = init_from_environment(args.device, args.threads)
     try:
-        from etm.distributed import is_main_process
+        from etm.training.distributed import is_main_process
 
         return _train(args, str(device), lead=is_main_process())
     finally:
@@ -520,9 +520,9 @@ def _read_embeddings_arg(args: argparse.Namespace, vocabulary: Sequence[str]) ->
 
 
 def cmd_embed(args: argparse.Namespace) -> dict[str, Any]:
+    from etm.corpus.readers import read_documents
     from etm.embeddings import save_word2vec, train_skipgram
     from etm.preprocessing import Preprocessor
-    from etm.readers import read_documents
 
     raw = read_documents(args.input, **_reader_options(args))
     corpus = _open_corpus(args.corpus) if args.corpus else None
@@ -644,7 +644,7 @@ def cmd_plot(args: argparse.Namespace) -> dict[str, Any]:
     else:
         logger.warning("%s has no training history: no training curves", args.model)
     if args.corpus:
-        from etm.corpus import check_same_vocabulary
+        from etm.corpus.memory import check_same_vocabulary
 
         corpus = _open_corpus(args.corpus).to_prepared()
         check_same_vocabulary(corpus.vocabulary, est.vocabulary_, left="corpus", right="model")
@@ -740,7 +740,7 @@ def _document_chunks(args: argparse.Namespace, chunk_size: int) -> Any:
     if _is_corpus_dir(args.input):  # any prepared corpus; a sharded one shard by shard, from the memory maps
         yield from _open_corpus(args.input).document_chunks(chunk_size)
         return
-    from etm.readers import iter_documents
+    from etm.corpus.readers import iter_documents
 
     texts: list[str] = []
     ids: list[str] = []
@@ -844,7 +844,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level = logging.INFO if not getattr(args, "json", False) else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.command == "train" and args.nproc > 1:
-        from etm.distributed import launch, launched_by_torchrun
+        from etm.training.distributed import launch, launched_by_torchrun
 
         if not launched_by_torchrun():
             return launch(_without_option(list(sys.argv[1:] if argv is None else argv), "--nproc"), args.nproc)
