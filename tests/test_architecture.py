@@ -239,3 +239,38 @@ def test_only_the_corpus_modules_branch_on_the_corpus_kind():
         "these modules test which kind of corpus they have; call the etm.corpus.CorpusSource methods instead "
         f"(open corpora with etm.corpus.open_corpus): {offenders}"
     )
+
+
+# -- the command line ------------------------------------------------------------------------------------------
+def test_every_cli_module_is_a_registered_command():
+    """A command is a module ``etm.cli.<name>`` with ``add_parser`` and ``run``, named in ``etm.cli.COMMANDS``."""
+    import importlib
+
+    from etm.cli import COMMANDS
+
+    modules = {p.stem for p in (SRC / "cli").glob("*.py") if not p.stem.startswith("_")}
+    assert modules == set(COMMANDS), (
+        f"command modules {sorted(modules - set(COMMANDS))} are missing from etm.cli.COMMANDS, or COMMANDS names "
+        f"{sorted(set(COMMANDS) - modules)} without a module (helpers shared by commands go in a _module)")
+    for name in COMMANDS:
+        module = importlib.import_module(f"etm.cli.{name}")
+        assert callable(getattr(module, "add_parser", None)) and callable(getattr(module, "run", None)), name
+
+
+#: The library's private modules the command line may use: the version, and the package's atomic writes / checked reads.
+CLI_PRIVATE_MODULES_ALLOWED = {"etm._version", "etm._io"}
+
+
+def test_the_cli_calls_only_public_library_names():
+    offenders = []
+    for path in sorted((SRC / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PACKAGE + "."):
+                if node.module.startswith(PACKAGE + ".cli"):
+                    continue
+                private_module = any(part.startswith("_") for part in node.module.split("."))
+                if private_module and node.module not in CLI_PRIVATE_MODULES_ALLOWED:
+                    offenders.append(f"{path.name}:{node.lineno} {node.module}")
+                offenders += [f"{path.name}:{node.lineno} {node.module}.{a.name}"
+                              for a in node.names if a.name.startswith("_") and a.name != "__version__"]
+    assert not offenders, f"the command line imports private library names (use the public API): {offenders}"
