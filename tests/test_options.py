@@ -107,9 +107,9 @@ def test_docstring_defaults_agree_with_the_table() -> None:
 # -- choices -------------------------------------------------------------------------------
 def test_choices_are_the_real_constants() -> None:
     from etm.model import ACTIVATIONS
-    from etm.optimizers import OPTIMIZERS
     from etm.seeding import SEED_SCHEDULES
     from etm.training import LR_SCHEDULES
+    from etm.training.optimizers import OPTIMIZERS
 
     assert OPTIONS["activation"].choices == tuple(sorted(ACTIVATIONS))
     assert OPTIONS["optimizer"].choices is OPTIMIZERS

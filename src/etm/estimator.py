@@ -22,7 +22,6 @@ from sklearn.exceptions import NotFittedError
 from etm.corpus import Corpus, CorpusSource, check_same_vocabulary, split_halves
 from etm.device import resolve_device
 from etm.diagnostics import auto_batch_size, auto_epochs, detect_collapse
-from etm.inference import evaluate_completion_chunks
 from etm.metrics import (
     CompletionScores,
     top_word_indices,
@@ -36,7 +35,7 @@ from etm.options import DEFAULTS, OPTIONS, check_value, validate_options
 from etm.persistence import load_model, save_model
 from etm.preprocessing import Preprocessor
 from etm.regularizers import EmbeddingClustering, combine
-from etm.training import TrainingConfig, get_topic_word, infer_theta, train
+from etm.training import TrainingConfig, evaluate_completion_chunks, get_topic_word, infer_theta, train
 
 logger = logging.getLogger(__name__)
 
@@ -352,7 +351,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         if isinstance(X, np.ndarray) and X.dtype.kind in "iuf":
             raise TypeError("dense count matrices are not accepted: pass scipy.sparse.csr_matrix(X)")
         _check_documents_input(X, "fit")
-        from etm.readers import RawDocuments, prepare_corpus
+        from etm.corpus import RawDocuments, prepare_corpus
 
         texts = list(X)
         if vocabulary is not None:

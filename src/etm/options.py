@@ -54,7 +54,6 @@ from typing import Any
 import numpy as np
 
 from etm.model import ACTIVATIONS, SIMILARITIES
-from etm.optimizers import OPTIMIZERS
 
 __all__ = [
     "Option",
@@ -80,6 +79,8 @@ LR_SCHEDULES = ("constant", "cosine")
 SEED_SCHEDULES = ("constant", "decay")
 #: What happens to words without a pretrained vector (``missing_embeddings``).
 MISSING_EMBEDDINGS = ("train", "fixed")
+#: Optimizers of training (``optimizer``), the authors' choices; ``etm.training.optimizers.make_optimizer`` builds them.
+OPTIMIZERS = ("adam", "adagrad", "adadelta", "rmsprop", "asgd", "sgd")
 
 #: ``TopicModel`` parameters that are not options of this table: objects, or settings of where and how it runs.
 NON_OPTIONS = ("embeddings", "seed_topics", "preprocessor", "device", "checkpoint_dir", "verbose")
