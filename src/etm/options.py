@@ -226,7 +226,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
        flags=("--lr-schedule",), config="lr_schedule"),
     _o("ema_decay", "float", 0.0, "per-step decay of weight averaging; the averaged weights are validated and "
        "kept, 0 = off", low=0.0, high=1.0, high_open=True, flags=("--ema-decay",), config="ema_decay"),
-    _o("encoder_token_drop", "float", 0.0, "share of each training document's tokens hidden from the encoder at "
+    _o("encoder_token_drop", "float", 0.5, "share of each training document's tokens hidden from the encoder at "
        "every step; trains it for document completion (0.5 lowers 20NG test perplexity ~6%; 0 = the authors')",
        low=0.0, high=1.0, high_open=True, flags=("--encoder-token-drop",), config="encoder_token_drop",
        config_default=0.0),
