@@ -213,7 +213,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
        low=0.0, high=1.0, high_open=True, flags=("--encoder-token-drop",), config="encoder_token_drop"),
     _o("lazy_updates", "bool", False, "row-sparse gradients and a lazy Adam for the V x H first encoder layer: "
        "only the rows of words in a batch are updated (pays when a batch holds a small share of the vocabulary; "
-       "slower than exact Adam at 50k words on a 2-core CPU, see README; one process only)",
+       "slower than exact Adam at 50k words on a 2-core CPU, see docs/benchmarks/speed.md; one process only)",
        flags=("--lazy-updates",), cli="switch", config="lazy_updates"),
     _o("random_state", "int", 2019, "random seed", low=0, nullable=True, flags=("--seed",),
        config="seed"),

@@ -11,6 +11,7 @@ exit code 1 and names the page and line.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import traceback
@@ -19,6 +20,9 @@ import traceback
 def main(steps_file: str) -> int:
     steps = json.loads(open(steps_file, encoding="utf-8").read())
     namespace: dict = {"__name__": "__docs__"}
+    import torch  # one thread, as ETM_THREADS gives the etm commands: the tests share the CPU
+
+    torch.set_num_threads(int(os.environ.get("ETM_THREADS", "1")))
     for step in steps:
         where = f"{step['path']}:{step['line']}"
         print(f"--- {where} ({step['kind']})", flush=True)
