@@ -71,10 +71,15 @@ def test_a_run_with_two_steps_an_epoch_warns_and_the_batch_size_adapts(newsgroup
     texts = [r["text"] for r in newsgroup_records if r["split"] == "train"]
     pre = Preprocessor(min_df=5, max_df=0.5, strip_newsgroup=True)
     settings = dict(hidden_size=64, embedding_size=32, device="cpu", preprocessor=pre)
+    authors = dict(similarity="dot", kl_weight=1.0, encoder_token_drop=0.0)  # the authors' objective collapses
     with caplog.at_level(logging.WARNING, logger="etm.estimator"):
-        big = TopicModel(10, epochs=30, batch_size=1000, **settings).fit(texts)
+        big = TopicModel(10, epochs=30, batch_size=1000, patience=None, **authors, **settings).fit(texts)
     assert big.batch_size_ == 1000 and big.collapse_ is not None and big.collapse_["steps"] == 30
     assert "topic collapse" in caplog.text and "too few optimisation steps (30: 534 training documents" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="etm.estimator"):  # the default recipe does not, same 30 steps
+        recipe = TopicModel(10, epochs=30, batch_size=1000, patience=None, **settings).fit(texts)
+    assert recipe.collapse_ is None and "topic collapse" not in caplog.text
     auto = TopicModel(10, epochs=1, **settings).fit(texts)
     assert auto.batch_size == auto.get_params()["batch_size"] is None and auto.batch_size_ == 32
     assert len(auto.history_) == 1
