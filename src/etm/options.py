@@ -232,7 +232,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
        config_default=0.0),
     _o("lazy_updates", "bool", False, "row-sparse gradients and a lazy Adam for the V x H first encoder layer: "
        "only the rows of words in a batch are updated (pays when a batch holds a small share of the vocabulary; "
-       "slower than exact Adam at 50k words on a 2-core CPU, see README; one process only)",
+       "slower than exact Adam at 50k words on a 2-core CPU, see docs/benchmarks/speed.md; one process only)",
        flags=("--lazy-updates",), cli="switch", config="lazy_updates"),
     _o("random_state", "int", 2019, "random seed", low=0, nullable=True, flags=("--seed",),
        config="seed"),
