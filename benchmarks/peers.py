@@ -283,7 +283,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     rows = load_rows(args.json_out)
     if args.table_only:
-        print(tables([r for path in (args.tables_from or [args.json_out]) for r in load_rows(path)]))
+        merged: dict[tuple[Any, ...], dict[str, Any]] = {}  # a row run twice (two files) counts once: the last
+        for path in args.tables_from or [args.json_out]:
+            merged.update({(r["corpus"], r["model"], r["k"], r["seed"]): r for r in load_rows(path)})
+        print(tables(list(merged.values())))
         return 0
     torch.set_num_threads(args.threads)
     threadpool_limits(limits=args.threads)
