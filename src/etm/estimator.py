@@ -94,6 +94,12 @@ class TopicModel(TransformerMixin, BaseEstimator):
         epochs and raises coherence; on 2,000 texts it lifts the quick
         start's topic diversity from 0.43 to 0.49 (README). False is the
         authors' model.
+    similarity : {"dot", "cosine"}, default "dot"
+        How topic-word logits are made from the embeddings (see
+        :class:`etm.ETM`): the paper's dot product, or their cosine divided by
+        ``temperature``.
+    temperature : float, default 0.1
+        The temperature of ``similarity="cosine"``.
     ecr_weight : float, default 0.0
         Weight of the embedding-clustering regulariser of ECRTM (Wu et al.,
         ICML 2023; :class:`etm.regularizers.EmbeddingClustering`): the
@@ -214,6 +220,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         activation: str = DEFAULTS["activation"],
         dropout: float = DEFAULTS["dropout"],
         background: bool = DEFAULTS["background"],
+        similarity: str = DEFAULTS["similarity"],
+        temperature: float = DEFAULTS["temperature"],
         ecr_weight: float = DEFAULTS["ecr_weight"],
         ecr_alpha: float = DEFAULTS["ecr_alpha"],
         epochs: int = DEFAULTS["epochs"],
@@ -256,6 +264,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.activation = activation
         self.dropout = dropout
         self.background = background
+        self.similarity = similarity
+        self.temperature = temperature
         self.ecr_weight = ecr_weight
         self.ecr_alpha = ecr_alpha
         self.epochs = epochs
@@ -430,6 +440,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
                     theta_act=self.activation,
                     enc_drop=self.dropout,
                     background=background,
+                    similarity=self.similarity,
+                    temperature=self.temperature,
                 )
             else:
                 learn_missing = self.missing_embeddings == "train" and not self.fine_tune_embeddings
@@ -444,6 +456,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
                     trainable_rows=aligned.missing_rows if learn_missing else None,
                     enc_drop=self.dropout,
                     background=background,
+                    similarity=self.similarity,
+                    temperature=self.temperature,
                 )
         regularizer = None
         self.seed_report_ = None

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from etm.model import ACTIVATIONS
+from etm.model import ACTIVATIONS, SIMILARITIES
 from etm.optimizers import OPTIMIZERS
 
 __all__ = [
@@ -159,6 +159,11 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     _o("background", "bool", True, "add each word's log corpus frequency to the topic logits, so topics model "
        "deviations from it instead of all learning the frequent words (0 = the authors' model)", group="model",
        flags=("--background",), cli="01"),
+    _o("similarity", "str", "dot", "how topic-word logits come from the embeddings: the paper's dot product, or "
+       "their cosine / --temperature, which keeps long (frequent-word) embeddings from leading every topic",
+       group="model", choices=SIMILARITIES, flags=("--similarity",)),
+    _o("temperature", "float", 0.1, "with --similarity cosine: the logits span [-1/t, 1/t]", group="model",
+       low=0.0, low_open=True, flags=("--temperature",)),
     _o("ecr_weight", "float", 0.0, "weight of ECRTM's embedding-clustering regulariser: an optimal-transport "
        "cost that pulls each topic embedding towards its own cluster of word embeddings, against topic collapse "
        "(0 = off)", group="model", low=0.0, flags=("--ecr-weight",)),
