@@ -277,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reading_options(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
+    from etm.cli_report import add_parser as add_report_parser
+
+    add_report_parser(sub)
     return parser
 
 
@@ -810,6 +813,12 @@ def _label_rows(est: Any, args: argparse.Namespace, n: int) -> dict[str, Any]:
             "proportion": np.concatenate(shares), "theta": np.concatenate(thetas)}
 
 
+def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
+    from etm.cli_report import run
+
+    return run(args)
+
+
 COMMANDS = {
     "prepare": cmd_prepare,
     "train": cmd_train,
@@ -820,6 +829,7 @@ COMMANDS = {
     "neighbors": cmd_neighbors,
     "plot": cmd_plot,
     "label": cmd_label,
+    "report": cmd_report,
 }
 
 
