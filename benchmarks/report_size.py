@@ -36,14 +36,17 @@ from etm.report import write_report
 
 def pseudo_words(n: int, rng: np.random.Generator) -> list[str]:
     """``n`` distinct lowercase pseudo-words of 4 to 10 letters, about as long as real vocabulary words."""
-    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
-    words: set[str] = set()
     out: list[str] = []
+    seen: set[str] = set()
     while len(out) < n:
-        w = "".join(rng.choice(letters, size=int(rng.integers(4, 11))))
-        if w not in words:
-            words.add(w)
-            out.append(w)
+        lengths = rng.integers(4, 11, size=n)
+        codes = rng.integers(97, 123, size=int(lengths.sum()), dtype=np.uint8).tobytes().decode("ascii")
+        ends = np.cumsum(lengths)
+        for start, end in zip(ends - lengths, ends):
+            w = codes[start:end]
+            if w not in seen and len(out) < n:
+                seen.add(w)
+                out.append(w)
     return out
 
 
@@ -56,17 +59,22 @@ def synthetic_corpus(n_topics: int, n_words: int, n_docs: int, seed: int = 0) ->
     for k in range(n_topics):
         topics[k] = zipf[np.argsort(rng.permutation(n_words))]  # each topic ranks the words differently
         topics[k] /= topics[k].sum()
-    rows, cols, vals = [], [], []
-    for d in range(n_docs):
-        mix = rng.dirichlet(np.full(n_topics, 0.05))
-        length = int(rng.integers(40, 200))
-        words = rng.choice(n_words, size=length, p=mix @ topics)
-        u, c = np.unique(words, return_counts=True)
-        rows.append(np.full(u.size, d))
-        cols.append(u)
-        vals.append(c)
-    counts = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                           shape=(n_docs, n_words), dtype=np.float32)
+    cdf = np.cumsum(topics, axis=1)
+    lengths = rng.integers(40, 200, size=n_docs)
+    doc = np.repeat(np.arange(n_docs), lengths)  # each token's document
+    mixes = np.cumsum(rng.dirichlet(np.full(n_topics, 0.05), size=n_docs), axis=1)
+    z = np.empty(doc.size, dtype=np.int64)  # each token's topic, by inverse CDF, a block of documents at a time
+    for start in range(0, doc.size, 200_000):
+        block = slice(start, start + 200_000)
+        u = rng.random(doc[block].size)[:, None] * mixes[doc[block], -1:]
+        z[block] = np.minimum((mixes[doc[block]] < u).sum(axis=1), n_topics - 1)
+    words = np.empty(doc.size, dtype=np.int64)
+    for k in range(n_topics):
+        at = np.flatnonzero(z == k)
+        words[at] = np.searchsorted(cdf[k], rng.random(at.size) * cdf[k, -1])
+    words = np.minimum(words, n_words - 1)
+    counts = sp.csr_matrix((np.ones(doc.size, dtype=np.float32), (doc, words)), shape=(n_docs, n_words))
+    counts.sum_duplicates()
     return Corpus(counts, vocab, doc_ids=[f"doc {d}" for d in range(n_docs)])
 
 

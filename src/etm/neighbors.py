@@ -142,4 +142,13 @@ def topic_neighbors(
     emb = _check(embeddings, vocabulary, n)
     if topics.ndim != 2 or topics.shape[1] != emb.shape[1]:
         raise ValueError(f"topic embeddings of shape {topics.shape} do not match word embeddings {emb.shape}")
-    return [nearest_to_vector(t, emb, vocabulary, n) for t in topics]
+    if not np.isfinite(topics).all():
+        raise ValueError("query vector contains NaN or infinity")
+    sims = _unit_rows(topics) @ _unit_rows(emb).T  # (K, V), the words normalised once for all topics
+    k = min(n, emb.shape[0])
+    out = []
+    for row in sims:
+        top = np.argpartition(-row, k - 1)[:k] if k < row.size else np.arange(row.size)
+        top = top[np.lexsort((top, -row[top]))]
+        out.append([(str(vocabulary[i]), float(row[i])) for i in top])
+    return out

@@ -144,7 +144,7 @@ def build_report(
         coherence = rd.topic_coherences(top10, analysed)
         metrics.update(_corpus_metrics(model, corpus, coherence))
         metrics["quality"] = topic_quality(metrics["coherence"], metrics["diversity"])
-        theta = model.transform(Corpus(analysed.counts, vocab))
+        theta = model.transform(Corpus(analysed.counts, vocab)).astype(np.float64)
         _add_documents(topics, model, corpus, analysed, theta, coherence, n_documents=n_documents,
                        documents=documents, reader_options=reader_options)
         frequency = (corpus.word_totals("train") if isinstance(corpus, CorpusSource)

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["AnalysedDocuments", "analyse_documents", "topic_coherences", "representative_documents", "document_texts",
            "snippet", "highlight_pattern", "searchable_words", "search_index", "topic_summaries", "model_settings",
-           "corpus_settings", "ldavis_prepared", "map_points"]
+           "corpus_settings", "ldavis_prepared", "map_points", "jensen_shannon_distances", "principal_coordinates"]
 
 #: Documents shorter than this (in vocabulary tokens) are passed over as representative documents when enough
 #: longer ones exist: a ten-word message puts all its mass on one topic without saying much about it.
@@ -342,12 +342,81 @@ def _round(value: Any, digits: int) -> Any:
     return None if value is None else round(float(value), digits)
 
 
-def ldavis_prepared(topic_word: np.ndarray, theta: np.ndarray, counts: sp.csr_matrix,
-                    vocabulary: Sequence[str]) -> Any:
-    """``pyLDAvis.prepare`` of the analysed documents, topics in the model's order and numbered from 0."""
+def jensen_shannon_distances(distributions: np.ndarray) -> np.ndarray:
+    """Jensen-Shannon divergence (natural log) between every pair of rows, shape (K, K).
+
+    What ``pyLDAvis.js_PCoA`` computes pair by pair through ``scipy.stats.entropy``
+    (minutes at V=50k), here one row against all the others at a time.
+    """
+    p = np.asarray(distributions, dtype=np.float64)
+    k = p.shape[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logp = np.where(p > 0, np.log(p), 0.0)
+        out = np.zeros((k, k))
+        for i in range(k - 1):
+            m = 0.5 * (p[i] + p[i + 1:])
+            logm = np.where(m > 0, np.log(m), 0.0)
+            left = (p[i] * (logp[i] - logm)).sum(axis=1)
+            right = (p[i + 1:] * (logp[i + 1:] - logm)).sum(axis=1)
+            out[i, i + 1:] = out[i + 1:, i] = 0.5 * (left + right)
+    return out
+
+
+def principal_coordinates(distances: np.ndarray, n_components: int = 2) -> np.ndarray:
+    """Classical multidimensional scaling of a distance matrix, as pyLDAvis's ``js_PCoA`` does it."""
+    d = np.asarray(distances, dtype=np.float64)
+    n = d.shape[0]
+    centre = np.eye(n) - np.ones((n, n)) / n
+    b = -centre @ (d**2) @ centre / 2
+    values, vectors = np.linalg.eigh((b + b.T) / 2)
+    order = np.argsort(values)[::-1][:n_components]
+    values = np.where(np.isclose(values[order], 0) | (values[order] < 0), 0.0, values[order])
+    return np.sqrt(values) * vectors[:, order]
+
+
+def ldavis_prepared(topic_word: np.ndarray, theta: np.ndarray, counts: sp.csr_matrix, vocabulary: Sequence[str],
+                    *, max_words: int = 10_000, max_rows: int = 100_000) -> Any:
+    """``pyLDAvis.prepare`` of the analysed documents, topics in the model's order and numbered from 0.
+
+    Sized for the page: pyLDAvis ranks terms over the ``max_words`` most
+    frequent words of the documents (its cost and output grow with V; the
+    topics' word distributions are renormalised over them), its term-topic
+    table keeps the ``max_rows`` largest entries (every term keeps its
+    largest), and numbers are rounded to what the view can show. The
+    intertopic distances are computed on the full distributions.
+    """
     try:
         import pyLDAvis
     except ImportError:
         raise ImportError("the pyLDAvis view needs pyLDAvis: pip install 'etm[plots]'") from None
     data = occurring_words(pyldavis_data(topic_word, theta, counts, vocabulary))
-    return pyLDAvis.prepare(**data, sort_topics=False, n_jobs=1, start_index=0)
+    full = np.asarray(topic_word, dtype=np.float64)
+    full = full / full.sum(axis=1, keepdims=True)
+    frequency = np.asarray(data["term_frequency"])
+    if frequency.size > max_words:
+        keep = np.sort(np.argsort(-frequency, kind="stable")[:max_words])
+        beta = data["topic_term_dists"][:, keep]
+        data = {**data, "topic_term_dists": beta / beta.sum(axis=1, keepdims=True),
+                "vocab": [data["vocab"][i] for i in keep], "term_frequency": frequency[keep]}
+    coordinates = principal_coordinates(jensen_shannon_distances(full))
+    prepared = pyLDAvis.prepare(**data, sort_topics=False, n_jobs=1, start_index=0,
+                                mds=lambda _: coordinates)
+    return _compact(prepared, max_rows)
+
+
+def _compact(prepared: Any, max_rows: int) -> Any:
+    """Fewer digits, and at most ``max_rows`` rows of the term-topic table (each term keeps its largest)."""
+    import pandas as pd
+
+    table = prepared.token_table
+    if len(table) > max_rows:
+        rows = pd.DataFrame({"Term": table["Term"].to_numpy(), "Freq": table["Freq"].to_numpy()})
+        first = rows.groupby("Term")["Freq"].idxmax().to_numpy()
+        rest = rows.drop(index=first).nlargest(max(max_rows - first.size, 0), "Freq").index.to_numpy()
+        table = table.iloc[np.sort(np.concatenate([first, rest]))]
+        logger.info("pyLDAvis term-topic table cut to its %d largest entries", len(table))
+    table = table.assign(Freq=table["Freq"].map(lambda x: _sig(float(x), 4)))
+    info = prepared.topic_info.assign(Freq=prepared.topic_info["Freq"].round(2),
+                                      Total=prepared.topic_info["Total"].round(2))
+    coordinates = prepared.topic_coordinates.round(6)
+    return prepared._replace(token_table=table, topic_info=info, topic_coordinates=coordinates)
