@@ -208,3 +208,32 @@ def test_bad_arguments_are_named(fitted, small_corpus, tmp_path: Path) -> None:
     other = Corpus(sp.csr_matrix(np.ones((2, 4))), ["a", "b", "c", "d"])
     with pytest.raises(ValueError, match="corpus has 4 words in its vocabulary, model vocabulary has 3072 words"):
         build_report(fitted, other)
+
+
+def test_a_large_model_stays_under_10_mb(tmp_path: Path) -> None:
+    """K=100 topics, V=50,000 words: the default caps keep the page under 10 MB (benchmarks/report_size.py
+    measures a trained model of this size; a barely trained one has flat topics, the worst case for pyLDAvis)."""
+    import scipy.sparse as sp
+
+    from etm.corpus import Corpus
+
+    rng = np.random.default_rng(0)
+    n_docs, n_words = 4000, 50_000
+    vocab = [f"w{i:05d}{'abcdefgh'[i % 8] * (i % 5)}" for i in range(n_words)]  # 6 to 10 letters, like words
+    zipf = 1.0 / np.arange(1, n_words + 1)
+    counts = sp.random(n_docs, n_words, density=0.002, random_state=rng, format="csr",
+                       data_rvs=lambda n: rng.integers(1, 4, size=n).astype(np.float32))
+    counts = counts + sp.csr_matrix(  # a Zipf background so frequencies differ as in text
+        (np.ones(n_docs * 20, dtype=np.float32),
+         (np.repeat(np.arange(n_docs), 20), rng.choice(n_words, size=n_docs * 20, p=zipf / zipf.sum()))),
+        shape=(n_docs, n_words))
+    corpus = Corpus(sp.csr_matrix(counts), vocab, doc_ids=[f"doc {d}" for d in range(n_docs)]).split(
+        valid_size=0.05, test_size=0.05, random_state=0)
+    est = TopicModel(100, embedding_size=32, hidden_size=64, epochs=1, batch_size=1000, device="cpu",
+                     random_state=0).fit(corpus)
+    path = write_report(est, tmp_path / "large.html", corpus)
+    assert path.stat().st_size < 10_000_000
+    page = path.read_text(encoding="utf-8")
+    assert page.count('<article class="topic"') == 100
+    data = json.loads(re.search(r'id="etm-data">(.*?)</script>', page, flags=re.S).group(1))
+    assert data["search"]["searchable"] == 5000 and len(data["figures"]["map-figure"]["data"][0]["text"]) <= 2000

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -67,28 +66,18 @@ def ldavis_assets() -> dict[str, str]:
 
 
 def ldavis_json(prepared: Any) -> dict[str, Any]:
-    """A ``pyLDAvis.PreparedData`` as a plain dict, checked to be finite (the page parses it as JSON)."""
-    data = json.loads(prepared.to_json())
-
-    def check(value: Any, where: str) -> None:
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"pyLDAvis data has a non-finite number at {where}; a word with no occurrence in "
-                             "the documents gives an infinite lift: leave such words out first")
-        if isinstance(value, dict):
-            for key, item in value.items():
-                check(item, f"{where}.{key}")
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                check(item, f"{where}[{i}]")
-
-    check(data, "data")
-    return data
+    """A ``pyLDAvis.PreparedData`` as a plain dict (what the LDAvis script reads)."""
+    return json.loads(prepared.to_json())
 
 
 def ldavis_element(element_id: str, prepared: Any) -> str:
     """The LDAvis view as HTML to place in a page that already holds :func:`ldavis_head` (its scripts)."""
-    return (f'<div id="{html.escape(element_id)}" class="ldavis"></div>'
-            + json_script(f"{element_id}-data", ldavis_json(prepared))
+    try:
+        data = json_script(f"{element_id}-data", ldavis_json(prepared))
+    except ValueError as err:  # json.dumps(allow_nan=False) on an infinite lift
+        raise ValueError(f"pyLDAvis data has a non-finite number ({err}); a word that never occurs in the "
+                         "documents gets an infinite lift: leave such words out (etm.plots.occurring_words)") from None
+    return (f'<div id="{html.escape(element_id)}" class="ldavis"></div>' + data
             + inline_script(f'new LDAvis("#{element_id}", JSON.parse('
                             f'document.getElementById("{element_id}-data").textContent));'))
 
