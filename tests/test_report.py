@@ -16,10 +16,10 @@ import pytest
 
 from etm.estimator import TopicModel
 from etm.neighbors import nearest_word_indices, nearest_words
+from etm.offline import inline_script, json_script
 from etm.plots import embedding_map_points
 from etm.report import build_report, write_report
 from etm.report.data import representative_documents, snippet
-from etm.report.offline import inline_script, json_script
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ A saved model is a directory::
 The three files are written as one unit: each goes to a temporary file first
 and ``config.json`` is renamed into place last, so a directory with a
 ``config.json`` holds a complete model and a crash mid-save never leaves a mix
-of two models. Training checkpoints build on this (:mod:`etm.checkpoint`).
+of two models. Training checkpoints build on this (:mod:`etm.training.checkpoint`).
 """
 
 from __future__ import annotations

@@ -357,7 +357,7 @@ def export_pyldavis(
         if html:
             raise ImportError("the HTML page needs pyLDAvis: pip install pyLDAvis") from None
         return written
-    from etm.report.offline import ldavis_page
+    from etm.offline import ldavis_page
 
     vis = pyLDAvis.prepare(**occurring_words(data), sort_topics=False, n_jobs=1, start_index=0)
     written["html"] = out / "ldavis.html"

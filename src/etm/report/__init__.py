@@ -2,7 +2,7 @@
 
 The page holds every script and style inline (plotly's bundle, pyLDAvis's d3
 and LDAvis), so it opens from disk and makes no network request. See
-:func:`write_report` for what it shows and :mod:`etm.report.offline` for the
+:func:`write_report` for what it shows and :mod:`etm.offline` for the
 offline pyLDAvis page that ``export_pyldavis`` writes.
 """
 

@@ -2,7 +2,7 @@
 
 :func:`build_report` computes what the page shows (:mod:`etm.report.data`),
 :func:`etm.report.html.render_report` turns it into HTML with plotly charts
-and the pyLDAvis view inlined (:mod:`etm.report.offline`), and
+and the pyLDAvis view inlined (:mod:`etm.offline`), and
 :func:`write_report` writes it atomically.
 """
 

@@ -170,7 +170,7 @@ def document_texts(
 
 
 def _texts_from_file(path: Path, wanted: dict[str, int], options: dict[str, Any]) -> dict[int, str]:
-    from etm.readers import iter_documents
+    from etm.corpus import iter_documents
 
     options = {k: v for k, v in options.items() if k in {"format", "encoding", "encoding_errors", "text_field",
                                                            "id_field"}}

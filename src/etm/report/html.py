@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
+from etm import offline
 from etm._version import __version__
-from etm.report import offline
 from etm.report.data import highlight_pattern
 
 __all__ = ["render_report", "figures"]

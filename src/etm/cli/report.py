@@ -7,17 +7,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from etm.cli._common import flag, positive_int
+from etm.corpus import is_corpus_dir, open_corpus
+
 logger = logging.getLogger("etm.cli")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
 
 
 def add_parser(sub: Any) -> None:
@@ -37,34 +30,33 @@ def add_parser(sub: Any) -> None:
                    help="raw documents (any `etm prepare` input) for snippets of the representative documents, "
                         "matched to the corpus by id (default: the raw file the corpus records as its source, "
                         "when it exists)")
-    p.add_argument("--no-documents", action="store_true", help="show no document text")
+    p.add_argument(*flag("--no-documents"), action="store_true", help="show no document text")
     g = p.add_argument_group("reading RAW (as `etm prepare` read it)")
     g.add_argument("--format", default="auto", choices=["auto", "text", "jsonl", "csv", "tsv", "folder"])
-    g.add_argument("--text-field", "--text_field", default="text", help="JSONL field / CSV column with the text")
-    g.add_argument("--id-field", "--id_field", default=None, help="JSONL field / CSV column with the document id")
-    g.add_argument("--encoding", default="utf-8")
-    g.add_argument("--encoding-errors", "--encoding_errors", default="strict",
-                   choices=["strict", "replace", "ignore", "backslashreplace"])
+    g.add_argument(*flag("--text-field"), default="text", help="JSONL field / CSV column with the text")
+    g.add_argument(*flag("--id-field"), default=None, help="JSONL field / CSV column with the document id")
+    g.add_argument("--encoding", default="utf-8", help="text encoding of RAW (default utf-8)")
+    g.add_argument(*flag("--encoding-errors"), default="strict",
+                   choices=["strict", "replace", "ignore", "backslashreplace"], help="undecodable bytes in RAW")
     g = p.add_argument_group("what the page shows")
     g.add_argument("--title", default=None, help="page title")
-    g.add_argument("-n", "--words", type=_positive_int, default=10, help="top words per topic (default 10)")
-    g.add_argument("--documents-per-topic", type=_positive_int, default=5,
+    g.add_argument("-n", "--words", type=positive_int, default=10, help="top words per topic (default 10)")
+    g.add_argument(*flag("--documents-per-topic"), type=positive_int, default=5,
                    help="representative documents per topic (default 5)")
-    g.add_argument("--max-documents", type=_positive_int, default=20_000,
+    g.add_argument(*flag("--max-documents"), type=positive_int, default=20_000,
                    help="training documents behind prevalence, representative documents and pyLDAvis "
                         "(the first ones; default 20000)")
-    g.add_argument("--map-words", type=_positive_int, default=2_000, help="words on the map at most (default 2000)")
-    g.add_argument("--search-words", type=_positive_int, default=5_000,
+    g.add_argument(*flag("--map-words"), type=positive_int, default=2_000,
+                   help="words on the map at most (default 2000)")
+    g.add_argument(*flag("--search-words"), type=positive_int, default=5_000,
                    help="words the search box knows (default 5000)")
     g.add_argument("--method", default="pca", choices=["pca", "tsne"], help="map projection (default pca)")
-    g.add_argument("--no-ldavis", action="store_true", help="leave out the pyLDAvis view")
+    g.add_argument(*flag("--no-ldavis"), action="store_true", help="leave out the pyLDAvis view")
     p.add_argument("--json", action="store_true")
 
 
 def _default_corpus(model_dir: Path, provenance: dict[str, Any] | None) -> str | None:
     """MODEL/corpus, else the corpus directory the model records it was trained on, when either exists."""
-    from etm.shards import is_corpus_dir
-
     for candidate in (model_dir / "corpus", (provenance or {}).get("corpus")):
         if candidate and Path(candidate).is_dir() and is_corpus_dir(str(candidate)):
             return str(candidate)
@@ -74,7 +66,6 @@ def _default_corpus(model_dir: Path, provenance: dict[str, Any] | None) -> str |
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from etm.estimator import TopicModel
     from etm.report import write_report
-    from etm.shards import open_corpus
 
     est = TopicModel.load(args.model, device="cpu")
     where = args.corpus or _default_corpus(Path(args.model), getattr(est, "provenance_", None))
