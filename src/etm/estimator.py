@@ -755,6 +755,27 @@ class TopicModel(TransformerMixin, BaseEstimator):
         return export_pyldavis(directory, self.topic_word_, self._theta(counts), counts, self.vocabulary_, html=html,
                                names=self.topic_names_)
 
+    def report(self, path: str | os.PathLike[str], X: Any = None, *, documents: Any = None, **options: Any):
+        """One self-contained HTML page about the model (opens from disk, no network); returns its path.
+
+        ``X``: the documents behind prevalence, coherence, representative
+        documents and the pyLDAvis view: a prepared corpus (its training
+        part), a :class:`Corpus`, a sparse (D, V) matrix or texts (which then
+        also give the snippets). ``documents``: raw texts for the snippets
+        (sequence, mapping id -> text, or a raw file); ``options``: those of
+        :func:`etm.report.write_report` (``n_words``, ``n_documents``,
+        ``max_documents``, ``map_words``, ``search_words``, ``method``, ``title`` ...).
+        """
+        from etm.report import write_report
+
+        self._check_is_fitted()
+        if X is not None and not isinstance(X, (CorpusSource, Corpus)):
+            counts, _ = self._counts_for(X, "report")
+            if documents is None and not sp.issparse(X):
+                documents = [str(t) for t in X]
+            X = Corpus(counts, self.vocabulary_)
+        return write_report(self, path, X, documents=documents, **options)
+
     def perplexity(self, X: Any, *, per: str = "document", part: str = "test") -> float:
         """Document-completion perplexity on ``X``.
 
