@@ -127,6 +127,10 @@ def _check_report(browser: Any, path: Path, shot: Path, *, names: list[str], n_w
     hover.wait_for()
     assert map_words[dot["index"]] in hover.text_content()  # hover names the word
     star = _isolated_point(page, "map-figure", 1)
+    # plotly's click reports the point of its last hover, which is throttled: hover the star, see its label, then click
+    page.mouse.move(star["x"], star["y"])
+    page.wait_for_function("([sel, name]) => [...document.querySelectorAll(sel)].some(e => e.textContent.includes(name))",
+                           arg=["#map-figure .hoverlayer .hovertext", names[star["index"]]])
     page.mouse.click(star["x"], star["y"])
     page.wait_for_selector("#map-selection h3")
     assert names[star["index"]] in page.inner_text("#map-selection h3")  # a click lists the topic
