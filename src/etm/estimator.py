@@ -91,7 +91,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         background instead of each learning the most frequent words. On 20
         Newsgroups it reaches a given perplexity in about a third of the
         epochs and raises coherence; on 2,000 texts it lifts the quick
-        start's topic diversity from 0.43 to 0.49 (README). False is the
+        start's topic diversity from 0.43 to 0.49 (docs/benchmarks/small-corpus.md). False is the
         authors' model.
     similarity : {"dot", "cosine"}, default "cosine"
         How topic-word logits are made from the embeddings (see
@@ -139,7 +139,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         Row-sparse gradients and a lazy Adam for the first encoder layer:
         only the rows of a batch's words move. It pays when batches hold a
         small share of the vocabulary; a slightly different optimisation
-        (see :class:`etm.training.TrainingConfig` and the README's measurements).
+        (see :class:`etm.training.TrainingConfig` and docs/benchmarks/speed.md).
     encoder_token_drop : float, default 0.5
         Share of each training document's tokens hidden from the encoder at
         every step, so that it learns to infer topic proportions from part
