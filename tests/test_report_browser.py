@@ -101,11 +101,14 @@ def _isolated_point(page: Any, figure: str, trace: int) -> dict[str, Any]:
     }""", [figure, trace])
 
 
-def _hover(page: Any, point: dict[str, Any], text: str) -> None:
-    """Move the mouse onto ``point`` and wait until the map's hover label shows ``text``."""
+def _hover(page: Any, point: dict[str, Any], *texts: str) -> None:
+    """Move the mouse onto ``point`` and wait until the map's hover label shows all of ``texts``.
+
+    Plotly reports a click on the point it last hovered, so a click must wait for the hover to move.
+    """
     page.mouse.move(point["x"], point["y"])
-    page.wait_for_function("""(text) => [...document.querySelectorAll('#map-figure .hoverlayer .hovertext')]
-        .some(e => e.textContent.includes(text))""", arg=text)
+    page.wait_for_function("""(texts) => [...document.querySelectorAll('#map-figure .hoverlayer .hovertext')]
+        .some(e => texts.every(t => e.textContent.includes(t)))""", arg=list(texts))
 
 
 def _check_report(browser: Any, path: Path, shot: Path, *, names: list[str], n_words: int) -> OfflinePage:
@@ -129,9 +132,9 @@ def _check_report(browser: Any, path: Path, shot: Path, *, names: list[str], n_w
     assert page.locator("#map-figure .scatterlayer .trace:nth-child(2) path.point").count() == len(names)
     page.eval_on_selector("#map-figure", "e => e.scrollIntoView({block: 'center'})")  # clear of the sticky header
     dot = _isolated_point(page, "map-figure", 0)
-    _hover(page, dot, map_words[dot["index"]])  # hover names the word
+    _hover(page, dot, map_words[dot["index"]], "top word of")  # hover names the word
     star = _isolated_point(page, "map-figure", 1)
-    _hover(page, star, names[star["index"]])  # plotly clicks what it last hovered: hover first
+    _hover(page, star, names[star["index"]], "click to list it")  # the star's label, not the dot's
     page.mouse.click(star["x"], star["y"])
     page.wait_for_selector("#map-selection h3")
     assert page.inner_text("#map-selection h3") == data["labels"][star["index"]]  # a click lists the topic
