@@ -101,6 +101,16 @@ def _isolated_point(page: Any, figure: str, trace: int) -> dict[str, Any]:
     }""", [figure, trace])
 
 
+def _hover(page: Any, point: dict[str, Any], *texts: str) -> None:
+    """Move the mouse onto ``point`` and wait until the map's hover label shows all of ``texts``.
+
+    Plotly reports a click on the point it last hovered, so a click must wait for the hover to move.
+    """
+    page.mouse.move(point["x"], point["y"])
+    page.wait_for_function("""(texts) => [...document.querySelectorAll('#map-figure .hoverlayer .hovertext')]
+        .some(e => texts.every(t => e.textContent.includes(t)))""", arg=list(texts))
+
+
 def _check_report(browser: Any, path: Path, shot: Path, *, names: list[str], n_words: int) -> OfflinePage:
     """Everything a reader does on the report; returns the open page for more checks."""
     view = OfflinePage(browser, path)
@@ -120,20 +130,14 @@ def _check_report(browser: Any, path: Path, shot: Path, *, names: list[str], n_w
     assert page.locator("#map-figure .scatterlayer .trace").count() == 2
     assert page.locator("#map-figure .scatterlayer .trace:nth-child(1) path.point").count() == len(map_words)
     assert page.locator("#map-figure .scatterlayer .trace:nth-child(2) path.point").count() == len(names)
-    page.locator("#map").scroll_into_view_if_needed()
+    page.eval_on_selector("#map-figure", "e => e.scrollIntoView({block: 'center'})")  # clear of the sticky header
     dot = _isolated_point(page, "map-figure", 0)
-    page.mouse.move(dot["x"], dot["y"])
-    hover = page.locator("#map-figure .hoverlayer .hovertext")
-    hover.wait_for()
-    assert map_words[dot["index"]] in hover.text_content()  # hover names the word
+    _hover(page, dot, map_words[dot["index"]], "top word of")  # hover names the word
     star = _isolated_point(page, "map-figure", 1)
-    # plotly's click reports the point of its last hover, which is throttled: hover the star, see its label, then click
-    page.mouse.move(star["x"], star["y"])
-    page.wait_for_function("([sel, name]) => [...document.querySelectorAll(sel)].some(e => e.textContent.includes(name))",
-                           arg=["#map-figure .hoverlayer .hovertext", names[star["index"]]])
+    _hover(page, star, names[star["index"]], "click to list it")  # the star's label, not the dot's
     page.mouse.click(star["x"], star["y"])
     page.wait_for_selector("#map-selection h3")
-    assert names[star["index"]] in page.inner_text("#map-selection h3")  # a click lists the topic
+    assert page.inner_text("#map-selection h3") == data["labels"][star["index"]]  # a click lists the topic
     assert page.locator("#map-selection li").count() == len(data["topics"][star["index"]]["words"])
     page.screenshot(path=str(shot.with_name(shot.stem + "-map.png")))
     # the search box: a topic's top word -> its nearest words and the topics weighing it
@@ -144,7 +148,7 @@ def _check_report(browser: Any, path: Path, shot: Path, *, names: list[str], n_w
     assert result.locator("ol.near li").count() == 8
     assert result.locator("ol.weighing li a").count() == min(3, len(names))
     i = data["search"]["words"].index(word)
-    weighing = [names[k] for k in data["search"]["topics"][i][0::3]]
+    weighing = [data["labels"][k] for k in data["search"]["topics"][i][0::3]]
     assert [a.inner_text() for a in result.locator("ol.weighing li a").all()] == weighing
     page.screenshot(path=str(shot.with_name(shot.stem + "-search.png")))
     result.locator("ol.weighing li a").first.click()

@@ -166,8 +166,9 @@ def render_report(report: dict[str, Any]) -> str:
     env.filters["num"] = _number
     template = env.from_string(_asset("template.html"))
     names = [t["name"] for t in report["topics"]]
+    labels = [f"Topic {k}" if name == f"topic_{k}" else f"Topic {k}: {name}" for k, name in enumerate(names)]
     page_data = {"figures": figures(report), "search": report["search"], "topics": [
-        {"name": t["name"], "words": [w for w, _ in t["words"]]} for t in report["topics"]], "names": names}
+        {"name": t["name"], "words": [w for w, _ in t["words"]]} for t in report["topics"]], "labels": labels}
     ldavis = report["ldavis"]
     from markupsafe import Markup
 

@@ -25,7 +25,7 @@
   }
 
   function topicLink(k) {
-    var a = el("a", {href: "#topic-" + k, text: DATA.names[k]});
+    var a = el("a", {href: "#topic-" + k, text: DATA.labels[k]});
     a.addEventListener("click", function (ev) { ev.preventDefault(); openTopic(k); });
     return a;
   }
@@ -78,7 +78,7 @@
   function showTopicOnMap(k) {
     var aside = document.getElementById("map-selection");
     aside.textContent = "";
-    aside.appendChild(el("h3", {}, ["Topic " + k + ": ", topicLink(k)]));
+    aside.appendChild(el("h3", {}, [topicLink(k)]));
     aside.appendChild(el("ol", {"class": "map-words"}, DATA.topics[k].words.map(function (w) {
       return el("li", {}, [wordButton(w)]);
     })));
