@@ -15,12 +15,12 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[test,embeddings,plots]"
+	$(BIN)/python -m pip install -q -e ".[test,embeddings,plots,docs]"
 	touch $@
 
 install: $(VENV)/.installed
 
-# Prepare raw 20 Newsgroups, train with early stopping, print topics and metrics.
+# Prepare raw 20 Newsgroups, train with early stopping, print topics and metrics, write the HTML report.
 demo: install
 	@if [ -f "$(DATA)/20news-bydate.jsonl.gz" ]; then \
 	  src="$(DATA)/20news-bydate.jsonl.gz"; \
@@ -33,7 +33,9 @@ demo: install
 	  --strip-newsgroup --min-df 10 --max-df 0.5 --extra-stop-words examples/stopwords_extra.txt --force && \
 	$(BIN)/etm train $(RUNS)/20ng-corpus -o $(RUNS)/20ng-model --num-topics 20 --epochs 100 --patience 10 \
 	  --topics 20 --force && \
-	$(BIN)/etm evaluate $(RUNS)/20ng-model $(RUNS)/20ng-corpus
+	$(BIN)/etm evaluate $(RUNS)/20ng-model $(RUNS)/20ng-corpus && \
+	$(BIN)/etm report $(RUNS)/20ng-model --corpus $(RUNS)/20ng-corpus --documents "$$src" \
+	  -o $(RUNS)/20ng-model/report.html
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -91,7 +91,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         background instead of each learning the most frequent words. On 20
         Newsgroups it reaches a given perplexity in about a third of the
         epochs and raises coherence; on 2,000 texts it lifts the quick
-        start's topic diversity from 0.43 to 0.49 (README). False is the
+        start's topic diversity from 0.43 to 0.49 (docs/benchmarks/small-corpus.md). False is the
         authors' model.
     similarity : {"dot", "cosine"}, default "cosine"
         How topic-word logits are made from the embeddings (see
@@ -139,7 +139,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         Row-sparse gradients and a lazy Adam for the first encoder layer:
         only the rows of a batch's words move. It pays when batches hold a
         small share of the vocabulary; a slightly different optimisation
-        (see :class:`etm.training.TrainingConfig` and the README's measurements).
+        (see :class:`etm.training.TrainingConfig` and docs/benchmarks/speed.md).
     encoder_token_drop : float, default 0.5
         Share of each training document's tokens hidden from the encoder at
         every step, so that it learns to infer topic proportions from part
@@ -754,6 +754,27 @@ class TopicModel(TransformerMixin, BaseEstimator):
         counts, _ = self._counts_for(X, "export_pyldavis")
         return export_pyldavis(directory, self.topic_word_, self._theta(counts), counts, self.vocabulary_, html=html,
                                names=self.topic_names_)
+
+    def report(self, path: str | os.PathLike[str], X: Any = None, *, documents: Any = None, **options: Any):
+        """One self-contained HTML page about the model (opens from disk, no network); returns its path.
+
+        ``X``: the documents behind prevalence, coherence, representative
+        documents and the pyLDAvis view: a prepared corpus (its training
+        part), a :class:`Corpus`, a sparse (D, V) matrix or texts (which then
+        also give the snippets). ``documents``: raw texts for the snippets
+        (sequence, mapping id -> text, or a raw file); ``options``: those of
+        :func:`etm.report.write_report` (``n_words``, ``n_documents``,
+        ``max_documents``, ``map_words``, ``search_words``, ``method``, ``title`` ...).
+        """
+        from etm.report import write_report
+
+        self._check_is_fitted()
+        if X is not None and not isinstance(X, (CorpusSource, Corpus)):
+            counts, _ = self._counts_for(X, "report")
+            if documents is None and not sp.issparse(X):
+                documents = [str(t) for t in X]
+            X = Corpus(counts, self.vocabulary_)
+        return write_report(self, path, X, documents=documents, **options)
 
     def perplexity(self, X: Any, *, per: str = "document", part: str = "test") -> float:
         """Document-completion perplexity on ``X``.

@@ -226,13 +226,13 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
        flags=("--lr-schedule",), config="lr_schedule"),
     _o("ema_decay", "float", 0.0, "per-step decay of weight averaging; the averaged weights are validated and "
        "kept, 0 = off", low=0.0, high=1.0, high_open=True, flags=("--ema-decay",), config="ema_decay"),
-    _o("encoder_token_drop", "float", 0.0, "share of each training document's tokens hidden from the encoder at "
+    _o("encoder_token_drop", "float", 0.5, "share of each training document's tokens hidden from the encoder at "
        "every step; trains it for document completion (0.5 lowers 20NG test perplexity ~6%; 0 = the authors')",
        low=0.0, high=1.0, high_open=True, flags=("--encoder-token-drop",), config="encoder_token_drop",
        config_default=0.0),
     _o("lazy_updates", "bool", False, "row-sparse gradients and a lazy Adam for the V x H first encoder layer: "
        "only the rows of words in a batch are updated (pays when a batch holds a small share of the vocabulary; "
-       "slower than exact Adam at 50k words on a 2-core CPU, see README; one process only)",
+       "slower than exact Adam at 50k words on a 2-core CPU, see docs/benchmarks/speed.md; one process only)",
        flags=("--lazy-updates",), cli="switch", config="lazy_updates"),
     _o("random_state", "int", 2019, "random seed", low=0, nullable=True, flags=("--seed",),
        config="seed"),

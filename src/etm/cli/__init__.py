@@ -1,4 +1,4 @@
-"""The ``etm`` command line: prepare | train | embed | neighbors | label | plot | evaluate | topics | transform.
+"""The ``etm`` command line: prepare, train, embed, neighbors, label, plot, evaluate, topics, transform, report.
 
 Human-readable output goes to stdout, logs to stderr; ``--json`` prints one
 JSON document instead, for scripts. Option names follow the authors'
@@ -42,6 +42,7 @@ COMMANDS: tuple[str, ...] = (
     "evaluate",
     "topics",
     "transform",
+    "report",
 )
 
 

@@ -159,7 +159,7 @@ class TrainingConfig:
         second). The objective stays an evidence lower bound: the bound
         holds for any encoder input. On the authors' 20 Newsgroups 0.5 lowers
         test perplexity by ~6% and reaches theirs in a quarter of the epochs
-        (see README). 0 (the default) is the authors' training.
+        (docs/benchmarks/reproduce-20ng.md). 0 (the default) is the authors' training.
     seed : int
         Seed of parameter initialisation, shuffling, dropout and noise.
     """
