@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from etm import cli_tune
+
 logger = logging.getLogger("etm.cli")
 
 EXIT_USAGE = 2
@@ -176,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_prepare_parser(sub)
     _add_train_parser(sub)
+    cli_tune.add_parser(sub)
 
     # embed -------------------------------------------------------------------
     p = sub.add_parser("embed", help="train skip-gram word embeddings on documents (word2vec text output)",
@@ -820,6 +823,7 @@ COMMANDS = {
     "neighbors": cmd_neighbors,
     "plot": cmd_plot,
     "label": cmd_label,
+    "tune": lambda args: cli_tune.run(args),
 }
 
 
@@ -840,7 +844,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     level = logging.WARNING - 10 * min(args.verbose + 1, 2) if args.verbose else logging.WARNING
-    if args.command == "train" and not args.verbose:
+    if args.command in ("train", "tune") and not args.verbose:
         level = logging.INFO if not getattr(args, "json", False) else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.command == "train" and args.nproc > 1:
