@@ -135,9 +135,9 @@ class TrialObjective:
         from etm.estimator import TopicModel
         from etm.training import TrainingDivergedError
 
+        self.current = trial.number
         if self.on_start is not None:
             self.on_start()
-        self.current = trial.number
         pid = os.getpid()
         for key, value in (("host", socket.gethostname()), ("pid", pid), ("process", process_tag(pid))):
             trial.set_user_attr(key, value)

@@ -30,7 +30,7 @@ from etm.corpus import CorpusSource
 from etm.options import DEFAULTS
 from etm.tuning.objective import TrialObjective, TrialSettings, validation_reference
 from etm.tuning.space import Range
-from etm.tuning.storage import MAX_RETRY, StorageSpec, open_storage, stale_local_trials
+from etm.tuning.storage import MAX_RETRY, StorageSpec, open_storage, quiet_experimental, stale_local_trials
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,8 @@ def requeue(study: Any, trial: Any) -> bool:
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     before = count_trials(study, "WAITING")
-    RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, trial)
+    with quiet_experimental():
+        RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, trial)
     return count_trials(study, "WAITING") > before
 
 
@@ -165,14 +166,15 @@ def run_worker(spec: WorkerSpec, *, worker: int = 0, on_trial: Callable[[Any], N
         lock.acquire()
         try:
             if spec.storage.url is not None:
-                optuna.storages.fail_stale_trials(study)
+                with quiet_experimental():
+                    optuna.storages.fail_stale_trials(study)
             if count_trials(study, "COMPLETE", "PRUNED", "RUNNING") >= spec.n_trials:
                 break
             objective.current = None
             try:
                 study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
             except KeyboardInterrupt:
-                _requeue_interrupted(study, objective.current)
+                _requeue_interrupted(study, pruning, objective.current)
                 raise
         finally:
             lock.release()
@@ -187,11 +189,19 @@ def run_worker(spec: WorkerSpec, *, worker: int = 0, on_trial: Callable[[Any], N
     return ran
 
 
-def _requeue_interrupted(study: Any, number: int | None) -> None:
-    if number is None:
-        return
-    trial = study.get_trials(deepcopy=False)[number]
-    queued = trial.state.name == "FAIL" and requeue(study, trial)
+def _requeue_interrupted(study: Any, pruning: Any, number: int | None) -> None:
+    """After Ctrl-C: fail this worker's trial (Optuna did unless the interrupt came outside the objective), queue it."""
+    from optuna.trial import TrialState
+
+    trial = None if number is None else study.get_trials(deepcopy=False)[number]
+    if trial is None or trial.state not in (TrialState.RUNNING, TrialState.FAIL):
+        return  # interrupted between trials: nothing was running
+    if trial.state == TrialState.RUNNING:
+        study.tell(number, state=TrialState.FAIL)
+    side = trial.user_attrs.get("pruning_trial")
+    if pruning is not None and side is not None and pruning.get_trials(deepcopy=False)[side].state.name == "RUNNING":
+        pruning.tell(side, state=TrialState.FAIL)
+    queued = requeue(study, study.get_trials(deepcopy=False)[number])
     logger.warning("trial %d interrupted: marked failed%s", number, "; it runs again on --resume" if queued else "")
 
 

@@ -22,7 +22,9 @@ import logging
 import os
 import re
 import socket
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,9 +55,50 @@ def optuna_module() -> Any:
     return optuna
 
 
+@contextmanager
+def quiet_experimental() -> Iterator[None]:
+    """Silence Optuna's ExperimentalWarning for the features used on purpose (heartbeats, the retry callback)."""
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        yield
+
+
 def mask_url(url: str) -> str:
     """``url`` with its password replaced by ``***`` (for messages and the study record)."""
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+class FlockLock:
+    """The journal file's lock as an ``flock`` on ``study.journal.flock``: the kernel drops it when its holder dies.
+
+    Optuna's own journal locks (a symlink or an exclusive file) outlive a
+    process killed while writing, and the others wait 30 s before breaking
+    them; an interrupted waiter may even delete a lock it does not hold. An
+    ``flock`` has neither problem on a local disk (on NFS, use a database).
+    """
+
+    def __init__(self, journal: str) -> None:
+        self.path = journal + ".flock"
+        self._fh: Any = None
+
+    def acquire(self) -> bool:
+        import fcntl
+
+        fh = open(self.path, "a")  # noqa: SIM115 - closed in release()
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        except BaseException:
+            fh.close()
+            raise
+        self._fh = fh
+        return True
+
+    def release(self) -> None:
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            fh.close()
 
 
 @dataclass(frozen=True)
@@ -81,10 +124,17 @@ def open_storage(spec: StorageSpec) -> Any:
     """The Optuna storage of ``spec``; an unreachable database raises ValueError naming the (masked) URL."""
     optuna = optuna_module()
     if spec.url is None:
-        from optuna.storages.journal import JournalFileBackend
+        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
         Path(spec.study_dir).mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(spec.journal_path)))
+        journal = str(spec.journal_path)
+        try:
+            import fcntl  # noqa: F401
+        except ImportError:  # Windows: Optuna's exclusive-file lock
+            lock: Any = JournalFileOpenLock(journal)
+        else:
+            lock = FlockLock(journal)
+        return optuna.storages.JournalStorage(JournalFileBackend(journal, lock_obj=lock))
     url = spec.url
     if "://" not in url:
         raise ValueError(f"storage {url!r} is not a database URL: write e.g. postgresql://user:password@host/db or "
@@ -99,13 +149,14 @@ def open_storage(spec: StorageSpec) -> Any:
         connect_args = {"connect_timeout": 10} if url.startswith(("postgresql", "postgres", "mysql")) else {}
         from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs={"pool_pre_ping": True, "connect_args": connect_args},
-            heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
-            failed_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+        with quiet_experimental():
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs={"pool_pre_ping": True, "connect_args": connect_args},
+                heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
     except ImportError as err:
         raise ValueError(f"cannot open the storage {mask_url(url)}: {err}; install the database driver (for "
-                         "PostgreSQL: pip install psycopg2-binary)") from None
+                         "PostgreSQL: pip install 'psycopg[binary]')") from None
     except Exception as err:  # SQLAlchemy / redis connection errors have no common base worth importing
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"cannot reach the storage {mask_url(url)}: {reason}. Check that the server runs and that "
