@@ -41,7 +41,7 @@ import scipy.sparse as sp
 from etm.corpus import CorpusSource
 from etm.metrics import top_word_indices, topic_coherence, topic_diversity, topic_quality
 from etm.tuning.space import describe, suggest
-from etm.tuning.storage import process_tag
+from etm.tuning.storage import process_tag, quiet_optuna_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,8 @@ class TrialObjective:
             trial.set_user_attr(key, value)
         params = suggest(trial, self.settings.space)
         metrics = OBJECTIVES[self.settings.objective]
-        side = self.pruning_study.ask() if self.pruning_study is not None else None
+        with quiet_optuna_warnings():
+            side = self.pruning_study.ask() if self.pruning_study is not None else None
         if side is not None:
             trial.set_user_attr("pruning_trial", side.number)
         monitor = _Monitor(side if side is not None else trial, "perplexity" if side is not None else metrics[0],

@@ -30,7 +30,7 @@ from etm.corpus import CorpusSource
 from etm.options import DEFAULTS
 from etm.tuning.objective import TrialObjective, TrialSettings, validation_reference
 from etm.tuning.space import Range
-from etm.tuning.storage import MAX_RETRY, StorageSpec, open_storage, quiet_experimental, stale_local_trials
+from etm.tuning.storage import MAX_RETRY, StorageSpec, open_storage, quiet_optuna_warnings, stale_local_trials
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def requeue(study: Any, trial: Any) -> bool:
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     before = count_trials(study, "WAITING")
-    with quiet_experimental():
+    with quiet_optuna_warnings():
         RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, trial)
     return count_trials(study, "WAITING") > before
 
@@ -166,7 +166,7 @@ def run_worker(spec: WorkerSpec, *, worker: int = 0, on_trial: Callable[[Any], N
         lock.acquire()
         try:
             if spec.storage.url is not None:
-                with quiet_experimental():
+                with quiet_optuna_warnings():
                     optuna.storages.fail_stale_trials(study)
             if count_trials(study, "COMPLETE", "PRUNED", "RUNNING") >= spec.n_trials:
                 break

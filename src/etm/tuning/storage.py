@@ -56,12 +56,18 @@ def optuna_module() -> Any:
 
 
 @contextmanager
-def quiet_experimental() -> Iterator[None]:
-    """Silence Optuna's ExperimentalWarning for the features used on purpose (heartbeats, the retry callback)."""
+def quiet_optuna_warnings() -> Iterator[None]:
+    """Silence Optuna's warnings about what is done on purpose.
+
+    Heartbeats and the retry callback are "experimental"; the companion
+    pruning study's trials are asked for outside ``optimize`` (the main
+    trial, inside ``optimize``, has the heartbeat).
+    """
     from optuna.exceptions import ExperimentalWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
         yield
 
 
@@ -149,7 +155,7 @@ def open_storage(spec: StorageSpec) -> Any:
         connect_args = {"connect_timeout": 10} if url.startswith(("postgresql", "postgres", "mysql")) else {}
         from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-        with quiet_experimental():
+        with quiet_optuna_warnings():
             return optuna.storages.RDBStorage(
                 url, engine_kwargs={"pool_pre_ping": True, "connect_args": connect_args},
                 heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
