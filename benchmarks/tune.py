@@ -43,7 +43,7 @@ from _baselines import default_data  # noqa: E402
 from etm.estimator import TopicModel  # noqa: E402
 from etm.options import DEFAULTS  # noqa: E402
 from etm.readers import read_authors_format  # noqa: E402
-from etm.tuning import Range, carve_validation, tune, validation_quality  # noqa: E402
+from etm.tuning import carve_validation, tune, validation_quality  # noqa: E402
 from etm.tuning.objective import validation_reference  # noqa: E402
 
 
@@ -68,7 +68,7 @@ def run_study(corpus: Any, out: Path, trials: int, epochs: int, seed: int, prune
     if out.exists():
         shutil.rmtree(out)
     start = time.perf_counter()
-    result = tune(corpus, out, n_trials=trials, space={"n_topics": Range(10, 100), "epochs": epochs},
+    result = tune(corpus, out, n_trials=trials, space={"epochs": epochs},
                   objective=objective, pruner=pruner, seed=seed, device="cpu", threads=threads)
     wall = time.perf_counter() - start
     rows = result.rows

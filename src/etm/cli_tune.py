@@ -68,7 +68,7 @@ def add_parser(sub: Any) -> None:
                    help="finished trials the study should hold, those of earlier sessions and other workers "
                         "included (default 30)")
     g.add_argument("--num-topics", "--num_topics", type=_spec("n_topics"), default=None, metavar="RANGE",
-                   help="K: LOW:HIGH, LOW:HIGH:STEP, a,b,c or one value (default 10:100)")
+                   help="K: LOW:HIGH, LOW:HIGH:log, LOW:HIGH:STEP, a,b,c or one value (default 10:100:log)")
     g.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=SPEC",
                    help="search another option or change a range (kl_weight=0.1:1:log, background=0,1, "
                         "encoder_token_drop=0:0.5), or fix one (hidden_size=400, lr=0.002); NAME is the TopicModel "

@@ -125,8 +125,9 @@ def plot_study(rows: Sequence[dict[str, Any]], study_dir: Path) -> dict[str, Pat
     best = [r for r in with_k if r["chosen"]]
     ax.scatter([r["n_topics"] for r in best], [r["quality"] for r in best], color="C3", label="chosen")
     pruned = [r for r in rows if r["state"] == "PRUNED" and r.get("n_topics") is not None]
-    ax.scatter([r["n_topics"] for r in pruned], [0.0] * len(pruned), facecolors="none", edgecolors="0.5",
-               label="pruned (quality not measured)")
+    floor = min([r["quality"] for r in with_k] + [0.0])  # pruned trials have no final quality: a row at the bottom
+    ax.scatter([r["n_topics"] for r in pruned], [floor] * len(pruned), marker="|", color="0.5",
+               label="pruned (not scored)")
     ax.set_xlabel("K (number of topics)")
     ax.set_ylabel("validation topic quality")
     ax.set_title("validation quality against K")

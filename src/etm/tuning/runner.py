@@ -218,7 +218,7 @@ def _process_main(spec: WorkerSpec, worker: int, queue: Any) -> None:
     optuna.logging.set_verbosity(spec.extra.get("optuna_verbosity", optuna.logging.INFO))
     from etm.device import set_threads
 
-    set_threads(spec.threads)
+    set_threads(spec.threads, processes_per_machine=spec.extra.get("n_jobs", 1))
     try:
         run_worker(spec, worker=worker)
     except KeyboardInterrupt:
@@ -246,6 +246,7 @@ def run_workers(spec: WorkerSpec, n_jobs: int, progress: Callable[[], None]) -> 
     queue = ctx.Queue()
     spec.extra.setdefault("log_level", logging.getLogger().getEffectiveLevel())
     spec.extra.setdefault("optuna_verbosity", optuna.logging.get_verbosity())
+    spec.extra["n_jobs"] = n_jobs
     procs = [ctx.Process(target=_process_main, args=(spec, w, queue), name=f"etm-tune-{w}") for w in range(n_jobs)]
     for p in procs:
         p.start()

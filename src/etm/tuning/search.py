@@ -146,20 +146,36 @@ def _open_study(spec: WorkerSpec, corpus_record: dict[str, Any], objective: str,
     """Create the study, or load it (resume) after checking its corpus and objective."""
     optuna = optuna_module()
     storage = open_storage(spec.storage)
-    names = {s.study_name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)}
+    names = set(optuna.get_all_study_names(storage))
     where = spec.storage.describe()
-    if spec.study_name in names:
-        study = optuna.load_study(study_name=spec.study_name, storage=storage)
-        if not resume:
-            raise ValueError(f"{where} already holds the study {spec.study_name!r} with {len(study.trials)} trials; "
-                             "continue it with --resume (resume=True), or give another study directory or "
-                             "--study-name")
-        check_same_corpus(spec.study_name, where, study.user_attrs.get("corpus"), corpus_record)
-        saved = study.user_attrs.get("objective")
-        if saved is not None and saved != objective:
-            raise ValueError(f"study {spec.study_name!r} in {where} optimises {saved!r}, not {objective!r}; resume "
-                             f"it with --objective {saved}, or start another study")
-        return study
+    if spec.study_name not in names:
+        try:
+            return _create_study(spec, storage, corpus_record, objective)
+        except optuna.exceptions.DuplicatedStudyError:  # another machine created it just now: load it below
+            pass
+    study = optuna.load_study(study_name=spec.study_name, storage=storage)
+    if not resume:
+        raise ValueError(f"{where} already holds the study {spec.study_name!r} with {len(study.trials)} trials; "
+                         "continue it with --resume (resume=True), or give another study directory or "
+                         "--study-name")
+    check_same_corpus(spec.study_name, where, study.user_attrs.get("corpus"), corpus_record)
+    saved = study.user_attrs.get("objective")
+    if saved is not None and saved != objective:
+        raise ValueError(f"study {spec.study_name!r} in {where} optimises {saved!r}, not {objective!r}; resume "
+                         f"it with --objective {saved}, or start another study")
+    if study.user_attrs.get("space") not in (None, describe(spec.trial.space)):
+        logger.warning("the search space differs from the one study %r started with (%s); the sampler learns "
+                       "from the earlier trials whose settings lie in the new space", spec.study_name,
+                       study.user_attrs.get("space"))
+    return study
+
+
+def _create_study(spec: WorkerSpec, storage: Any, corpus_record: dict[str, Any], objective: str) -> Any:
+    """A new study with its record (corpus, objective, space), its companion pruning study, the defaults queued."""
+    optuna = optuna_module()
+    if spec.multi:  # first: whoever finds the study finds its companion
+        optuna.create_study(study_name=spec.study_name + PRUNING_SUFFIX, storage=storage, direction="minimize",
+                            load_if_exists=True)
     study = optuna.create_study(study_name=spec.study_name, storage=storage,
                                 directions=[DIRECTIONS[m] for m in OBJECTIVES[objective]])
     from etm._version import __version__
@@ -167,8 +183,6 @@ def _open_study(spec: WorkerSpec, corpus_record: dict[str, Any], objective: str,
     for key, value in (("corpus", corpus_record), ("objective", objective),
                        ("space", describe(spec.trial.space)), ("etm_version", __version__)):
         study.set_user_attr(key, value)
-    if spec.multi:
-        optuna.create_study(study_name=spec.study_name + PRUNING_SUFFIX, storage=storage, direction="minimize")
     study.enqueue_trial(default_trial(spec.trial.space), user_attrs={"start": "the defaults of etm.options"})
     return study
 
@@ -300,9 +314,10 @@ def _run(spec: WorkerSpec, corpus: CorpusSource, study: Any, n_jobs: int, verbos
                 bar.update(done - bar.n)
 
         if n_jobs == 1:
-            from etm.device import set_threads
+            if spec.threads is not None:
+                from etm.device import set_threads
 
-            set_threads(spec.threads)
+                set_threads(spec.threads)
             spec_here = WorkerSpec(**{**spec.__dict__, "corpus": corpus})
             run_worker(spec_here, on_trial=progress)
             return

@@ -9,7 +9,7 @@ ranges on the table's defaults, so they follow when a default changes:
 ==========================  ==================================================
 option                      default range
 ==========================  ==================================================
-``n_topics`` (K)            10 to 100
+``n_topics`` (K)            10 to 100, log scale
 ``kl_weight``               default / 5 to default, log scale
 ``background``              the default, then the other value
 ``encoder_token_drop``      0 to 0.7 (and the default when it lies above)
@@ -72,7 +72,7 @@ def default_space() -> dict[str, Any]:
     """The default search space, around the defaults of :mod:`etm.options` (see the module docstring)."""
     kl, lr, drop = DEFAULTS["kl_weight"], DEFAULTS["lr"], DEFAULTS["encoder_token_drop"]
     return {
-        "n_topics": Range(10, 100),
+        "n_topics": Range(10, 100, log=True),
         "kl_weight": Range(kl / 5, kl, log=True),
         "background": Choice((DEFAULTS["background"], not DEFAULTS["background"])),
         "encoder_token_drop": Range(0.0, max(0.7, drop)),
