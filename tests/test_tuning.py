@@ -191,8 +191,10 @@ def test_two_worker_processes_share_the_embedded_study(corpus_dir, tmp_path):
 def _start(argv: list[str]) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
                                                         os.environ.get("PYTHONPATH", "")])}
+    # SIGINT back to its default: a shell starts background jobs with it ignored, and Python keeps it ignored
     return subprocess.Popen([sys.executable, "-m", "etm", *argv], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_running(study_dir: Path, proc: subprocess.Popen, finished: int) -> optuna.Study:
@@ -215,7 +217,7 @@ def _wait_for_running(study_dir: Path, proc: subprocess.Popen, finished: int) ->
 
 def test_ctrl_c_and_kill_lose_no_finished_trial(corpus_dir, tmp_path):
     study_dir = tmp_path / "study"
-    argv = ["tune", str(corpus_dir), "-o", str(study_dir), "--trials", "4", "--num-topics", "3:8", "--epochs", "4",
+    argv = ["tune", str(corpus_dir), "-o", str(study_dir), "--trials", "4", "--num-topics", "3:8", "--epochs", "12",
             "--objective", "perplexity", "--pruner", "none", *TINY]
     proc = _start(argv)  # 1. Ctrl-C in the middle of the second trial
     _wait_for_running(study_dir, proc, 1)

@@ -78,9 +78,9 @@ def add_parser(sub: Any) -> None:
                    help="early stopping of every trial on validation perplexity (default off)")
     g.add_argument("--objective", default="both", choices=["both", "quality", "perplexity"],
                    help="both: the Pareto front of validation quality and perplexity; or one of them (default both)")
-    g.add_argument("--pruner", default="median", choices=["median", "halving", "none"],
-                   help="Optuna pruner on the per-epoch validation curve: perplexity with both objectives, else the "
-                        "objective (default median)")
+    g.add_argument("--pruner", default="halving", choices=["halving", "median", "none"],
+                   help="Optuna pruner on the per-epoch validation curve (perplexity with both objectives, else the "
+                        "objective): successive halving, or the median rule (default halving)")
     g.add_argument("--valid-size", "--valid_size", type=_positive(float), default=None, metavar="F",
                    help="move this share of the training documents to the validation split first (for corpora with "
                         "few validation documents, e.g. the authors' 20NG's 100)")

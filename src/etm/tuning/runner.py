@@ -50,7 +50,7 @@ class WorkerSpec:
     trial: TrialSettings
     n_trials: int
     corpus: Any  # a CorpusSource, or a loader (callable) that returns one in the worker
-    pruner: str = "median"
+    pruner: str = "halving"
     seed: int = 0
     deadline: float | None = None  # time.time() after which no trial starts
     threads: int | None = None
@@ -83,10 +83,13 @@ class _BudgetLock:
 
 # -- study helpers ---------------------------------------------------------------------------------
 def make_pruner(name: str, epochs: int) -> Any:
-    """Optuna's pruner ``name``: "median", "halving" or "none".
+    """Optuna's pruner ``name``: "halving", "median" or "none".
 
-    "median": after 4 finished trials, from a quarter of the epochs on (epoch
-    2 at the earliest), a trial worse than the median at the same epoch stops.
+    "halving": successive halving with rungs at an eighth of the epochs (at
+    least 1) times 1, 3, 9, ...: at each rung a trial goes on only when it is
+    in the best third of the trials that reached it. "median": after 4
+    finished trials, from a quarter of the epochs on (epoch 2 at the
+    earliest), a trial worse than the median at the same epoch stops.
     """
     import optuna
 

@@ -199,7 +199,7 @@ def tune(
     n_trials: int = 30,
     space: Mapping[str, Any] | None = None,
     objective: str = "both",
-    pruner: str = "median",
+    pruner: str = "halving",
     timeout: float | None = None,
     n_jobs: int = 1,
     storage: str | None = None,
@@ -232,8 +232,10 @@ def tune(
     objective : {"both", "quality", "perplexity"}
         Two objectives (validation quality up, validation perplexity down;
         the result is the Pareto front) or one.
-    pruner : {"median", "halving", "none"}
-        Optuna's MedianPruner, SuccessiveHalvingPruner, or none.
+    pruner : {"halving", "median", "none"}
+        Optuna's SuccessiveHalvingPruner (the default: most trials stop
+        after an eighth of the epochs, a third of the rest after three
+        eighths), MedianPruner, or none.
     timeout : float, optional
         Seconds after which no new trial starts (running ones finish).
     n_jobs : int, default 1
@@ -339,6 +341,7 @@ def _finish(spec: WorkerSpec, study: Any, pruning: Any, objective: str, keep_mod
             logger.debug("removed %d models of dominated trials", removed)
     rows = trial_rows(study, objective, chosen)
     root = Path(spec.trial.study_dir)
+    root.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = write_table(rows, root)
     files = {"trials_csv": csv_path, "trials_json": json_path, **plot_study(rows, root)}
     counts = _counts(study)
