@@ -1,6 +1,7 @@
 """Shared pieces of the benchmark scripts: scoring with ``etm.metrics`` and the two LDA baselines.
 
-Used by ``lda_gap.py`` and ``quality.py`` (both put this folder first on ``sys.path`` when run as scripts).
+Used by ``lda_gap.py``, ``quality.py`` and ``peers.py`` (each puts this folder first on ``sys.path`` when run as a
+script).
 Every model, ETM or LDA, is reduced to a topic-word matrix ``beta`` and the topic proportions inferred
 from the test first halves, and scored by :class:`Evaluator` with the same functions.
 """
@@ -76,7 +77,8 @@ class Evaluator:
         self.n_h2 = np.asarray(self.h2.sum(axis=1)).ravel()
         freq = np.asarray(self.train_counts.sum(axis=0)).ravel().astype(np.float64)
         self.frequency = freq / freq.sum()
-        self.log_frequency = np.log(self.frequency)
+        with np.errstate(divide="ignore"):  # a vocabulary word absent from training (OCTIS M10) gets -inf
+            self.log_frequency = np.log(self.frequency)
         self.by_frequency = np.argsort(-freq, kind="stable")
 
     def perplexity(self, theta: np.ndarray, beta: np.ndarray) -> float:
@@ -112,14 +114,14 @@ def _rows_as_words(counts: sp.csr_matrix, vocabulary: Sequence[str]) -> list[lis
 
 
 def fit_tomotopy(
-    corpus: PreparedCorpus, ev: Evaluator, iterations: int, threads: int, n_topics: int = 50
+    corpus: PreparedCorpus, ev: Evaluator, iterations: int, threads: int, n_topics: int = 50, *, seed: int = SEED
 ) -> Fitted:
     """Collapsed Gibbs LDA (tomotopy defaults: alpha 0.1 optimised every 10 iterations, eta 0.01)."""
     import tomotopy as tp
 
     vocab = list(corpus.vocabulary)
     t0 = time.perf_counter()
-    model = tp.LDAModel(k=n_topics, seed=SEED)
+    model = tp.LDAModel(k=n_topics, seed=seed)
     for words in _rows_as_words(sp.csr_matrix(corpus.train.counts), vocab):
         model.add_doc(words)
     model.train(iterations, workers=threads)
@@ -141,14 +143,14 @@ def _gensim_bow(counts: sp.csr_matrix) -> list[list[tuple[int, float]]]:
             for d in range(counts.shape[0])]
 
 
-def fit_gensim(corpus: PreparedCorpus, ev: Evaluator, passes: int, n_topics: int = 50) -> Fitted:
+def fit_gensim(corpus: PreparedCorpus, ev: Evaluator, passes: int, n_topics: int = 50, *, seed: int = SEED) -> Fitted:
     """Online variational LDA (gensim defaults: symmetric alpha = eta = 1/K), single process."""
     from gensim.models import LdaModel
 
     vocab = list(corpus.vocabulary)
     t0 = time.perf_counter()
     model = LdaModel(_gensim_bow(sp.csr_matrix(corpus.train.counts)), num_topics=n_topics,
-                     id2word=dict(enumerate(vocab)), passes=passes, chunksize=2000, random_state=SEED,
+                     id2word=dict(enumerate(vocab)), passes=passes, chunksize=2000, random_state=seed,
                      eval_every=None)
     seconds = time.perf_counter() - t0
     beta = model.get_topics().astype(np.float64)

@@ -147,7 +147,7 @@ def step_model(corpus: Path, threads: int = 1, steps: int = 8) -> dict[str, floa
     """Median training-step seconds of one 1-thread process at local batches of 125, 500 and 1000 documents."""
     import torch
 
-    from etm.batching import ShardedBatches
+    from etm.corpus.batching import ShardedBatches
     from etm.device import reuse_freed_memory
     from etm.model import ETM as Model
     from etm.model import SparseBatch

@@ -3,7 +3,9 @@
 Every ``import etm.x`` / ``from etm.x import y`` / ``from . import y`` is an
 edge, wherever it appears: at module level, inside a function, under ``if
 TYPE_CHECKING``. A function-level import still ties the two modules together,
-so it counts as much as a top-level one.
+so it counts as much as a top-level one. Importing ``etm.a.b`` first runs
+``etm/a/__init__.py``, so it is an edge to ``etm.a`` as well (except to the
+importer's own packages, which are already running, and to the root ``etm``).
 """
 
 from __future__ import annotations
@@ -51,7 +53,16 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
                     target = target.rsplit(".", 1)[0]
                 if target != name:
                     found.add(target)
+                found |= _packages_run_first(name, target, known)
     return found
+
+
+def _packages_run_first(name: str, target: str, known: set[str]) -> set[str]:
+    """The packages whose ``__init__`` importing ``target`` runs first: not the root, not ``name``'s own."""
+    parts = target.split(".")
+    own = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 2)}
+    parents = {".".join(parts[:i]) for i in range(2, len(parts))}
+    return {p for p in parents if p in known and p not in own}
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -91,9 +102,20 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_graph_sees_module_and_function_level_imports():
     graph = import_graph()
     assert "etm.corpus" in graph["etm"]  # etm/__init__.py, at module level
-    assert "etm.readers" in graph["etm.shards"]  # inside prepare_sharded
-    assert "etm.batching" in graph["etm.corpus"]  # inside PreparedCorpus.batches
-    assert "etm.formats" in graph["etm.shards"]  # inside open_corpus
+    assert "etm.corpus.readers" in graph["etm.corpus.shards"]  # inside prepare_sharded
+    assert "etm.corpus.batching" in graph["etm.corpus.memory"]  # inside PreparedCorpus.batches
+    assert "etm.corpus.formats" in graph["etm.corpus.shards"]  # inside open_corpus
+    # etm.outputs imports etm.training.checkpoint, which first runs etm/training/__init__.py
+    assert {"etm.training.checkpoint", "etm.training"} <= graph["etm.outputs"]
+    # a module of a package does not "import" its own package (it is running already)
+    assert "etm.corpus" not in graph["etm.corpus.shards"]
+
+
+def test_importing_a_submodule_runs_its_packages_first():
+    known = {"etm", "etm.a", "etm.a.b", "etm.a.b.c", "etm.d"}
+    assert _packages_run_first("etm.d", "etm.a.b.c", known) == {"etm.a", "etm.a.b"}
+    assert _packages_run_first("etm.a.b.c", "etm.a.x", known) == set()  # its own package
+    assert _packages_run_first("etm.a.x", "etm.a.b.c", known) == {"etm.a.b"}
 
 
 def test_the_cycle_finder_finds_a_cycle():
@@ -120,10 +142,12 @@ def test_the_version_module_imports_nothing_of_etm():
 CORPUS_LAYERS = [
     "etm._textio",  # decoding input text (encoding errors named or counted), line streaming
     "etm._io",  # checked reads and atomic writes
-    "etm.corpus",  # the in-memory corpus types (Corpus, PreparedCorpus) and their own directory format
-    "etm.formats",  # prepared corpora in other projects' formats (the ETM authors', OCTIS)
-    "etm.readers",  # raw documents -> corpora
-    "etm.shards",  # sharded corpora on disk, streaming prepare, open_corpus
+    "etm.corpus.batching",  # training batches of an in-memory or sharded corpus
+    "etm.corpus.memory",  # the in-memory corpus types (Corpus, PreparedCorpus) and their own directory format
+    "etm.corpus.formats",  # prepared corpora in other projects' formats (the ETM authors', OCTIS)
+    "etm.corpus.readers",  # raw documents -> corpora
+    "etm.corpus.shards",  # sharded corpora on disk, streaming prepare, open_corpus
+    "etm.corpus",  # the package: re-exports the public names of all of the above
 ]
 
 
@@ -150,8 +174,23 @@ def test_corpus_layers_import_downwards_only():
     assert not upward, f"lower corpus layers reach upper ones through their imports: {upward}"
 
 
+#: The sub-packages and top modules, lowest first: data flows corpus -> training -> estimator -> cli.
+PACKAGE_LAYERS = ["etm.corpus", "etm.training", "etm.estimator", "etm.cli"]
+
+
+def test_packages_import_downwards_only():
+    graph = import_graph()
+    upward = [
+        f"{lower} -> ... -> {upper}"
+        for i, lower in enumerate(PACKAGE_LAYERS)
+        for upper in PACKAGE_LAYERS[i + 1 :]
+        if _reaches(graph, lower, upper)
+    ]
+    assert not upward, f"lower packages reach upper ones through their imports: {upward}"
+
+
 #: The modules that define the corpus kinds; everything else reads corpora through ``etm.corpus.CorpusSource``.
-CORPUS_KIND_MODULES = {"etm.corpus", "etm.shards"}
+CORPUS_KIND_MODULES = {"etm.corpus.memory", "etm.corpus.shards"}
 CORPUS_KINDS = {"PreparedCorpus", "ShardedCorpus", "is_sharded_corpus"}
 
 
@@ -198,5 +237,40 @@ def test_only_the_corpus_modules_branch_on_the_corpus_kind():
     ]
     assert not offenders, (
         "these modules test which kind of corpus they have; call the etm.corpus.CorpusSource methods instead "
-        f"(open corpora with etm.shards.open_corpus): {offenders}"
+        f"(open corpora with etm.corpus.open_corpus): {offenders}"
     )
+
+
+# -- the command line ------------------------------------------------------------------------------------------
+def test_every_cli_module_is_a_registered_command():
+    """A command is a module ``etm.cli.<name>`` with ``add_parser`` and ``run``, named in ``etm.cli.COMMANDS``."""
+    import importlib
+
+    from etm.cli import COMMANDS
+
+    modules = {p.stem for p in (SRC / "cli").glob("*.py") if not p.stem.startswith("_")}
+    assert modules == set(COMMANDS), (
+        f"command modules {sorted(modules - set(COMMANDS))} are missing from etm.cli.COMMANDS, or COMMANDS names "
+        f"{sorted(set(COMMANDS) - modules)} without a module (helpers shared by commands go in a _module)")
+    for name in COMMANDS:
+        module = importlib.import_module(f"etm.cli.{name}")
+        assert callable(getattr(module, "add_parser", None)) and callable(getattr(module, "run", None)), name
+
+
+#: The library's private modules the command line may use: the version, and the package's atomic writes / checked reads.
+CLI_PRIVATE_MODULES_ALLOWED = {"etm._version", "etm._io"}
+
+
+def test_the_cli_calls_only_public_library_names():
+    offenders = []
+    for path in sorted((SRC / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PACKAGE + "."):
+                if node.module.startswith(PACKAGE + ".cli"):
+                    continue
+                private_module = any(part.startswith("_") for part in node.module.split("."))
+                if private_module and node.module not in CLI_PRIVATE_MODULES_ALLOWED:
+                    offenders.append(f"{path.name}:{node.lineno} {node.module}")
+                offenders += [f"{path.name}:{node.lineno} {node.module}.{a.name}"
+                              for a in node.names if a.name.startswith("_") and a.name != "__version__"]
+    assert not offenders, f"the command line imports private library names (use the public API): {offenders}"

@@ -70,7 +70,7 @@ def test_force_keeps_the_old_model_readable_until_the_new_one_is_complete(corpus
     def look(*_: object) -> None:  # during the new run, the old model is still there, whole
         seen.append(load_model(model)[0].num_topics)
 
-    from etm import training
+    from etm.training import loop as training
 
     original = training._Trainer._end_epoch
 

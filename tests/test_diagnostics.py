@@ -7,13 +7,34 @@ import logging
 import numpy as np
 import pytest
 
-from etm.diagnostics import auto_batch_size, detect_collapse, near_duplicate_topics
+from etm.diagnostics import auto_batch_size, auto_epochs, detect_collapse, near_duplicate_topics
 
 
 @pytest.mark.parametrize(("documents", "batch"), [(10, 32), (1_800, 90), (11_214, 561), (20_000, 1000),
                                                   (1_000_000, 1000)])
 def test_auto_batch_size_gives_about_twenty_steps_an_epoch(documents: int, batch: int) -> None:
     assert auto_batch_size(documents) == batch
+
+
+@pytest.mark.parametrize(("documents", "epochs"), [(10, 100), (11_214, 100), (40_000, 50), (100_000, 20),
+                                                   (1_000_000, 20)])
+def test_auto_epochs_gives_about_two_thousand_steps_within_twenty_to_a_hundred_epochs(documents: int,
+                                                                                    epochs: int) -> None:
+    assert auto_epochs(documents, auto_batch_size(documents)) == epochs
+
+
+def test_the_estimator_resolves_epochs_and_the_command_line_turns_patience_off() -> None:
+    from etm import TopicModel
+    from etm.cli import build_parser
+
+    rng = np.random.default_rng(0)
+    words = [f"word{chr(97 + i)}" for i in range(26)]
+    texts = [" ".join(rng.choice(words, size=12)) for _ in range(64)]
+    model = TopicModel(n_topics=3, hidden_size=8, embedding_size=4, epochs=None, device="cpu").fit(texts)
+    assert model.epochs_ == 100 and model.n_iter_ <= 100  # 58 training texts, batch 32: 2 steps an epoch
+    assert model.n_iter_ < 100  # patience 10 stopped it
+    args = build_parser().parse_args(["train", "C", "-o", "M", "--patience", "off"])
+    assert args.patience is None
 
 
 def _beta(top_words: list[list[int]], n_words: int = 200) -> np.ndarray:
@@ -50,10 +71,15 @@ def test_a_run_with_two_steps_an_epoch_warns_and_the_batch_size_adapts(newsgroup
     texts = [r["text"] for r in newsgroup_records if r["split"] == "train"]
     pre = Preprocessor(min_df=5, max_df=0.5, strip_newsgroup=True)
     settings = dict(hidden_size=64, embedding_size=32, device="cpu", preprocessor=pre)
+    authors = dict(similarity="dot", kl_weight=1.0, encoder_token_drop=0.0)  # the authors' objective collapses
     with caplog.at_level(logging.WARNING, logger="etm.estimator"):
-        big = TopicModel(10, epochs=30, batch_size=1000, **settings).fit(texts)
+        big = TopicModel(10, epochs=30, batch_size=1000, patience=None, **authors, **settings).fit(texts)
     assert big.batch_size_ == 1000 and big.collapse_ is not None and big.collapse_["steps"] == 30
     assert "topic collapse" in caplog.text and "too few optimisation steps (30: 534 training documents" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="etm.estimator"):  # the default recipe does not, same 30 steps
+        recipe = TopicModel(10, epochs=30, batch_size=1000, patience=None, **settings).fit(texts)
+    assert recipe.collapse_ is None and "topic collapse" not in caplog.text
     auto = TopicModel(10, epochs=1, **settings).fit(texts)
     assert auto.batch_size == auto.get_params()["batch_size"] is None and auto.batch_size_ == 32
     assert len(auto.history_) == 1

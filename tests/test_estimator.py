@@ -146,7 +146,7 @@ def test_parameter_errors_list_choices() -> None:
         TopicModel(activation="swish").fit(["a b"])
     with pytest.raises(ValueError, match=r"optimizer='lbfgs' is not one of \['adam'"):
         TopicModel(optimizer="lbfgs").fit(["a b"])
-    with pytest.raises(TypeError, match=r"epochs must be an integer, got 2.5"):
+    with pytest.raises(TypeError, match=r"epochs must be an integer or None, got 2.5"):
         TopicModel(epochs=2.5).fit(["a b"])
 
 

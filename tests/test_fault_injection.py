@@ -19,8 +19,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from etm.checkpoint import checkpoint_progress, read_checkpoint
 from etm.corpus import PreparedCorpus
+from etm.training.checkpoint import checkpoint_progress, read_checkpoint
 
 SERVER = Path(__file__).parent / "helpers" / "fault_server.py"
 TEMPORARY_MARKS = (".tmp", ".etm-tmp-", ".etm-old-")

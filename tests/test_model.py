@@ -210,6 +210,43 @@ def test_beta_and_its_gradients_equal_the_plain_softmax_formula(vocab: int, back
         assert torch.allclose(got, want, atol=1e-12, rtol=1e-9)
 
 
+@pytest.mark.parametrize("background", [False, True])
+def test_cosine_similarity_is_the_cosine_over_temperature_and_ignores_lengths(background: bool) -> None:
+    torch.manual_seed(5)
+    bg = torch.randn(80) if background else None
+    m = ETM(4, 80, 8, 6, enc_drop=0.0, background=bg, similarity="cosine", temperature=0.2).double()
+    weights = torch.rand(4, 80, dtype=torch.float64)
+    (m.get_beta() * weights).sum().backward()
+    ours = [m.get_beta().detach(), m.rho.weight.grad.clone(), m.alphas.weight.grad.clone()]
+
+    rho = m.rho.weight.detach().clone().requires_grad_()
+    alphas = m.alphas.weight.detach().clone().requires_grad_()
+    cos = torch.nn.functional.cosine_similarity(rho.unsqueeze(1), alphas.unsqueeze(0), dim=2)  # (V, K)
+    logits = cos / 0.2 + (m.background.unsqueeze(1) if background else 0.0)
+    beta = torch.softmax(logits, dim=0).t()
+    (beta * weights).sum().backward()
+    for got, want in zip(ours, [beta.detach(), rho.grad, alphas.grad]):
+        assert torch.allclose(got, want, atol=1e-10, rtol=1e-8)
+
+    with torch.no_grad():  # a word's embedding length no longer matters, only its direction
+        before = m.get_beta()
+        m.rho.weight[:40] *= 7.0
+        m.alphas.weight *= 0.3
+        assert torch.allclose(m.get_beta(), before, atol=1e-12)
+    logit_range = (1.0 / 0.2) * 2
+    lo, hi = torch.log(before).amin(1), torch.log(before).amax(1)
+    if not background:
+        assert ((hi - lo) <= logit_range + 1e-9).all()  # the temperature bounds how peaked a topic can be
+    assert "similarity='cosine', temperature=0.2" in repr(m)
+
+
+def test_similarity_and_temperature_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"unknown similarity 'euclid'; choose one of \['dot', 'cosine'\]"):
+        ETM(3, 10, 8, similarity="euclid")
+    with pytest.raises(ValueError, match=r"temperature must be a positive number, got 0"):
+        ETM(3, 10, 8, similarity="cosine", temperature=0)
+
+
 def test_beta_is_stable_for_large_logits_and_column_max_is_exact() -> None:
     from etm.model import _column_max
 

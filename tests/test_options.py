@@ -26,7 +26,7 @@ FLAGGED = [o for o in OPTIONS.values() if o.flags]
 ESTIMATOR = [o for o in OPTIONS.values() if o.estimator]
 FED = [o for o in OPTIONS.values() if o.config]
 #: TrainingConfig fields whose default deliberately differs from the estimator's (see etm.options).
-CONFIG_EXCEPTIONS = {"batch_size": 1000}
+CONFIG_EXCEPTIONS = {"batch_size": 1000, "epochs": 20, "patience": None, "kl_weight": 1.0, "encoder_token_drop": 0.0}
 
 
 def _train_parser() -> argparse.ArgumentParser:
@@ -67,7 +67,10 @@ def test_cli_default_is_the_table_default(option: Option) -> None:
 def test_the_defaults_that_matter() -> None:
     """The defaults of main, spelled out: a change here is a change for every user."""
     assert DEFAULTS["batch_size"] is None and CONFIG_DEFAULTS["batch_size"] == 1000
-    assert DEFAULTS["background"] is True and DEFAULTS["epochs"] == 20 and DEFAULTS["lr"] == 0.005
+    assert DEFAULTS["background"] is True and DEFAULTS["epochs"] is None and DEFAULTS["lr"] == 0.005
+    assert CONFIG_DEFAULTS["epochs"] == 20 and DEFAULTS["patience"] == 10 and CONFIG_DEFAULTS["patience"] is None
+    assert DEFAULTS["similarity"] == "cosine" and DEFAULTS["kl_weight"] == 0.1 and CONFIG_DEFAULTS["kl_weight"] == 1.0
+    assert DEFAULTS["encoder_token_drop"] == 0.5 and CONFIG_DEFAULTS["encoder_token_drop"] == 0.0
     assert DEFAULTS["seed_doc_prior"] == 3.0 and DEFAULTS["dropout"] == 0.0 and DEFAULTS["n_topics"] == 50
     assert OPTIONS["encoder_token_drop"].high == 1.0 and OPTIONS["encoder_token_drop"].high_open
 
@@ -104,9 +107,9 @@ def test_docstring_defaults_agree_with_the_table() -> None:
 # -- choices -------------------------------------------------------------------------------
 def test_choices_are_the_real_constants() -> None:
     from etm.model import ACTIVATIONS
-    from etm.optimizers import OPTIMIZERS
     from etm.seeding import SEED_SCHEDULES
     from etm.training import LR_SCHEDULES
+    from etm.training.optimizers import OPTIMIZERS
 
     assert OPTIONS["activation"].choices == tuple(sorted(ACTIVATIONS))
     assert OPTIONS["optimizer"].choices is OPTIMIZERS
@@ -154,6 +157,7 @@ SPELLINGS = [
     (["--seed-strength", "0.5"], "seed_strength", 0.5), (["--seed_strength", "0.5"], "seed_strength", 0.5),
     (["--seed-schedule", "decay"], "seed_schedule", "decay"), (["--seed_schedule", "decay"], "seed_schedule", "decay"),
     (["--seed-doc-prior", "0"], "seed_doc_prior", 0.0), (["--seed_doc_prior", "0"], "seed_doc_prior", 0.0),
+    (["--similarity", "cosine"], "similarity", "cosine"), (["--temperature", "0.2"], "temperature", 0.2),
     (["--ecr-weight", "250"], "ecr_weight", 250.0), (["--ecr_alpha", "10"], "ecr_alpha", 10.0),
     (["--epochs", "3"], "epochs", 3),
     (["--batch-size", "64"], "batch_size", 64), (["--batch_size", "64"], "batch_size", 64),
@@ -261,7 +265,8 @@ def test_one_message_style() -> None:
 def test_the_cli_hands_every_option_to_the_estimator() -> None:
     argv: list[str] = []
     values = {"n_topics": 7, "hidden_size": 16, "embedding_size": 8, "activation": "tanh", "dropout": 0.2,
-              "background": False, "ecr_weight": 250.0, "ecr_alpha": 10.0, "fine_tune_embeddings": True,
+              "background": False, "similarity": "cosine", "temperature": 0.2, "ecr_weight": 250.0, "ecr_alpha": 10.0,
+              "fine_tune_embeddings": True,
               "missing_embeddings": "fixed", "n_free_topics": 2,
               "seed_strength": 0.5, "seed_schedule": "decay", "seed_doc_prior": 1.5, "epochs": 3, "batch_size": 64,
               "lr": 0.01, "optimizer": "adam", "weight_decay": 1e-5, "clip": 1.0, "bow_norm": False,
@@ -286,7 +291,7 @@ def test_the_estimator_hands_every_training_option_to_training_config() -> None:
               "lr_schedule": "constant", "ema_decay": 0.9, "encoder_token_drop": 0.5, "lazy_updates": False,
               "checkpoint_every": 2}
     model = TopicModel(**values, batch_size=None, random_state=None)
-    model.batch_size_, model.random_state_ = 64, 11  # what fit resolves
+    model.batch_size_, model.random_state_, model.epochs_ = 64, 11, 3  # what fit resolves
     config = model._training_config()
     for name, value in values.items():
         assert getattr(config, OPTIONS[name].config) == value, name

@@ -97,6 +97,8 @@ def test_config_that_is_not_an_object_is_named(tmp_path) -> None:
         ("theta_act", 3, r"model\.theta_act must be an activation name \(a string\), got 3"),
         ("train_embeddings", "yes", r'model\.train_embeddings must be true or false, got "yes"'),
         ("enc_drop", "0.1", r'model\.enc_drop must be a number in \[0, 1\), got "0\.1"'),
+        ("similarity", "euclid", r'model\.similarity must be one of \[\'dot\', \'cosine\'\], got "euclid"'),
+        ("temperature", 0, r"model\.temperature must be a positive number, got 0"),
     ],
 )
 def test_config_model_section_types_are_checked(tmp_path, field, value, message) -> None:
@@ -186,3 +188,23 @@ def test_background_bias_round_trips(tmp_path) -> None:
     assert config["model"]["background"] is True
     assert torch.equal(loaded.background, bg)
     assert torch.allclose(loaded.get_beta(), m.eval().get_beta())
+
+
+def test_cosine_similarity_round_trips(tmp_path) -> None:
+    m = _model(similarity="cosine", temperature=0.25)
+    save_model(tmp_path / "m", m, VOCAB)
+    loaded, _, config = load_model(tmp_path / "m")
+    assert (config["model"]["similarity"], config["model"]["temperature"]) == ("cosine", 0.25)
+    assert (loaded.similarity, loaded.temperature) == ("cosine", 0.25)
+    assert torch.equal(loaded.get_beta(), m.eval().get_beta())
+
+
+def test_models_saved_before_similarity_existed_load_as_dot_product(tmp_path) -> None:
+    m = _model()
+    save_model(tmp_path / "m", m, VOCAB)
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    del cfg["model"]["similarity"], cfg["model"]["temperature"]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    loaded, _, _ = load_model(tmp_path / "m")
+    assert loaded.similarity == "dot"
+    assert torch.equal(loaded.get_beta(), m.eval().get_beta())

@@ -84,7 +84,7 @@ def test_draw_split_and_drawn_from_train():
 
 
 def test_prepare_sharded_uses_only_public_preprocessor_members():
-    tree = ast.parse((SRC / "shards.py").read_text(encoding="utf-8"))
+    tree = ast.parse((SRC / "corpus" / "shards.py").read_text(encoding="utf-8"))
     private = sorted(
         {node.attr for node in ast.walk(tree)
          if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
@@ -95,7 +95,7 @@ def test_prepare_sharded_uses_only_public_preprocessor_members():
 
 def test_no_prepare_function_is_over_120_lines():
     long = []
-    for name in ("shards.py", "readers.py", "preprocessing.py"):
+    for name in ("corpus/shards.py", "corpus/readers.py", "preprocessing.py"):
         for node in ast.walk(ast.parse((SRC / name).read_text(encoding="utf-8"))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "prepare" in node.name:
                 n = node.end_lineno - node.lineno + 1  # type: ignore[operator]
@@ -136,3 +136,32 @@ def test_prepare_is_one_entry_point_to_both_pipelines(tmp_path):
         prepare(source, Preprocessor(), shard_size=10)
     with pytest.raises(TypeError, match="chunk_size"):
         prepare(source, Preprocessor(), chunk_size=10)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("shard_size", [None, 20])
+def test_etm_prepare_writes_the_files_prepare_writes(tmp_path, capsys, shard_size):
+    """`etm prepare` goes through `etm.corpus.prepare` for both layouts, also when --force replaces a corpus."""
+    from etm.cli import main
+    from etm.corpus import prepare
+
+    source = tmp_path / "docs.txt"
+    source.write_text("\n".join(TEXTS * 5) + "\n", encoding="utf-8")
+    sharding = ["--shard-size", str(shard_size)] if shard_size else []
+    options = {"shard_size": shard_size} if shard_size else {}
+    prepare(source, Preprocessor(stop_words=None), output=tmp_path / "library", random_state=3, **options)
+    assert main(["prepare", str(source), "-o", str(tmp_path / "cli"), "--stop-words", "none", "--seed", "3",
+                 "--quiet", *sharding]) == 0
+    expected = _files(tmp_path / "library")
+    assert len(expected) >= 4 and _files(tmp_path / "cli") == expected
+    # --force over a corpus of the other layout: the new corpus replaces it whole
+    other = [] if shard_size else ["--shard-size", "7"]
+    assert main(["prepare", str(source), "-o", str(tmp_path / "replaced"), "--seed", "1", "--quiet", *other]) == 0
+    assert main(["prepare", str(source), "-o", str(tmp_path / "replaced"), "--stop-words", "none", "--seed", "3",
+                 "--quiet", "--force", *sharding]) == 0
+    assert _files(tmp_path / "replaced") == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cli", "docs.txt", "library", "replaced"]  # no temporaries
+    capsys.readouterr()

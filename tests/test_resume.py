@@ -11,9 +11,9 @@ import torch
 
 from etm import ETM
 from etm._io import commit_files, recover_directory, replace_directory, staging_directory
-from etm.checkpoint import checkpoint_progress, read_checkpoint
 from etm.persistence import load_model, save_model
 from etm.training import TrainingConfig, train
+from etm.training.checkpoint import checkpoint_progress, read_checkpoint
 
 
 def _fresh(corpus, seed: int = 0, topics: int = 8) -> ETM:

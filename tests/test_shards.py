@@ -20,9 +20,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from etm.batching import InMemoryBatches, ShardedBatches
 from etm.cli import main
 from etm.corpus import Corpus, CorpusSource, PreparedCorpus
+from etm.corpus.batching import InMemoryBatches, ShardedBatches
 from etm.preprocessing import Preprocessor
 from etm.readers import iter_documents, prepare_corpus, read_documents
 from etm.shards import ShardedCorpus, is_sharded_corpus, open_corpus, prepare_sharded
@@ -455,12 +455,12 @@ def test_preparing_over_a_directory_that_is_not_a_corpus_is_refused(tmp_path):
 
 
 def test_an_exception_midway_leaves_no_output_and_no_temporary_directory(tmp_path, monkeypatch):
-    import etm.shards
+    import etm.corpus.shards
 
     def boom(*args, **kwargs):
         raise RuntimeError("simulated failure while splitting halves")
 
-    monkeypatch.setattr(etm.shards, "split_halves", boom)
+    monkeypatch.setattr(etm.corpus.shards, "split_halves", boom)
     source = _tiny_corpus_file(tmp_path / "a.txt")
     with pytest.raises(RuntimeError, match="simulated failure"):
         prepare_sharded(source, Preprocessor(), tmp_path / "fresh", shard_size=10, valid_size=0.3, test_size=0.2)
@@ -470,7 +470,7 @@ def test_an_exception_midway_leaves_no_output_and_no_temporary_directory(tmp_pat
     kept, _ = prepare_sharded(source, Preprocessor(), tmp_path / "kept", shard_size=10, valid_size=0.0,
                               test_size=0.0)
     before = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "kept").rglob("*"))
-    monkeypatch.setattr(etm.shards, "split_halves", boom)
+    monkeypatch.setattr(etm.corpus.shards, "split_halves", boom)
     with pytest.raises(RuntimeError, match="simulated failure"):
         prepare_sharded(source, Preprocessor(), tmp_path / "kept", shard_size=10, valid_size=0.3, test_size=0.2)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "kept").rglob("*")) == before

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from etm import ETM
-from etm.checkpoint import read_checkpoint as load_checkpoint
 from etm.persistence import load_model
 from etm.training import TrainingConfig, TrainingDivergedError, evaluate_completion, infer_theta, train
+from etm.training.checkpoint import read_checkpoint as load_checkpoint
 
 
 def _fresh(corpus, seed: int = 0) -> ETM:
@@ -238,7 +238,7 @@ def test_lazy_updates_need_adam() -> None:
 # -- encoder token drop ---------------------------------------------------------------
 def test_thinning_hides_tokens_from_the_encoder_only(small_corpus) -> None:
     from etm.model import SparseBatch
-    from etm.training import _thinned
+    from etm.training.loop import _thinned
 
     batch = SparseBatch.from_scipy(small_corpus.train.counts[:500])
     torch.manual_seed(0)

@@ -123,7 +123,8 @@ def test_bad_specs_are_refused_naming_the_option(name, text, message):
 def test_the_default_space_is_centred_on_the_options_defaults():
     space = default_space()
     assert space["n_topics"] == Range(10, 100, log=True)
-    assert space["kl_weight"] == Range(DEFAULTS["kl_weight"] / 5, DEFAULTS["kl_weight"], log=True)
+    kl = DEFAULTS["kl_weight"]
+    assert space["kl_weight"] == Range(kl / 5, max(kl, min(1.0, 5 * kl)), log=True)
     assert space["lr"] == Range(DEFAULTS["lr"] / 4, DEFAULTS["lr"] * 4, log=True)
     assert space["background"].values[0] == DEFAULTS["background"]
     first = default_trial(space)

@@ -14,12 +14,11 @@ Faces:
 """
 
 from etm._version import __version__
-from etm.corpus import Corpus, CorpusSource, PreparedCorpus
+from etm.corpus import Corpus, CorpusSource, PreparedCorpus, open_corpus
 from etm.device import resolve_device
 from etm.estimator import TopicModel
 from etm.model import ETM
 from etm.preprocessing import Preprocessor
-from etm.shards import open_corpus
 from etm.training import TrainingConfig, TrainingDivergedError, train
 
 __all__ = [

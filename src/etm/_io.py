@@ -93,7 +93,7 @@ def fix_mode(path: str | os.PathLike[str]) -> None:
 
 # --------------------------------------------------------------------------- #
 # Helpers shared by the document readers (etm.readers) and the prepared-corpus
-# readers (etm.formats): checked, gzip-aware reads and split names.
+# readers (etm.corpus.formats): checked, gzip-aware reads and split names.
 # --------------------------------------------------------------------------- #
 _SPLIT_ALIASES = {
     "train": "train",

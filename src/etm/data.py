@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from etm.formats import _load_mat_rows, _load_vocab_pkl
+from etm.corpus.formats import _load_mat_rows, _load_vocab_pkl
 
 __all__ = ["get_data", "get_batch"]
 

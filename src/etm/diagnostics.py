@@ -17,7 +17,7 @@ import numpy as np
 
 from etm.metrics import top_word_indices, topic_diversity
 
-__all__ = ["CollapseReport", "near_duplicate_topics", "detect_collapse", "auto_batch_size"]
+__all__ = ["CollapseReport", "near_duplicate_topics", "detect_collapse", "auto_batch_size", "auto_epochs"]
 
 #: Fewer optimisation steps than this in a whole run is the usual cause of collapse.
 FEW_STEPS = 2000
@@ -30,6 +30,18 @@ def auto_batch_size(n_documents: int) -> int:
     epoch and collapses; large corpora keep the authors' batch.
     """
     return int(min(1000, max(32, -(-int(n_documents) // 20))))
+
+
+def auto_epochs(n_documents: int, batch_size: int) -> int:
+    """The default number of epochs: about 2,000 optimisation steps, between 20 and 100 epochs.
+
+    Topics keep improving long after the authors' 20 epochs (on 20 Newsgroups
+    at K=50 the best validation epoch is 30-70 at 20 steps an epoch), while a
+    corpus of a million documents makes 1,000 steps an epoch; early stopping
+    (``patience``) ends a run sooner when validation stops improving.
+    """
+    steps_per_epoch = -(-max(int(n_documents), 1) // max(int(batch_size), 1))
+    return int(min(100, max(20, -(-2000 // steps_per_epoch))))
 
 
 def near_duplicate_topics(topic_word: np.ndarray, n_words: int = 10, overlap: float = 0.7) -> list[int]:

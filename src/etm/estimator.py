@@ -21,8 +21,7 @@ from sklearn.exceptions import NotFittedError
 
 from etm.corpus import Corpus, CorpusSource, check_same_vocabulary, split_halves
 from etm.device import resolve_device
-from etm.diagnostics import auto_batch_size, detect_collapse
-from etm.inference import evaluate_completion_chunks
+from etm.diagnostics import auto_batch_size, auto_epochs, detect_collapse
 from etm.metrics import (
     CompletionScores,
     top_word_indices,
@@ -36,7 +35,7 @@ from etm.options import DEFAULTS, OPTIONS, check_value, validate_options
 from etm.persistence import load_model, save_model
 from etm.preprocessing import Preprocessor
 from etm.regularizers import EmbeddingClustering, combine
-from etm.training import TrainingConfig, get_topic_word, infer_theta, train
+from etm.training import TrainingConfig, evaluate_completion_chunks, get_topic_word, infer_theta, train
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +91,18 @@ class TopicModel(TransformerMixin, BaseEstimator):
         background instead of each learning the most frequent words. On 20
         Newsgroups it reaches a given perplexity in about a third of the
         epochs and raises coherence; on 2,000 texts it lifts the quick
-        start's topic diversity from 0.43 to 0.49 (README). False is the
+        start's topic diversity from 0.43 to 0.49 (docs/benchmarks/small-corpus.md). False is the
         authors' model.
+    similarity : {"dot", "cosine"}, default "cosine"
+        How topic-word logits are made from the embeddings (see
+        :class:`etm.ETM`): the paper's dot product, or their cosine divided by
+        ``temperature``. Part of the default recipe (with ``kl_weight=0.1``
+        and ``encoder_token_drop=0.5``), which on 20 Newsgroups at K=50 gives
+        better topics and perplexity than tomotopy's LDA (docs: benchmarks);
+        ``similarity="dot", kl_weight=1.0, encoder_token_drop=0.0`` is the
+        authors' model.
+    temperature : float, default 0.1
+        The temperature of ``similarity="cosine"``.
     ecr_weight : float, default 0.0
         Weight of the embedding-clustering regulariser of ECRTM (Wu et al.,
         ICML 2023; :class:`etm.regularizers.EmbeddingClustering`): the
@@ -102,7 +111,12 @@ class TopicModel(TransformerMixin, BaseEstimator):
         towards its own cluster of words. 0 turns it off.
     ecr_alpha : float, default 20.0
         Inverse temperature of its Sinkhorn plan (ECRTM's ``sinkhorn_alpha``).
-    epochs, lr, optimizer, weight_decay, clip, bow_norm, anneal_lr, nonmono, lr_factor
+    epochs : int or None, default None
+        Maximum epochs. None runs about 2,000 optimisation steps, between 20
+        and 100 epochs (:func:`etm.diagnostics.auto_epochs`; 100 on 20
+        Newsgroups); ``patience`` usually stops it sooner. The value used is
+        ``epochs_``. The authors ran 20.
+    lr, optimizer, weight_decay, clip, bow_norm, anneal_lr, nonmono, lr_factor
         Training settings; defaults are the authors' (see
         :class:`etm.training.TrainingConfig`).
     batch_size : int or None, default None
@@ -111,19 +125,22 @@ class TopicModel(TransformerMixin, BaseEstimator):
         the authors' 1000 on corpora of 20,000 training documents or more,
         fewer on small corpora, which collapse to identical topics when an
         epoch is only a step or two. The value used is ``batch_size_``.
-    patience : int or None, default None
+    patience : int or None, default 10
         Early stopping after this many epochs without a better validation
-        perplexity.
-    kl_warmup, kl_weight, lr_schedule, ema_decay
-        KL warm-up epochs, KL multiplier, "constant" or "cosine" learning
-        rate, and weight averaging; the authors' objective by default (see
-        :class:`etm.training.TrainingConfig`).
+        perplexity (None: run every epoch, the authors' way).
+    kl_weight : float, default 0.1
+        Multiplier of the KL term. Below 1 each document concentrates on
+        fewer topics (the authors' 1.0 spreads a 20 Newsgroups message over
+        ~30 of 50 topics), so topics stop sharing the frequent words.
+    kl_warmup, lr_schedule, ema_decay
+        KL warm-up epochs, "constant" or "cosine" learning rate, and weight
+        averaging (see :class:`etm.training.TrainingConfig`).
     lazy_updates : bool, default False
         Row-sparse gradients and a lazy Adam for the first encoder layer:
         only the rows of a batch's words move. It pays when batches hold a
         small share of the vocabulary; a slightly different optimisation
-        (see :class:`etm.training.TrainingConfig` and the README's measurements).
-    encoder_token_drop : float, default 0.0
+        (see :class:`etm.training.TrainingConfig` and docs/benchmarks/speed.md).
+    encoder_token_drop : float, default 0.5
         Share of each training document's tokens hidden from the encoder at
         every step, so that it learns to infer topic proportions from part
         of a document, as document completion and short documents ask of
@@ -188,6 +205,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         Best validation document-completion perplexity (per document).
     random_state_ : int
         The seed actually used.
+    epochs_ : int
+        The maximum number of epochs used (``epochs``, or the one chosen for the corpus).
     batch_size_ : int
         The batch size used (``batch_size``, or the one chosen for the corpus).
     collapse_ : dict or None
@@ -214,6 +233,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         activation: str = DEFAULTS["activation"],
         dropout: float = DEFAULTS["dropout"],
         background: bool = DEFAULTS["background"],
+        similarity: str = DEFAULTS["similarity"],
+        temperature: float = DEFAULTS["temperature"],
         ecr_weight: float = DEFAULTS["ecr_weight"],
         ecr_alpha: float = DEFAULTS["ecr_alpha"],
         epochs: int = DEFAULTS["epochs"],
@@ -256,6 +277,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.activation = activation
         self.dropout = dropout
         self.background = background
+        self.similarity = similarity
+        self.temperature = temperature
         self.ecr_weight = ecr_weight
         self.ecr_alpha = ecr_alpha
         self.epochs = epochs
@@ -301,8 +324,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
     def _training_config(self) -> TrainingConfig:
         """The training loop's settings: every option of the table that feeds one, then the resolved ones."""
         settings = {o.config: getattr(self, o.name) for o in OPTIONS.values() if o.config and o.estimator}
-        settings.update(batch_size=self.batch_size_, eval_batch_size=max(self.batch_size_, 1000),
-                        seed=self.random_state_)
+        settings.update(epochs=self.epochs_, batch_size=self.batch_size_,
+                        eval_batch_size=max(self.batch_size_, 1000), seed=self.random_state_)
         return TrainingConfig(**settings)
 
     def _check_is_fitted(self) -> None:
@@ -328,7 +351,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         if isinstance(X, np.ndarray) and X.dtype.kind in "iuf":
             raise TypeError("dense count matrices are not accepted: pass scipy.sparse.csr_matrix(X)")
         _check_documents_input(X, "fit")
-        from etm.readers import RawDocuments, prepare_corpus
+        from etm.corpus import RawDocuments, prepare_corpus
 
         texts = list(X)
         if vocabulary is not None:
@@ -419,6 +442,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         resolved = None if seeds is None else seeds.resolve(vocab)
         n_train = corpus.n_docs("train")
         self.batch_size_ = self.batch_size if self.batch_size is not None else auto_batch_size(n_train)
+        self.epochs_ = self.epochs if self.epochs is not None else auto_epochs(n_train, self.batch_size_)
         device = resolve_device(self.device)
         self.device_ = str(device)
         config = self._training_config()
@@ -436,6 +460,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
                     theta_act=self.activation,
                     enc_drop=self.dropout,
                     background=background,
+                    similarity=self.similarity,
+                    temperature=self.temperature,
                 )
             else:
                 learn_missing = self.missing_embeddings == "train" and not self.fine_tune_embeddings
@@ -450,6 +476,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
                     trainable_rows=aligned.missing_rows if learn_missing else None,
                     enc_drop=self.dropout,
                     background=background,
+                    similarity=self.similarity,
+                    temperature=self.temperature,
                 )
         regularizer = None
         self.seed_report_ = None
@@ -733,6 +761,27 @@ class TopicModel(TransformerMixin, BaseEstimator):
         counts, _ = self._counts_for(X, "export_pyldavis")
         return export_pyldavis(directory, self.topic_word_, self._theta(counts), counts, self.vocabulary_, html=html,
                                names=self.topic_names_)
+
+    def report(self, path: str | os.PathLike[str], X: Any = None, *, documents: Any = None, **options: Any):
+        """One self-contained HTML page about the model (opens from disk, no network); returns its path.
+
+        ``X``: the documents behind prevalence, coherence, representative
+        documents and the pyLDAvis view: a prepared corpus (its training
+        part), a :class:`Corpus`, a sparse (D, V) matrix or texts (which then
+        also give the snippets). ``documents``: raw texts for the snippets
+        (sequence, mapping id -> text, or a raw file); ``options``: those of
+        :func:`etm.report.write_report` (``n_words``, ``n_documents``,
+        ``max_documents``, ``map_words``, ``search_words``, ``method``, ``title`` ...).
+        """
+        from etm.report import write_report
+
+        self._check_is_fitted()
+        if X is not None and not isinstance(X, (CorpusSource, Corpus)):
+            counts, _ = self._counts_for(X, "report")
+            if documents is None and not sp.issparse(X):
+                documents = [str(t) for t in X]
+            X = Corpus(counts, self.vocabulary_)
+        return write_report(self, path, X, documents=documents, **options)
 
     def perplexity(self, X: Any, *, per: str = "document", part: str = "test") -> float:
         """Document-completion perplexity on ``X``.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,8 +27,10 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ETM", "SparseBatch", "ACTIVATIONS", "log_word_frequency"]
+__all__ = ["ETM", "SparseBatch", "ACTIVATIONS", "SIMILARITIES", "log_word_frequency"]
 
+#: How topic-word logits come from the embeddings (``ETM(similarity=...)``): dot product, or cosine / temperature.
+SIMILARITIES = ("dot", "cosine")
 #: Activation names accepted by ``theta_act`` (the authors' set).
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh,
@@ -486,6 +489,8 @@ class ETM(nn.Module):
         *,
         trainable_rows: Sequence[int] | torch.Tensor | np.ndarray | None = None,
         background: torch.Tensor | np.ndarray | None = None,
+        similarity: str = "dot",
+        temperature: float = 0.1,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -517,6 +522,10 @@ class ETM(nn.Module):
             raise ValueError(f"unknown theta_act {theta_act!r}; choose one of {sorted(ACTIVATIONS)}")
         if not 0.0 <= float(enc_drop) < 1.0:
             raise ValueError(f"enc_drop must be in [0, 1), got {enc_drop!r}")
+        if similarity not in SIMILARITIES:
+            raise ValueError(f"unknown similarity {similarity!r}; choose one of {list(SIMILARITIES)}")
+        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
 
         factory = {"device": device, "dtype": dtype}
         self.num_topics = int(num_topics)
@@ -526,6 +535,8 @@ class ETM(nn.Module):
         self.emsize = int(rho_size)
         self.theta_act_name = theta_act
         self.enc_drop = float(enc_drop)
+        self.similarity = similarity
+        self.temperature = float(temperature)
         self.train_embeddings = bool(train_embeddings)
         self.t_drop = nn.Dropout(self.enc_drop)
         self.theta_act = ACTIVATIONS[theta_act]()
@@ -594,6 +605,7 @@ class ETM(nn.Module):
             f"t_hidden_size={self.t_hidden_size}, rho_size={self.rho_size}, "
             f"theta_act={self.theta_act_name!r}, train_embeddings={self.train_embeddings}, "
             f"enc_drop={self.enc_drop}, background={self.background is not None}"
+            + (f", similarity='cosine', temperature={self.temperature:g}" if self.similarity == "cosine" else "")
         )
 
     # -- the authors' API -------------------------------------------------
@@ -630,8 +642,10 @@ class ETM(nn.Module):
         likelihood reads one contiguous row of K per non-zero from it, and
         the logits ``rho @ alphas^T`` come out of BLAS in this layout.
         """
-        alphas = self.alphas.weight
-        logits = _TopicWordLogits.apply(self.rho.weight, alphas)  # (V, K)
+        rho, alphas = self.rho.weight, self.alphas.weight
+        if self.similarity == "cosine":  # the 1/t scale goes on the K rows, not the V x K logits
+            rho, alphas = F.normalize(rho, dim=1), F.normalize(alphas, dim=1) / self.temperature
+        logits = _TopicWordLogits.apply(rho, alphas)  # (V, K)
         if self.background is not None:
             logits = logits + self.background.unsqueeze(1)
         return _SoftmaxOverWords.apply(logits)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["nearest_to_vector", "nearest_words", "topic_neighbors", "word_index"]
+__all__ = ["nearest_to_vector", "nearest_words", "nearest_word_indices", "topic_neighbors", "word_index"]
 
 
 def _unit_rows(matrix: np.ndarray) -> np.ndarray:
@@ -79,6 +79,57 @@ def nearest_words(
     return nearest_to_vector(emb[i], emb, vocabulary, n, exclude=[i])
 
 
+def nearest_word_indices(
+    words: Sequence[int], embeddings: np.ndarray, n: int = 10, *, block: int = 128
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest_words` of many words at once, as indices: the same words in the same order.
+
+    Computed ``block`` query words at a time (a ``block`` x V matrix of
+    similarities), which is what makes neighbour lists for thousands of
+    words affordable (one matrix product instead of one pass per word).
+
+    Parameters
+    ----------
+    words : sequence of int of length M
+        Vocabulary indices of the query words.
+    embeddings : ndarray of shape (V, E)
+    n : int
+        Neighbours per word (each word itself excluded); at most V - 1.
+
+    Returns
+    -------
+    indices : ndarray of int of shape (M, n)
+        Nearest words first; ties go to the lower index, as in :func:`nearest_words`.
+    similarities : ndarray of shape (M, n)
+        Their cosine similarities.
+    """
+    emb = np.asarray(embeddings, dtype=np.float64)
+    if emb.ndim != 2:
+        raise ValueError(f"embeddings must have shape (V, E), got {emb.shape}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    query = np.asarray(words, dtype=np.int64).ravel()
+    if query.size and (query.min() < 0 or query.max() >= emb.shape[0]):
+        raise ValueError(f"word indices must be in [0, {emb.shape[0]}), got range [{query.min()}, {query.max()}]")
+    n = min(int(n), emb.shape[0] - 1)
+    unit = _unit_rows(emb)
+    out_idx = np.zeros((query.size, max(n, 0)), dtype=np.int64)
+    out_sim = np.zeros((query.size, max(n, 0)), dtype=np.float64)
+    if n < 1:
+        return out_idx, out_sim
+    for start in range(0, query.size, block):
+        rows = query[start : start + block]
+        sims = unit[rows] @ unit.T
+        sims[np.arange(rows.size), rows] = -np.inf
+        part = np.argpartition(-sims, n - 1, axis=1)[:, :n] if n < sims.shape[1] else np.argsort(-sims, axis=1)
+        for r in range(rows.size):
+            top = part[r]
+            top = top[np.lexsort((top, -sims[r, top]))][:n]
+            out_idx[start + r] = top
+            out_sim[start + r] = sims[r, top]
+    return out_idx, out_sim
+
+
 def topic_neighbors(
     topic_embeddings: np.ndarray, embeddings: np.ndarray, vocabulary: Sequence[str], n: int = 10
 ) -> list[list[tuple[str, float]]]:
@@ -91,4 +142,13 @@ def topic_neighbors(
     emb = _check(embeddings, vocabulary, n)
     if topics.ndim != 2 or topics.shape[1] != emb.shape[1]:
         raise ValueError(f"topic embeddings of shape {topics.shape} do not match word embeddings {emb.shape}")
-    return [nearest_to_vector(t, emb, vocabulary, n) for t in topics]
+    if not np.isfinite(topics).all():
+        raise ValueError("query vector contains NaN or infinity")
+    sims = _unit_rows(topics) @ _unit_rows(emb).T  # (K, V), the words normalised once for all topics
+    k = min(n, emb.shape[0])
+    out = []
+    for row in sims:
+        top = np.argpartition(-row, k - 1)[:k] if k < row.size else np.arange(row.size)
+        top = top[np.lexsort((top, -row[top]))]
+        out.append([(str(vocabulary[i]), float(row[i])) for i in top])
+    return out

@@ -31,7 +31,15 @@ Where a default differs, it does on purpose:
   training loop needs a number; the estimator's ``batch_size=None`` (``etm
   train`` without ``--batch-size``) is chosen for the corpus by
   :func:`etm.diagnostics.auto_batch_size` and handed to the loop resolved
-  (``config_default`` in the table).
+  (``config_default`` in the table). Likewise ``epochs``: the loop's 20 (the
+  authors'), the estimator's None is :func:`etm.diagnostics.auto_epochs`.
+* ``TrainingConfig.patience`` is None (the authors' loop runs every epoch);
+  the estimator and ``etm train`` stop after 10 epochs without a better
+  validation perplexity.
+* The topic-quality recipe (issue 16) is the estimator's and ``etm train``'s
+  default, while ``TrainingConfig`` and :class:`etm.ETM` keep the authors'
+  objective: ``similarity="cosine"`` (the module's default is "dot"),
+  ``kl_weight=0.1`` (the loop's 1.0) and ``encoder_token_drop=0.5`` (0.0).
 """
 
 from __future__ import annotations
@@ -45,8 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from etm.model import ACTIVATIONS
-from etm.optimizers import OPTIMIZERS
+from etm.model import ACTIVATIONS, SIMILARITIES
 
 __all__ = [
     "Option",
@@ -72,6 +79,8 @@ LR_SCHEDULES = ("constant", "cosine")
 SEED_SCHEDULES = ("constant", "decay")
 #: What happens to words without a pretrained vector (``missing_embeddings``).
 MISSING_EMBEDDINGS = ("train", "fixed")
+#: Optimizers of training (``optimizer``), the authors' choices; ``etm.training.optimizers.make_optimizer`` builds them.
+OPTIMIZERS = ("adam", "adagrad", "adadelta", "rmsprop", "asgd", "sgd")
 
 #: ``TopicModel`` parameters that are not options of this table: objects, or settings of where and how it runs.
 NON_OPTIONS = ("embeddings", "seed_topics", "preprocessor", "device", "checkpoint_dir", "verbose")
@@ -159,6 +168,11 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     _o("background", "bool", True, "add each word's log corpus frequency to the topic logits, so topics model "
        "deviations from it instead of all learning the frequent words (0 = the authors' model)", group="model",
        flags=("--background",), cli="01"),
+    _o("similarity", "str", "cosine", "how topic-word logits come from the embeddings: the paper's dot product, or "
+       "their cosine / --temperature, which keeps long (frequent-word) embeddings from leading every topic",
+       group="model", choices=SIMILARITIES, flags=("--similarity",)),
+    _o("temperature", "float", 0.1, "with --similarity cosine: the logits span [-1/t, 1/t]", group="model",
+       low=0.0, low_open=True, flags=("--temperature",)),
     _o("ecr_weight", "float", 0.0, "weight of ECRTM's embedding-clustering regulariser: an optimal-transport "
        "cost that pulls each topic embedding towards its own cluster of word embeddings, against topic collapse "
        "(0 = off)", group="model", low=0.0, flags=("--ecr-weight",)),
@@ -182,7 +196,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
        "log(1 + count of their seed words in it), keyATM-style (0 = off)", group="seeding", low=0.0,
        flags=("--seed-doc-prior",)),
     # optimisation ------------------------------------------------------------------
-    _o("epochs", "int", 20, "maximum epochs", low=1, flags=("--epochs",), config="epochs"),
+    _o("epochs", "int", None, "maximum epochs", low=1, nullable=True,
+       unset="about 2,000 steps, between 20 and 100 epochs", flags=("--epochs",), config="epochs",
+       config_default=20),
     _o("batch_size", "int", None, "documents per step", low=1, nullable=True,
        unset="about 20 steps per epoch, at most the authors' 1000, which corpora of 20,000 training documents or "
              "more get", flags=("--batch-size",), config="batch_size", config_default=1000),
@@ -198,22 +214,25 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     _o("nonmono", "int", 10, "epochs of the annealing rule", low=1, flags=("--nonmono",), config="nonmono"),
     _o("lr_factor", "float", 4.0, "annealing divisor", low=1.0, low_open=True, flags=("--lr-factor",),
        config="lr_factor"),
-    _o("patience", "int", None, "stop after this many epochs without a better validation perplexity", low=1,
-       nullable=True, unset="off", flags=("--patience",), config="patience"),
+    _o("patience", "int", 10, "stop after this many epochs without a better validation perplexity ('off' = run "
+       "every epoch)", low=1, nullable=True, unset="off", flags=("--patience",), config="patience",
+       config_default=None),
     _o("kl_warmup", "int", 0, "epochs of linear KL warm-up, 0 = off", low=0, flags=("--kl-warmup",),
        config="kl_warmup"),
-    _o("kl_weight", "float", 1.0, "multiplier of the KL term; below 1 documents concentrate on fewer topics "
-       "(1 = the authors' objective)", low=0.0, low_open=True, flags=("--kl-weight",), config="kl_weight"),
+    _o("kl_weight", "float", 0.1, "multiplier of the KL term; below 1 documents concentrate on fewer topics, "
+       "which makes topics more distinct (1 = the authors' objective)", low=0.0, low_open=True,
+       flags=("--kl-weight",), config="kl_weight", config_default=1.0),
     _o("lr_schedule", "str", "constant", "learning-rate schedule (constant = the authors')", choices=LR_SCHEDULES,
        flags=("--lr-schedule",), config="lr_schedule"),
     _o("ema_decay", "float", 0.0, "per-step decay of weight averaging; the averaged weights are validated and "
        "kept, 0 = off", low=0.0, high=1.0, high_open=True, flags=("--ema-decay",), config="ema_decay"),
-    _o("encoder_token_drop", "float", 0.0, "share of each training document's tokens hidden from the encoder at "
+    _o("encoder_token_drop", "float", 0.5, "share of each training document's tokens hidden from the encoder at "
        "every step; trains it for document completion (0.5 lowers 20NG test perplexity ~6%; 0 = the authors')",
-       low=0.0, high=1.0, high_open=True, flags=("--encoder-token-drop",), config="encoder_token_drop"),
+       low=0.0, high=1.0, high_open=True, flags=("--encoder-token-drop",), config="encoder_token_drop",
+       config_default=0.0),
     _o("lazy_updates", "bool", False, "row-sparse gradients and a lazy Adam for the V x H first encoder layer: "
        "only the rows of words in a batch are updated (pays when a batch holds a small share of the vocabulary; "
-       "slower than exact Adam at 50k words on a 2-core CPU, see README; one process only)",
+       "slower than exact Adam at 50k words on a 2-core CPU, see docs/benchmarks/speed.md; one process only)",
        flags=("--lazy-updates",), cli="switch", config="lazy_updates"),
     _o("random_state", "int", 2019, "random seed", low=0, nullable=True, flags=("--seed",),
        config="seed"),
@@ -323,6 +342,8 @@ def _parse_value(option: Option) -> Any:
     convert = {"int": int, "float": float}.get(option.kind, str)
 
     def parse(text: str) -> Any:
+        if option.nullable and text.strip().lower() in ("off", "none"):
+            return None
         try:
             value = convert(text)
         except ValueError:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from etm._io import recover_directory, replace_directory
-from etm.checkpoint import checkpoint_progress
+from etm.training.checkpoint import checkpoint_progress
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ A saved model is a directory::
 The three files are written as one unit: each goes to a temporary file first
 and ``config.json`` is renamed into place last, so a directory with a
 ``config.json`` holds a complete model and a crash mid-save never leaves a mix
-of two models. Training checkpoints build on this (:mod:`etm.checkpoint`).
+of two models. Training checkpoints build on this (:mod:`etm.training.checkpoint`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from etm._io import commit_files, read_text_checked, recover_directory
-from etm.model import ETM
+from etm.model import ETM, SIMILARITIES
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ def model_arguments(model: ETM) -> dict[str, Any]:
         "enc_drop": model.enc_drop,
         "background": model.background is not None,
         "trainable_embedding_rows": int(getattr(model.rho, "rows", torch.empty(0)).numel()),
+        "similarity": model.similarity,
+        "temperature": model.temperature,
     }
 
 
@@ -150,6 +152,9 @@ _MODEL_ARG_CHECKS: dict[str, tuple[Any, str]] = {
     "enc_drop": (_is_fraction, "a number in [0, 1)"),
     "background": (lambda v: isinstance(v, bool), "true or false"),
     "trainable_embedding_rows": (lambda v: _is_count(v, 0), "a non-negative integer"),
+    # optional (models saved before they existed are dot-product models)
+    "similarity": (lambda v: v in SIMILARITIES, f"one of {list(SIMILARITIES)}"),
+    "temperature": (lambda v: type(v) in (int, float) and v > 0, "a positive number"),
 }
 
 
@@ -247,6 +252,8 @@ def _build(
         enc_drop=args["enc_drop"],
         trainable_rows=trainable_rows,
         background=background,
+        similarity=args.get("similarity", "dot"),
+        temperature=args.get("temperature", 0.1),
     )
 
 

@@ -26,8 +26,10 @@ __all__ = [
     "plot_top_words",
     "plot_training_curves",
     "plot_embedding_map",
+    "embedding_map_points",
     "plot_topic_prevalence",
     "pyldavis_data",
+    "occurring_words",
     "export_pyldavis",
 ]
 
@@ -157,6 +159,64 @@ def _project(points: np.ndarray, method: str, random_state: int) -> np.ndarray:
     raise ValueError(f"unknown projection {method!r}; use 'pca' or 'tsne'")
 
 
+def embedding_map_points(
+    word_embeddings: np.ndarray,
+    topic_embeddings: np.ndarray,
+    vocabulary: Sequence[str],
+    *,
+    topic_word: np.ndarray | None = None,
+    words_per_topic: int = 5,
+    max_words: int | None = None,
+    method: str = "pca",
+    random_state: int = 0,
+) -> tuple[list[int], list[int], np.ndarray, np.ndarray]:
+    """The points of the embedding map: which words, for which topic, and where.
+
+    Each topic's ``words_per_topic`` top words (from ``topic_word`` when given,
+    else the words nearest each topic embedding) are taken rank by rank, so a
+    word shared by topics belongs to the one it ranks highest in, and at most
+    ``max_words`` are kept (every topic keeps its best words first). Vectors
+    are scaled to unit length before the projection, so the map shows
+    directions (cosine), the geometry the neighbour lists use; raw topic
+    embeddings have another scale than word embeddings and would sit apart.
+
+    Returns
+    -------
+    words : list of int
+        Vocabulary indices of the chosen words.
+    owners : list of int
+        The topic each word was chosen for.
+    words_xy : ndarray of shape (len(words), 2)
+    topics_xy : ndarray of shape (K, 2)
+    """
+    rho = np.asarray(word_embeddings, dtype=np.float64)
+    alphas = np.asarray(topic_embeddings, dtype=np.float64)
+    if rho.shape[0] != len(vocabulary) or alphas.shape[1] != rho.shape[1]:
+        raise ValueError(f"word embeddings {rho.shape}, topic embeddings {alphas.shape} and "
+                         f"{len(vocabulary)} words do not fit together")
+    check_positive_count("words_per_topic", words_per_topic)
+    if max_words is not None:
+        check_positive_count("max_words", max_words)
+    scores = _check_topic_word(topic_word, vocabulary) if topic_word is not None else alphas @ rho.T
+    n = min(words_per_topic, scores.shape[1])
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :n]
+    limit = len(vocabulary) if max_words is None else max_words
+    picked: list[int] = []
+    owner: list[int] = []
+    seen: set[int] = set()
+    for rank in range(n):
+        for k in range(alphas.shape[0]):
+            i = int(top[k, rank])
+            if i not in seen and len(picked) < limit:
+                seen.add(i)
+                picked.append(i)
+                owner.append(k)
+    points = np.vstack([rho[picked], alphas])
+    points = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-12)
+    xy = _project(points, method, random_state)
+    return picked, owner, xy[: len(picked)], xy[len(picked):]
+
+
 def plot_embedding_map(
     word_embeddings: np.ndarray,
     topic_embeddings: np.ndarray,
@@ -172,28 +232,13 @@ def plot_embedding_map(
     """Words and topics in one 2-D map of the shared embedding space (PCA or t-SNE).
 
     Shown words are each topic's top words (from ``topic_word`` when given,
-    else the words nearest each topic embedding), coloured by their topic.
+    else the words nearest each topic embedding), coloured by their topic;
+    see :func:`embedding_map_points`.
     """
-    rho = np.asarray(word_embeddings, dtype=np.float64)
-    alphas = np.asarray(topic_embeddings, dtype=np.float64)
-    if rho.shape[0] != len(vocabulary) or alphas.shape[1] != rho.shape[1]:
-        raise ValueError(f"word embeddings {rho.shape}, topic embeddings {alphas.shape} and "
-                         f"{len(vocabulary)} words do not fit together")
-    labels = _topic_names(alphas.shape[0], names)
-    scores = _check_topic_word(topic_word, vocabulary) if topic_word is not None else alphas @ rho.T
-    picked: list[int] = []
-    owner: list[int] = []
-    for k in range(alphas.shape[0]):
-        for i in np.argsort(-scores[k], kind="stable")[:words_per_topic]:
-            if int(i) not in picked:
-                picked.append(int(i))
-                owner.append(k)
-    # Unit length first: the map then shows directions (cosine), the geometry the neighbour lists use;
-    # raw topic embeddings have a different scale from word embeddings and would sit apart.
-    points = np.vstack([rho[picked], alphas])
-    points = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-12)
-    xy = _project(points, method, random_state)
-    words_xy, topics_xy = xy[: len(picked)], xy[len(picked):]
+    labels = _topic_names(np.shape(topic_embeddings)[0], names)
+    picked, owner, words_xy, topics_xy = embedding_map_points(
+        word_embeddings, topic_embeddings, vocabulary, topic_word=topic_word, words_per_topic=words_per_topic,
+        method=method, random_state=random_state)
     cmap = _cmap("tab20")
     fig = _figure(figsize=(9, 7))
     ax = fig.subplots()
@@ -259,6 +304,24 @@ def pyldavis_data(
     }
 
 
+def occurring_words(data: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`pyldavis_data`'s output restricted to the words that occur in its documents.
+
+    pyLDAvis divides by a word's frequency (its lift); a word that never
+    occurs would get an infinite lift and sit on top of every topic's list.
+    The topics' word distributions are renormalised over the words kept.
+    """
+    keep = np.asarray(data["term_frequency"]) > 0
+    if keep.all():
+        return dict(data)
+    if not keep.any():
+        raise ValueError("none of the vocabulary's words occurs in these documents: nothing for pyLDAvis to show")
+    beta = np.asarray(data["topic_term_dists"])[:, keep]
+    return {**data, "topic_term_dists": beta / beta.sum(axis=1, keepdims=True),
+            "vocab": [w for w, k in zip(data["vocab"], keep) if k],
+            "term_frequency": np.asarray(data["term_frequency"])[keep]}
+
+
 def export_pyldavis(
     directory: str | os.PathLike[str],
     topic_word: np.ndarray,
@@ -271,6 +334,9 @@ def export_pyldavis(
 ) -> dict[str, Path]:
     """Write ``ldavis.json`` (the pyLDAvis inputs) and, with pyLDAvis installed, ``ldavis.html``.
 
+    The page holds d3 and LDAvis's JavaScript and CSS inline, so it works
+    opened from disk without a network (pyLDAvis's own page loads them from
+    a CDN).
     ``html=None`` writes the page when pyLDAvis imports; ``True`` requires it.
     The JSON also holds ``topic_names`` (pyLDAvis numbers topics from 0 in
     the model's order); load it elsewhere with
@@ -291,7 +357,9 @@ def export_pyldavis(
         if html:
             raise ImportError("the HTML page needs pyLDAvis: pip install pyLDAvis") from None
         return written
-    vis = pyLDAvis.prepare(**data, sort_topics=False, n_jobs=1, start_index=0)
+    from etm.offline import ldavis_page
+
+    vis = pyLDAvis.prepare(**occurring_words(data), sort_topics=False, n_jobs=1, start_index=0)
     written["html"] = out / "ldavis.html"
-    atomic_write_text(written["html"], pyLDAvis.prepared_data_to_html(vis))
+    atomic_write_text(written["html"], ldavis_page(vis, title="pyLDAvis: " + out.name))
     return written

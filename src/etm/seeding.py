@@ -4,7 +4,7 @@ An analyst names the themes they care about with a few seed words each
 (``{"space": ["nasa", "orbit", "launch"], ...}``); the model has one *seeded*
 topic per name plus some *free* topics that it discovers on its own.
 
-The mechanism (see the README for the comparison that chose the defaults):
+The mechanism (docs/benchmarks/seeded.md has the comparison that chose the defaults):
 
 * **Topic embeddings start at their seed words.** ``alpha_k`` is initialised at
   the mean embedding of topic k's seed words, so from the first step the seed

@@ -29,7 +29,7 @@ from typing import Any
 from etm.corpus import CorpusSource
 from etm.options import DEFAULTS
 from etm.tuning.objective import TrialObjective, TrialSettings, validation_reference
-from etm.tuning.space import Range
+from etm.tuning.space import Choice, Range
 from etm.tuning.storage import MAX_RETRY, StorageSpec, open_storage, quiet_optuna_warnings, stale_local_trials
 
 logger = logging.getLogger(__name__)
@@ -136,13 +136,28 @@ def fail_stale_local_trials(study: Any, pruning: Any | None) -> list[int]:
     return found
 
 
-def load_studies(spec: WorkerSpec, *, sampler_seed: int | None = None) -> tuple[Any, Any]:
-    """The study (with a seeded TPE sampler and the pruner) and its companion pruning study (or None)."""
+def trial_epochs(space: dict[str, Any], corpus: CorpusSource) -> int:
+    """The most epochs a trial trains: the space's ``epochs``, or what the estimator chooses for the corpus."""
+    from etm.diagnostics import auto_batch_size, auto_epochs
+
+    epochs = space.get("epochs", DEFAULTS["epochs"])
+    if isinstance(epochs, Range):
+        return int(epochs.high)
+    if isinstance(epochs, Choice):
+        return int(max(epochs.values))
+    if epochs is not None:
+        return int(epochs)
+    n_train = corpus.n_docs("train")
+    batch = space.get("batch_size", DEFAULTS["batch_size"])
+    return auto_epochs(n_train, batch if isinstance(batch, int) else auto_batch_size(n_train))
+
+
+def load_studies(spec: WorkerSpec, epochs: int, *, sampler_seed: int | None = None) -> tuple[Any, Any]:
+    """The study (with a seeded TPE sampler and the pruner for ``epochs``) and its companion pruning study (or None)."""
     import optuna
 
     storage = open_storage(spec.storage)
-    epochs = spec.trial.space.get("epochs", DEFAULTS["epochs"])
-    pruner = make_pruner(spec.pruner, int(epochs.high if isinstance(epochs, Range) else epochs))
+    pruner = make_pruner(spec.pruner, epochs)
     sampler = optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=min(10, max(3, spec.n_trials // 4)))
     study = optuna.load_study(study_name=spec.study_name, storage=storage, sampler=sampler,
                               pruner=optuna.pruners.NopPruner() if spec.multi else pruner)
@@ -161,7 +176,8 @@ def run_worker(spec: WorkerSpec, *, worker: int = 0, on_trial: Callable[[Any], N
     corpus: CorpusSource = spec.corpus() if callable(spec.corpus) else spec.corpus
     reference = validation_reference(corpus)
     # a new sampler seed for each worker and each session, else a resumed study would replay its first draws
-    study, pruning = load_studies(spec, sampler_seed=spec.seed + 1000 * worker + spec.extra.get("n_existing", 0))
+    study, pruning = load_studies(spec, trial_epochs(spec.trial.space, corpus),
+                                  sampler_seed=spec.seed + 1000 * worker + spec.extra.get("n_existing", 0))
     lock = _BudgetLock(Path(spec.trial.study_dir) / ".budget.lock")
     objective = TrialObjective(spec.trial, corpus, reference, pruning, on_start=lock.release)
     ran = failures = 0

@@ -26,6 +26,7 @@ from etm.tuning.runner import (
     load_studies,
     run_worker,
     run_workers,
+    trial_epochs,
 )
 from etm.tuning.space import Choice, Range, check_space, default_space, default_trial, describe
 from etm.tuning.storage import (
@@ -290,7 +291,7 @@ def tune(
         deadline=None if timeout is None else time.time() + timeout)
     study = _open_study(spec, record, objective, resume)
     spec.extra["n_existing"] = len(study.trials)
-    study, pruning = load_studies(spec)
+    study, pruning = load_studies(spec, trial_epochs(full_space, corpus))
     fail_stale_local_trials(study, pruning)
     logger.info("study %r in %s: %d of %d trials finished; searching %s", study_name, spec.storage.describe(),
                 count_trials(study, "COMPLETE", "PRUNED"), n_trials,

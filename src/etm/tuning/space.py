@@ -10,7 +10,7 @@ ranges on the table's defaults, so they follow when a default changes:
 option                      default range
 ==========================  ==================================================
 ``n_topics`` (K)            10 to 100, log scale
-``kl_weight``               default / 5 to default, log scale
+``kl_weight``               default / 5 to default x 5 (at most 1, the ELBO), log scale
 ``background``              the default, then the other value
 ``encoder_token_drop``      0 to 0.7 (and the default when it lies above)
 ``lr``                      default / 4 to default x 4, log scale
@@ -73,7 +73,7 @@ def default_space() -> dict[str, Any]:
     kl, lr, drop = DEFAULTS["kl_weight"], DEFAULTS["lr"], DEFAULTS["encoder_token_drop"]
     return {
         "n_topics": Range(10, 100, log=True),
-        "kl_weight": Range(kl / 5, kl, log=True),
+        "kl_weight": Range(kl / 5, max(kl, min(1.0, kl * 5)), log=True),
         "background": Choice((DEFAULTS["background"], not DEFAULTS["background"])),
         "encoder_token_drop": Range(0.0, max(0.7, drop)),
         "lr": Range(lr / 4, lr * 4, log=True),

@@ -1,7 +1,7 @@
 """``etm tune``: search K and the quality levers with Optuna (:func:`etm.tuning.tune`).
 
 ``add_parser(sub)`` adds the sub-parser, ``run(args)`` runs it and returns the
-``--json`` summary.
+``--json`` summary (the pattern of every module of :mod:`etm.cli`).
 """
 
 from __future__ import annotations
@@ -73,9 +73,10 @@ def add_parser(sub: Any) -> None:
                    help="search another option or change a range (kl_weight=0.1:1:log, background=0,1, "
                         "encoder_token_drop=0:0.5), or fix one (hidden_size=400, lr=0.002); NAME is the TopicModel "
                         "parameter. Repeatable")
-    g.add_argument("--epochs", type=_positive(int), default=None, help="epochs of every trial (default 20)")
+    g.add_argument("--epochs", type=_positive(int), default=None,
+                   help="epochs of every trial (default: etm train's, about 2,000 steps)")
     g.add_argument("--patience", type=_positive(int), default=None,
-                   help="early stopping of every trial on validation perplexity (default off)")
+                   help="early stopping of every trial on validation perplexity (default: etm train's)")
     g.add_argument("--objective", default="both", choices=["both", "quality", "perplexity"],
                    help="both: the Pareto front of validation quality and perplexity; or one of them (default both)")
     g.add_argument("--pruner", default="halving", choices=["halving", "median", "none"],

@@ -27,9 +27,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from etm._io import _lines, _normalise_split, _read_text
-from etm.corpus import Corpus, PreparedCorpus, split_halves
+from etm.corpus.memory import Corpus, PreparedCorpus, split_halves
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("etm.formats")  # the name logs print and users filter on (kept from before the move)
 
 __all__ = ["read_authors_format", "read_octis"]
 

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 
 from etm._io import atomic_write_bytes, atomic_write_text, read_text_checked
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("etm.corpus")  # the name logs print and users filter on (kept from before the move)
 
 __all__ = ["Corpus", "CorpusSource", "PreparedCorpus", "split_halves", "CORPUS_FORMAT_VERSION"]
 
@@ -267,7 +267,7 @@ class CorpusSource(Protocol):
         ...
 
     def batches(self, generator: Any, seed: int) -> Any:
-        """The training documents' batch source (:mod:`etm.batching`), shuffled from ``generator`` / ``seed``."""
+        """The training documents' batch source (:mod:`etm.corpus.batching`), shuffled from ``generator`` / ``seed``."""
         ...
 
     def completion_chunks(self, part: str = "valid") -> list[tuple[sp.csr_matrix, sp.csr_matrix]]:
@@ -372,8 +372,8 @@ class PreparedCorpus:
         return np.asarray(found.counts.sum(axis=0, dtype=np.float64)).ravel()
 
     def batches(self, generator: Any, seed: int) -> Any:
-        """An :class:`etm.batching.InMemoryBatches` over the training counts (``seed`` is unused here)."""
-        from etm.batching import InMemoryBatches
+        """An :class:`etm.corpus.batching.InMemoryBatches` over the training counts (``seed`` is unused here)."""
+        from etm.corpus.batching import InMemoryBatches
 
         return InMemoryBatches(self.train.counts, generator)
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 import torch.distributed as dist
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("etm.distributed")  # the name logs print and users filter on (kept from before the move)
 
 __all__ = ["rank_and_world", "init_from_environment", "launch", "is_main_process", "broadcast_float", "all_sum"]
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["OPTIMIZERS", "make_optimizer", "RowSparseAdam", "LazyAdam", "clip_gradients"]
+from etm.options import OPTIMIZERS
 
-OPTIMIZERS = ("adam", "adagrad", "adadelta", "rmsprop", "asgd", "sgd")
+__all__ = ["OPTIMIZERS", "make_optimizer", "RowSparseAdam", "LazyAdam", "clip_gradients"]
 
 
 def make_optimizer(

@@ -1,0 +1,92 @@
+"""One etm recipe on one corpus: topic quality, perplexity and time, for choosing the default recipe.
+
+Why: the topic-quality study (issue 16) compares many settings of the one model; this script trains
+``TopicModel`` with its defaults plus ``--set name=value`` overrides on the authors' 20 Newsgroups or
+OCTIS M10 and scores it with the benchmark's one metric code (``_baselines.Evaluator``: NPMI coherence of
+the top 10 words over training documents, diversity of the top 25, quality = coherence x diversity,
+document-completion perplexity on the test halves). It also prints the validation perplexity, which (with
+training-document coherence) is what a recipe may be chosen on; test numbers are reported, never tuned on.
+
+    python benchmarks/recipe.py --corpus 20ng --k 50 --set kl_weight=0.3 --seeds 2019,1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from etm.estimator import TopicModel
+from etm.readers import read_authors_format, read_octis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _baselines import Evaluator, default_data  # noqa: E402
+
+CORPORA = {"20ng": ("20ng-etm", read_authors_format), "m10": ("octis-m10", read_octis)}
+
+
+def parse_value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def run(corpus_key: str, k: int, seed: int, params: dict[str, Any], data: Path, threads: int) -> dict[str, Any]:
+    folder, reader = CORPORA[corpus_key]
+    corpus = reader(data / folder)
+    ev = Evaluator(corpus)
+    torch.set_num_threads(threads)
+    with threadpool_limits(threads):
+        model = TopicModel(n_topics=k, random_state=seed, device="cpu", **params)
+        t0 = time.perf_counter()
+        model.fit(corpus)
+        seconds = time.perf_counter() - t0
+        theta = model.transform(corpus.test_halves[0])
+    beta = np.asarray(model.topic_word_, dtype=np.float64)
+    fitted = ev.fitted("etm", beta, theta, seconds)
+    s = fitted.by_beta
+    return {"corpus": corpus_key, "k": k, "seed": seed, "params": params, "coherence": s.coherence,
+            "diversity": s.diversity, "quality": s.quality, "test_perplexity": s.perplexity,
+            "valid_perplexity": model.valid_perplexity_, "best_epoch": model.best_epoch_,
+            "epochs_run": model.n_iter_, "seconds": seconds,
+            "collapse": getattr(model, "collapse_", None) is not None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", choices=sorted(CORPORA), default="20ng")
+    ap.add_argument("--k", type=int, default=50)
+    ap.add_argument("--seeds", default="2019")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="TopicModel parameter")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--data", type=Path, default=default_data())
+    ap.add_argument("--json-out", type=Path, default=None, help="append one JSON line per run")
+    args = ap.parse_args(argv)
+    params = {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        params[name] = parse_value(value)
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        row = run(args.corpus, args.k, seed, params, args.data, args.threads)
+        line = json.dumps(row)
+        print(f"{args.corpus} K={args.k} seed={seed} {params}: quality {row['quality']:.4f} "
+              f"coh {row['coherence']:.4f} div {row['diversity']:.3f} test ppl {row['test_perplexity']:.0f} "
+              f"valid ppl {row['valid_perplexity']:.0f} epochs {row['best_epoch']}/{row['epochs_run']} "
+              f"{row['seconds']:.0f}s", flush=True)
+        if args.json_out:
+            with open(args.json_out, "a") as fh:
+                fh.write(line + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
