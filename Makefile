@@ -15,7 +15,7 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[test,embeddings,plots,docs]"
+	$(BIN)/python -m pip install -q -e ".[test,embeddings,plots,docs,tune]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -405,7 +405,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
 
     # -- scikit-learn API -----------------------------------------------------
     def fit(
-        self, X: Any, y: None = None, *, vocabulary: Sequence[str] | None = None, resume: bool = False
+        self, X: Any, y: None = None, *, vocabulary: Sequence[str] | None = None, resume: bool = False,
+        on_epoch_end: Callable[[int, ETM, dict[str, Any]], None] | None = None,
     ) -> TopicModel:
         """Train on texts, a :class:`Corpus`, a prepared corpus (in memory or sharded) or a CSR matrix.
 
@@ -417,6 +418,11 @@ class TopicModel(TransformerMixin, BaseEstimator):
             Column words when ``X`` is a sparse matrix.
         resume : bool
             Continue from the checkpoint in ``checkpoint_dir`` when there is one.
+        on_epoch_end : callable, optional
+            ``f(epoch, model, record)`` after each epoch's validation (see
+            :func:`etm.training.train`): it may add keys to ``record`` (the
+            ``history_`` entry) and stop training by raising (e.g.
+            ``optuna.TrialPruned``; :mod:`etm.tuning` prunes trials this way).
         """
         self._validate_params()
         self.random_state_ = (
@@ -490,6 +496,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
             resume=resume,
             verbose=self.verbose,
             extra_metadata=self._metadata(),
+            on_epoch_end=on_epoch_end,
             regularizer=regularizer,
         )
         self._set_fitted(result.model.to("cpu"), list(vocab))

@@ -1,4 +1,4 @@
-"""The ``etm`` command line: prepare, train, embed, neighbors, label, plot, evaluate, topics, transform, report.
+"""The ``etm`` command line: prepare, train, embed, neighbors, label, plot, evaluate, topics, transform, report, tune.
 
 Human-readable output goes to stdout, logs to stderr; ``--json`` prints one
 JSON document instead, for scripts. Option names follow the authors'
@@ -43,6 +43,7 @@ COMMANDS: tuple[str, ...] = (
     "topics",
     "transform",
     "report",
+    "tune",
 )
 
 
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     level = logging.WARNING - 10 * min(args.verbose + 1, 2) if args.verbose else logging.WARNING
-    if args.command == "train" and not args.verbose:
+    if args.command in ("train", "tune") and not args.verbose:
         level = logging.INFO if not getattr(args, "json", False) else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.command == "train" and args.nproc > 1:
