@@ -104,10 +104,11 @@ SEEDS = {"space": ["space", "nasa", "orbit", "launch"], "religion": ["god", "jes
 
 @pytest.fixture(scope="module")
 def seeded(small_corpus) -> TopicModel:
-    # the default recipe and schedule (about 2,000 steps): a 90-step schedule (30 epochs of 500 documents) was too
-    # short for the cosine recipe, and a document of 'hardware' seed words came out as 'space'
+    # the default recipe with the default batch size (20 steps an epoch) and a shorter run: 400 steps. A 90-step
+    # schedule (30 epochs of 500 documents) was too short for the cosine recipe: a document of 'hardware' seed
+    # words came out as 'space'
     est = TopicModel(n_topics=8, seed_topics=SEEDS, seed_strength=1.0, seed_doc_prior=1.0, hidden_size=64,
-                     device="cpu")
+                     epochs=20, lr=0.01, device="cpu")
     return est.fit(small_corpus)
 
 
