@@ -90,6 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from etm.training.distributed import launch, launched_by_torchrun
 
         if not launched_by_torchrun():
+            try:
+                command("train").check_before_launch(args)
+            except ValueError as err:
+                print(f"etm train: error: {err}", file=sys.stderr)
+                return 1
             return launch(_without_option(list(sys.argv[1:] if argv is None else argv), "--nproc"), args.nproc)
     try:
         result = command(args.command).run(args)

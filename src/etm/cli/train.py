@@ -90,6 +90,27 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         shutdown()
 
 
+def check_before_launch(args: argparse.Namespace) -> None:
+    """Errors every one of ``--nproc`` processes would hit, raised once before any starts (each costs seconds)."""
+    if getattr(args, "lazy_updates", False):
+        raise ValueError("lazy_updates works in one process; DistributedDataParallel reduces dense gradients")
+    from pathlib import Path
+
+    from etm.corpus.shards import ShardedCorpus
+
+    path = Path(args.corpus)
+    if not (path / "meta.json").is_file():
+        return  # not a sharded corpus: the processes read it and report what is wrong with it
+    try:
+        corpus = ShardedCorpus.load(path)
+    except (OSError, ValueError):
+        return
+    n_shards = len(corpus.parts["train"])
+    if n_shards < args.nproc:
+        raise ValueError(f"the corpus has {n_shards} training shards but {args.nproc} processes: every process "
+                         "needs its own shards; prepare the corpus again with a smaller --shard-size")
+
+
 def _train(args: argparse.Namespace, device: str, *, lead: bool) -> dict[str, Any] | None:
     """Train; in a data-parallel run every process calls this and only the main one writes and prints."""
 
