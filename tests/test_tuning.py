@@ -186,6 +186,12 @@ def test_two_worker_processes_share_the_embedded_study(corpus_dir, tmp_path):
     assert os.getpid() not in pids and len(pids) == 2  # both workers ran trials, in their own processes
     side = optuna.load_study(study_name="etm-tune.pruning", storage=result.study._storage)
     assert all(t.state.is_finished() for t in side.get_trials())  # the pruning study's trials are closed too
+    # it prunes on validation quality (perplexity falls with K and would stop every small-K trial first)
+    assert side.direction == optuna.study.StudyDirection.MAXIMIZE
+    by_number = {t.number: t for t in side.get_trials()}
+    for t in trials:
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            assert by_number[t.user_attrs["pruning_trial"]].value == pytest.approx(t.user_attrs["quality"])
 
 
 # -- interruptions ---------------------------------------------------------------------------------

@@ -17,9 +17,11 @@ Pruning reads the per-epoch validation curve through ``fit``'s
 * with one objective the trial reports that objective after every epoch
   (validation quality of the current weights, or validation perplexity) and
   the study's pruner decides;
-* with both objectives the trial reports its validation *perplexity* to a
+* with both objectives the trial reports its validation *quality* to a
   companion single-objective study (``<study name>.pruning``, same storage,
   same pruner), whose pruner decides; a pruned trial is PRUNED in both.
+  Not perplexity: it falls with K at every epoch, so pruning on it stops
+  every small-K trial, which is where the best quality often is.
 
 A trial whose loss diverges (NaN) counts as pruned at that epoch.
 """
@@ -147,7 +149,7 @@ class TrialObjective:
             side = self.pruning_study.ask() if self.pruning_study is not None else None
         if side is not None:
             trial.set_user_attr("pruning_trial", side.number)
-        monitor = _Monitor(side if side is not None else trial, "perplexity" if side is not None else metrics[0],
+        monitor = _Monitor(side if side is not None else trial, "quality" if side is not None else metrics[0],
                            self.reference)
         est = TopicModel(**params, device=self.settings.device, verbose=False)
         start = time.perf_counter()
@@ -170,7 +172,7 @@ class TrialObjective:
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         if side is not None:
-            self.pruning_study.tell(side, scores["perplexity"])
+            self.pruning_study.tell(side, scores["quality"])
         logger.info("trial %d finished: %s -> quality %.4f (coherence %.4f, diversity %.3f), perplexity %.1f; "
                     "%d epochs, %.1f s%s", trial.number, settings_text(params, self.settings.space),
                     scores["quality"], scores["coherence"], scores["diversity"], scores["perplexity"],

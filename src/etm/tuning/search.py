@@ -175,7 +175,7 @@ def _create_study(spec: WorkerSpec, storage: Any, corpus_record: dict[str, Any],
     """A new study with its record (corpus, objective, space), its companion pruning study, the defaults queued."""
     optuna = optuna_module()
     if spec.multi:  # first: whoever finds the study finds its companion
-        optuna.create_study(study_name=spec.study_name + PRUNING_SUFFIX, storage=storage, direction="minimize",
+        optuna.create_study(study_name=spec.study_name + PRUNING_SUFFIX, storage=storage, direction="maximize",
                             load_if_exists=True)
     study = optuna.create_study(study_name=spec.study_name, storage=storage,
                                 directions=[DIRECTIONS[m] for m in OBJECTIVES[objective]])
