@@ -40,7 +40,21 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def run(corpus_key: str, k: int, seed: int, params: dict[str, Any], data: Path, threads: int) -> dict[str, Any]:
+def epoch_curve(ev: Evaluator) -> Any:
+    """``on_epoch_end``: print each epoch's validation perplexity and training-document quality (``--curve``)."""
+    from etm.training import get_topic_word
+
+    def hook(epoch: int, model: Any, record: dict[str, Any]) -> None:
+        s = ev.topics(np.asarray(get_topic_word(model), dtype=np.float64), float("nan"))
+        record.update(train_coherence=s.coherence, diversity=s.diversity)
+        print(f"  epoch {epoch}: valid ppl {record.get('valid_perplexity', float('nan')):.1f} coherence "
+              f"{s.coherence:.4f} diversity {s.diversity:.3f} quality {s.quality:.4f}", flush=True)
+
+    return hook
+
+
+def run(corpus_key: str, k: int, seed: int, params: dict[str, Any], data: Path, threads: int,
+        curve: bool = False) -> dict[str, Any]:
     folder, reader = CORPORA[corpus_key]
     corpus = reader(data / folder)
     ev = Evaluator(corpus)
@@ -48,7 +62,7 @@ def run(corpus_key: str, k: int, seed: int, params: dict[str, Any], data: Path, 
     with threadpool_limits(threads):
         model = TopicModel(n_topics=k, random_state=seed, device="cpu", **params)
         t0 = time.perf_counter()
-        model.fit(corpus)
+        model.fit(corpus, on_epoch_end=epoch_curve(ev) if curve else None)
         seconds = time.perf_counter() - t0
         theta = model.transform(corpus.test_halves[0])
     beta = np.asarray(model.topic_word_, dtype=np.float64)
@@ -70,13 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--data", type=Path, default=default_data())
     ap.add_argument("--json-out", type=Path, default=None, help="append one JSON line per run")
+    ap.add_argument("--curve", action="store_true",
+                    help="print every epoch's validation perplexity and training-document quality (e.g. with "
+                         "--set patience=None --set epochs=300: does quality keep rising after perplexity stops?)")
     args = ap.parse_args(argv)
     params = {}
     for item in args.set:
         name, _, value = item.partition("=")
         params[name] = parse_value(value)
     for seed in [int(s) for s in args.seeds.split(",")]:
-        row = run(args.corpus, args.k, seed, params, args.data, args.threads)
+        row = run(args.corpus, args.k, seed, params, args.data, args.threads, curve=args.curve)
         line = json.dumps(row)
         print(f"{args.corpus} K={args.k} seed={seed} {params}: quality {row['quality']:.4f} "
               f"coh {row['coherence']:.4f} div {row['diversity']:.3f} test ppl {row['test_perplexity']:.0f} "
