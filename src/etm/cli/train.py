@@ -92,11 +92,14 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def check_before_launch(args: argparse.Namespace) -> None:
     """Errors every one of ``--nproc`` processes would hit, raised once before any starts (each costs seconds)."""
-    if getattr(args, "lazy_updates", False):
-        raise ValueError("lazy_updates works in one process; DistributedDataParallel reduces dense gradients")
     from pathlib import Path
 
+    from etm.corpus.batching import check_shards_for_processes
     from etm.corpus.shards import ShardedCorpus
+    from etm.training.loop import check_lazy_updates_world
+
+    if getattr(args, "lazy_updates", False):
+        check_lazy_updates_world(args.nproc)
 
     path = Path(args.corpus)
     if not (path / "meta.json").is_file():
@@ -105,10 +108,7 @@ def check_before_launch(args: argparse.Namespace) -> None:
         corpus = ShardedCorpus.load(path)
     except (OSError, ValueError):
         return
-    n_shards = len(corpus.parts["train"])
-    if n_shards < args.nproc:
-        raise ValueError(f"the corpus has {n_shards} training shards but {args.nproc} processes: every process "
-                         "needs its own shards; prepare the corpus again with a smaller --shard-size")
+    check_shards_for_processes(len(corpus.parts["train"]), args.nproc)
 
 
 def _train(args: argparse.Namespace, device: str, *, lead: bool) -> dict[str, Any] | None:

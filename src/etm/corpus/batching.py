@@ -19,6 +19,15 @@ import torch
 __all__ = ["InMemoryBatches", "ShardedBatches", "batch_source", "completion_chunks"]
 
 
+def check_shards_for_processes(n_shards: int, world: int) -> None:
+    """Refuse ``world`` data-parallel processes on fewer training shards: each process reads its own."""
+    if world > n_shards:
+        raise ValueError(
+            f"the corpus has {n_shards} training shards but {world} processes: every process needs "
+            "its own shards; prepare the corpus again with a smaller --shard-size"
+        )
+
+
 class InMemoryBatches:
     """Batches of a CSR matrix held in memory.
 
@@ -71,11 +80,7 @@ class ShardedBatches:
         return [list(order[r::world]) for r in range(world)]
 
     def n_steps(self, batch_size: int, world: int = 1, epoch: int = 0) -> int:
-        if world > len(self.shards):
-            raise ValueError(
-                f"the corpus has {len(self.shards)} training shards but {world} processes: every process needs "
-                "its own shards; prepare the corpus again with a smaller --shard-size"
-            )
+        check_shards_for_processes(len(self.shards), world)
         local = max(1, batch_size // world)
         if world == 1:
             return math.ceil(self.n_docs / local)

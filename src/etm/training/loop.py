@@ -69,6 +69,12 @@ __all__ = [
 FIXED_ON_RESUME = ("batch_size", "optimizer", "lazy_updates", "bow_norm", "ema_decay", "seed")
 
 
+def check_lazy_updates_world(world: int) -> None:
+    """Refuse lazy updates in a data-parallel run: DistributedDataParallel reduces dense gradients."""
+    if world > 1:
+        raise ValueError("lazy_updates works in one process; DistributedDataParallel reduces dense gradients")
+
+
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; training stopped without saving the bad state."""
 
@@ -437,8 +443,7 @@ class _Trainer:
         config = self.config
         if not config.lazy_updates:
             return make_optimizer(config.optimizer, self.trainable, config.lr, config.weight_decay)
-        if self.world > 1:
-            raise ValueError("lazy_updates works in one process; DistributedDataParallel reduces dense gradients")
+        check_lazy_updates_world(self.world)
         if self.dev.type == "mps":
             raise ValueError("lazy_updates needs sparse tensors, which MPS lacks; use cpu or cuda")
         first = self.model.q_theta[0]
