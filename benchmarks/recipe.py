@@ -25,6 +25,8 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from etm.estimator import TopicModel
+from etm.metrics import perplexity_per_document
+from etm.training.inference import decoder_loglik
 from etm.readers import read_authors_format, read_octis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -66,8 +68,10 @@ def run(corpus_key: str, k: int, seed: int, params: dict[str, Any], data: Path, 
         seconds = time.perf_counter() - t0
         theta = model.transform(corpus.test_halves[0])
     beta = np.asarray(model.topic_word_, dtype=np.float64)
-    fitted = ev.fitted("etm", beta, theta, seconds)
-    s = fitted.by_beta
+    if model.model_.decoder == "mixture":
+        s = ev.fitted("etm", beta, theta, seconds).by_beta
+    else:  # the product of experts is scored by its own predictive distribution, not theta @ beta
+        s = ev.topics(beta, perplexity_per_document(decoder_loglik(model.model_, theta, ev.h2), ev.n_h2))
     return {"corpus": corpus_key, "k": k, "seed": seed, "params": params, "coherence": s.coherence,
             "diversity": s.diversity, "quality": s.quality, "test_perplexity": s.perplexity,
             "valid_perplexity": model.valid_perplexity_, "best_epoch": model.best_epoch_,

@@ -158,6 +158,7 @@ SPELLINGS = [
     (["--seed-schedule", "decay"], "seed_schedule", "decay"), (["--seed_schedule", "decay"], "seed_schedule", "decay"),
     (["--seed-doc-prior", "0"], "seed_doc_prior", 0.0), (["--seed_doc_prior", "0"], "seed_doc_prior", 0.0),
     (["--similarity", "cosine"], "similarity", "cosine"), (["--temperature", "0.2"], "temperature", 0.2),
+    (["--decoder", "product"], "decoder", "product"),
     (["--ecr-weight", "250"], "ecr_weight", 250.0), (["--ecr_alpha", "10"], "ecr_alpha", 10.0),
     (["--epochs", "3"], "epochs", 3),
     (["--batch-size", "64"], "batch_size", 64), (["--batch_size", "64"], "batch_size", 64),
@@ -265,7 +266,8 @@ def test_one_message_style() -> None:
 def test_the_cli_hands_every_option_to_the_estimator() -> None:
     argv: list[str] = []
     values = {"n_topics": 7, "hidden_size": 16, "embedding_size": 8, "activation": "tanh", "dropout": 0.2,
-              "background": False, "similarity": "cosine", "temperature": 0.2, "ecr_weight": 250.0, "ecr_alpha": 10.0,
+              "background": False, "similarity": "cosine", "temperature": 0.2, "decoder": "product", "ecr_weight": 250.0,
+              "ecr_alpha": 10.0,
               "fine_tune_embeddings": True,
               "missing_embeddings": "fixed", "n_free_topics": 2,
               "seed_strength": 0.5, "seed_schedule": "decay", "seed_doc_prior": 1.5, "epochs": 3, "batch_size": 64,

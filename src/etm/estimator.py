@@ -103,6 +103,10 @@ class TopicModel(TransformerMixin, BaseEstimator):
         authors' model.
     temperature : float, default 0.1
         The temperature of ``similarity="cosine"``.
+    decoder : {"mixture", "product"}, default "mixture"
+        How documents' words are predicted from their topics (see
+        :class:`etm.ETM`): the paper's mixture ``theta @ beta``, or a
+        batch-normalised product of experts over the same embeddings.
     ecr_weight : float, default 0.0
         Weight of the embedding-clustering regulariser of ECRTM (Wu et al.,
         ICML 2023; :class:`etm.regularizers.EmbeddingClustering`): the
@@ -235,6 +239,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         background: bool = DEFAULTS["background"],
         similarity: str = DEFAULTS["similarity"],
         temperature: float = DEFAULTS["temperature"],
+        decoder: str = DEFAULTS["decoder"],
         ecr_weight: float = DEFAULTS["ecr_weight"],
         ecr_alpha: float = DEFAULTS["ecr_alpha"],
         epochs: int = DEFAULTS["epochs"],
@@ -279,6 +284,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.background = background
         self.similarity = similarity
         self.temperature = temperature
+        self.decoder = decoder
         self.ecr_weight = ecr_weight
         self.ecr_alpha = ecr_alpha
         self.epochs = epochs
@@ -451,18 +457,11 @@ class TopicModel(TransformerMixin, BaseEstimator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.random_state_)
             background = log_word_frequency(_train_word_totals(corpus)) if self.background else None
+            common = {"theta_act": self.activation, "enc_drop": self.dropout, "background": background,
+                      "similarity": self.similarity, "temperature": self.temperature, "decoder": self.decoder}
             if aligned is None:
-                model = ETM(
-                    n_topics,
-                    len(vocab),
-                    self.hidden_size,
-                    300 if self.embedding_size is None else self.embedding_size,
-                    theta_act=self.activation,
-                    enc_drop=self.dropout,
-                    background=background,
-                    similarity=self.similarity,
-                    temperature=self.temperature,
-                )
+                size = 300 if self.embedding_size is None else self.embedding_size
+                model = ETM(n_topics, len(vocab), self.hidden_size, size, **common)
             else:
                 learn_missing = self.missing_embeddings == "train" and not self.fine_tune_embeddings
                 model = ETM(
@@ -470,14 +469,10 @@ class TopicModel(TransformerMixin, BaseEstimator):
                     len(vocab),
                     self.hidden_size,
                     aligned.vectors.shape[1],
-                    theta_act=self.activation,
                     embeddings=torch.from_numpy(aligned.vectors),
                     train_embeddings=self.fine_tune_embeddings,
                     trainable_rows=aligned.missing_rows if learn_missing else None,
-                    enc_drop=self.dropout,
-                    background=background,
-                    similarity=self.similarity,
-                    temperature=self.temperature,
+                    **common,
                 )
         regularizer = None
         self.seed_report_ = None

@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from etm.model import ACTIVATIONS, SIMILARITIES
+from etm.model import ACTIVATIONS, DECODERS, SIMILARITIES
 
 __all__ = [
     "Option",
@@ -173,6 +173,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
        group="model", choices=SIMILARITIES, flags=("--similarity",)),
     _o("temperature", "float", 0.1, "with --similarity cosine: the logits span [-1/t, 1/t]", group="model",
        low=0.0, low_open=True, flags=("--temperature",)),
+    _o("decoder", "str", "mixture", "how a document's words are predicted from its topics: the paper's mixture "
+       "theta @ beta, or a product of experts softmax(BN(theta @ S)) over each word's topic shares S (ProdLDA's "
+       "decoder on ETM's embeddings), whose topics only raise their own words", group="model", choices=DECODERS,
+       flags=("--decoder",)),
     _o("ecr_weight", "float", 0.0, "weight of ECRTM's embedding-clustering regulariser: an optimal-transport "
        "cost that pulls each topic embedding towards its own cluster of word embeddings, against topic collapse "
        "(0 = off)", group="model", low=0.0, flags=("--ecr-weight",)),

@@ -30,7 +30,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from etm._io import commit_files, read_text_checked, recover_directory
-from etm.model import ETM, SIMILARITIES
+from etm.model import DECODERS, ETM, SIMILARITIES
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ def model_arguments(model: ETM) -> dict[str, Any]:
         "trainable_embedding_rows": int(getattr(model.rho, "rows", torch.empty(0)).numel()),
         "similarity": model.similarity,
         "temperature": model.temperature,
+        "decoder": model.decoder,
     }
 
 
@@ -155,6 +156,7 @@ _MODEL_ARG_CHECKS: dict[str, tuple[Any, str]] = {
     # optional (models saved before they existed are dot-product models)
     "similarity": (lambda v: v in SIMILARITIES, f"one of {list(SIMILARITIES)}"),
     "temperature": (lambda v: type(v) in (int, float) and v > 0, "a positive number"),
+    "decoder": (lambda v: v in DECODERS, f"one of {list(DECODERS)}"),
 }
 
 
@@ -254,6 +256,7 @@ def _build(
         background=background,
         similarity=args.get("similarity", "dot"),
         temperature=args.get("temperature", 0.1),
+        decoder=args.get("decoder", "mixture"),
     )
 
 

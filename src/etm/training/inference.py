@@ -15,7 +15,8 @@ import torch
 from etm.metrics import CompletionScores, completion_loglik, perplexity_per_document, perplexity_per_token
 from etm.model import ETM, SparseBatch
 
-__all__ = ["infer_theta", "get_topic_word", "evaluate_completion", "evaluate_completion_chunks", "encoder_input"]
+__all__ = ["infer_theta", "get_topic_word", "evaluate_completion", "evaluate_completion_chunks", "encoder_input",
+           "decoder_loglik"]
 
 
 def _batches(
@@ -69,6 +70,32 @@ def get_topic_word(model: ETM) -> np.ndarray:
     return model.get_beta().float().cpu().numpy()
 
 
+@torch.no_grad()
+def decoder_loglik(
+    model: ETM, theta: np.ndarray, second_half: sp.csr_matrix, *, batch_size: int = 1000,
+    device: torch.device | str | None = None,
+) -> np.ndarray:
+    """``sum_w n_dw log p(w | theta_d)`` per document under the model's own decoder, in eval mode, (D,).
+
+    For decoders that are not ``theta @ beta`` (the product of experts); one
+    (batch, V) block is dense at a time.
+    """
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        h2 = sp.csr_matrix(second_half, dtype=np.float64)
+        out = np.empty(h2.shape[0])
+        for lo in range(0, h2.shape[0], batch_size):
+            hi = min(lo + batch_size, h2.shape[0])
+            t = torch.as_tensor(np.asarray(theta[lo:hi]), dtype=next(model.parameters()).dtype, device=dev)
+            log_probs = model.predictive_log_probs(t).double().cpu().numpy()
+            out[lo:hi] = np.asarray(h2[lo:hi].multiply(log_probs).sum(axis=1)).ravel()
+        return out
+    finally:
+        model.train(was_training)
+
+
 def evaluate_completion(
     model: ETM,
     first_half: sp.spmatrix,
@@ -92,7 +119,7 @@ def evaluate_completion_chunks(
     device: torch.device | str | None = None,
 ) -> CompletionScores:
     """:func:`evaluate_completion` over halves given in pieces (e.g. one per shard); memory holds one piece."""
-    beta = get_topic_word(model)
+    beta = get_topic_word(model) if model.decoder == "mixture" else None
     lls, lengths = [], []
     for first_half, second_half in chunks:
         if first_half.shape != second_half.shape:
@@ -101,7 +128,10 @@ def evaluate_completion_chunks(
             h1 = first_half[start : start + 50 * batch_size]
             h2 = sp.csr_matrix(second_half[start : start + 50 * batch_size], dtype=np.float64)
             theta = infer_theta(model, h1, batch_size=batch_size, bow_norm=bow_norm, device=device)
-            lls.append(completion_loglik(theta, beta, h2))
+            if beta is not None:
+                lls.append(completion_loglik(theta, beta, h2))
+            else:
+                lls.append(decoder_loglik(model, theta, h2, batch_size=batch_size, device=device))
             lengths.append(np.asarray(h2.sum(axis=1)).ravel())
     if not lls:
         raise ValueError("no documents to evaluate document completion on")

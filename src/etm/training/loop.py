@@ -245,9 +245,8 @@ class _TrainingStep(torch.nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         mu, logsigma, kld = self.model.encode(encoder_input)
         theta = F.softmax(self.model.reparameterize(mu, logsigma), dim=-1)
-        beta = self.model._beta_for_loss()
-        recon = self.model.reconstruction_loss(batch, theta, beta).mean()
-        return recon, kld, mu, beta
+        recon, beta = self.model._loss_terms(batch, theta)
+        return recon.mean(), kld, mu, beta
 
 
 def _swap_in(params: list[torch.Tensor], ema: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
