@@ -98,6 +98,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from etm.corpus import PreparedCorpus  # noqa: E402
 from etm.estimator import TopicModel  # noqa: E402
+from etm.training.inference import decoder_loglik  # noqa: E402
 from etm.readers import read_authors_format, read_octis  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -160,7 +161,9 @@ def fit_etm(corpus: PreparedCorpus, ev: Evaluator, k: int, seed: int, args: argp
     theta = model.transform(ev.h1)
     beta = np.asarray(model.topic_word_, dtype=np.float64)
     note = f"best validation epoch {model.best_epoch_} of {model.n_iter_}; params {json.dumps(params)}"
-    return PeerFit(args.etm_label, beta, beta, theta, model.training_seconds_, None, note,
+    # the product-of-experts decoder is scored by its own predictive distribution, like ProdLDA's and ECRTM's
+    own = None if model.model_.decoder == "mixture" else decoder_loglik(model.model_, theta, ev.h2)
+    return PeerFit(args.etm_label, beta, beta, theta, model.training_seconds_, own, note,
                    {"best_epoch": model.best_epoch_, "epochs_run": model.n_iter_, "etm_params": params})
 
 

@@ -192,9 +192,13 @@ def test_fit_on_prepared_corpus_uses_its_validation(small_corpus) -> None:
 
 
 def test_background_option(small_corpus) -> None:
-    m = TopicModel(5, **SMALL).fit(small_corpus.train.counts[:400], vocabulary=small_corpus.vocabulary)
-    assert m.background is True and m.model_.background is not None  # on by default
-    assert np.allclose(m.topic_word_.sum(1), 1, atol=1e-4)
-    off = TopicModel(5, background=False, **SMALL).fit(small_corpus.train.counts[:400],
-                                                       vocabulary=small_corpus.vocabulary)
+    m = TopicModel(5, decoder="mixture", **SMALL).fit(small_corpus.train.counts[:400],
+                                                      vocabulary=small_corpus.vocabulary)
+    assert m.background is True and m.model_.background is not None  # on by default with the mixture
+    assert np.allclose(m.topic_word_.sum(1), 1, atol=1e-4) and m.temperature_ == 0.1
+    off = TopicModel(5, decoder="mixture", background=False, **SMALL).fit(small_corpus.train.counts[:400],
+                                                                          vocabulary=small_corpus.vocabulary)
     assert off.model_.background is None  # the authors' model
+    product = TopicModel(5, **SMALL).fit(small_corpus.train.counts[:400], vocabulary=small_corpus.vocabulary)
+    assert product.decoder_ == product.model_.decoder == "product" and product.temperature_ == 0.5
+    assert product.model_.background is None  # the product decoder learns each word's shift itself

@@ -110,11 +110,13 @@ def test_same_seed_same_numbers_and_resume_is_exact(small_corpus, tmp_path) -> N
     assert all(torch.equal(state[k], expected[k]) for k in expected)  # incl. the running statistics
 
 
-def test_background_starts_the_decoders_shift_and_errors_name_the_choices() -> None:
+def test_background_belongs_to_the_mixture_and_errors_name_the_choices() -> None:
     background = torch.log(torch.tensor([0.5, 0.3, 0.1, 0.1]))
-    model = ETM(2, 4, 8, 4, background=background, decoder="product")
-    assert torch.allclose(model.decoder_bn.bias, background - background.mean())
+    with pytest.raises(ValueError, match=r"background is a term of the mixture decoder.*pass background=None"):
+        ETM(2, 4, 8, 4, background=background, decoder="product")
+    model = ETM(2, 4, 8, 4, decoder="product")
     assert not model.decoder_bn.weight.requires_grad  # the scale stays 1
+    assert model.decoder_bn.bias.requires_grad  # the shift is learned
     with pytest.raises(ValueError, match=r"unknown decoder 'poe'; choose one of \['mixture', 'product'\]"):
         ETM(2, 4, 8, 4, decoder="poe")
     with pytest.raises(ValueError, match="decoder"):

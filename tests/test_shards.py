@@ -770,7 +770,7 @@ def test_background_model_on_a_sharded_corpus(sharded, in_memory):
 
     sc, _ = sharded
     pc, _ = in_memory
-    est = _small_model(background=True).fit(sc)
+    est = _small_model(background=True, decoder="mixture").fit(sc)
     assert all(np.isfinite(h["loss"]) for h in est.history_)
     expected = log_word_frequency(pc.train.counts)
     assert torch.allclose(est.model_.background.cpu(), expected)

@@ -86,27 +86,33 @@ class TopicModel(TransformerMixin, BaseEstimator):
         Encoder dropout (``enc_drop``), the authors' ``main.py`` default;
         :class:`etm.ETM` itself keeps their class's 0.5 (see :mod:`etm.options`).
     background : bool, default True
-        Add each word's log training-corpus frequency to every topic's logits
-        (see :class:`etm.ETM`); topics then model deviations from the
-        background instead of each learning the most frequent words. On 20
-        Newsgroups it reaches a given perplexity in about a third of the
-        epochs and raises coherence; on 2,000 texts it lifts the quick
-        start's topic diversity from 0.43 to 0.49 (docs/benchmarks/small-corpus.md). False is the
-        authors' model.
+        With ``decoder="mixture"``: add each word's log training-corpus
+        frequency to every topic's logits (see :class:`etm.ETM`); topics then
+        model deviations from the background instead of each learning the
+        most frequent words (docs/benchmarks/small-corpus.md). The product
+        decoder learns each word's shift itself, so it has no background
+        term. False is the authors' model.
     similarity : {"dot", "cosine"}, default "cosine"
         How topic-word logits are made from the embeddings (see
         :class:`etm.ETM`): the paper's dot product, or their cosine divided by
-        ``temperature``. Part of the default recipe (with ``kl_weight=0.1``
-        and ``encoder_token_drop=0.5``), which on 20 Newsgroups at K=50 gives
-        better topics and perplexity than tomotopy's LDA (docs: benchmarks);
-        ``similarity="dot", kl_weight=1.0, encoder_token_drop=0.0`` is the
-        authors' model.
-    temperature : float, default 0.1
-        The temperature of ``similarity="cosine"``.
-    decoder : {"mixture", "product"}, default "mixture"
+        ``temperature``.
+    temperature : float or None, default None
+        The temperature of ``similarity="cosine"``; None is 0.5 with the
+        product decoder and 0.1 with the mixture (the best of each on 20
+        Newsgroups, docs/benchmarks/recipe.md).
+    decoder : {"mixture", "product"} or None, default None
         How documents' words are predicted from their topics (see
         :class:`etm.ETM`): the paper's mixture ``theta @ beta``, or a
-        batch-normalised product of experts over the same embeddings.
+        batch-normalised product of experts over each word's topic shares
+        (ProdLDA's decoder on ETM's embeddings). None is "product", or
+        "mixture" for a seeded model (``seed_topics``), whose seed prior and
+        labels were validated with the mixture. The product decoder with
+        cosine similarity (t = 0.5), ``kl_weight=0.1`` and
+        ``encoder_token_drop=0.5`` is the default recipe: on 20 Newsgroups it
+        gives better topics than LDA and ECRTM at a lower perplexity
+        (docs/benchmarks/recipe.md). ``decoder="mixture",
+        similarity="dot", kl_weight=1.0, encoder_token_drop=0.0`` is the
+        authors' model.
     ecr_weight : float, default 0.0
         Weight of the embedding-clustering regulariser of ECRTM (Wu et al.,
         ICML 2023; :class:`etm.regularizers.EmbeddingClustering`): the
@@ -193,7 +199,11 @@ class TopicModel(TransformerMixin, BaseEstimator):
         The trained torch module (on CPU, eval mode).
     vocabulary_ : list of str of length V
     topic_word_ : ndarray of shape (K, V)
-        ``beta`` in Dieng et al.
+        ``beta`` in Dieng et al. (with the product decoder: each topic's word
+        distribution under the decoder, see :meth:`etm.ETM.get_beta`).
+    decoder_, temperature_ : str, float
+        The decoder and temperature used (``decoder`` and ``temperature``
+        resolved when None).
     topic_embeddings_ : ndarray of shape (K, E)
         ``alpha`` in Dieng et al.
     word_embeddings_ : ndarray of shape (V, E)
@@ -238,8 +248,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         dropout: float = DEFAULTS["dropout"],
         background: bool = DEFAULTS["background"],
         similarity: str = DEFAULTS["similarity"],
-        temperature: float = DEFAULTS["temperature"],
-        decoder: str = DEFAULTS["decoder"],
+        temperature: float | None = DEFAULTS["temperature"],
+        decoder: str | None = DEFAULTS["decoder"],
         ecr_weight: float = DEFAULTS["ecr_weight"],
         ecr_alpha: float = DEFAULTS["ecr_alpha"],
         epochs: int = DEFAULTS["epochs"],
@@ -446,6 +456,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
                 "use fewer topics or a larger vocabulary (lower min_df)"
             )
         resolved = None if seeds is None else seeds.resolve(vocab)
+        self.decoder_ = self.decoder or ("mixture" if resolved is not None else "product")
+        self.temperature_ = self.temperature or (0.5 if self.decoder_ == "product" else 0.1)
         n_train = corpus.n_docs("train")
         self.batch_size_ = self.batch_size if self.batch_size is not None else auto_batch_size(n_train)
         self.epochs_ = self.epochs if self.epochs is not None else auto_epochs(n_train, self.batch_size_)
@@ -456,9 +468,11 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.embedding_report_ = None if aligned is None else aligned.report()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.random_state_)
-            background = log_word_frequency(_train_word_totals(corpus)) if self.background else None
+            # the product decoder learns each word's shift itself (its batch normalisation's bias)
+            wants_background = self.background and self.decoder_ == "mixture"
+            background = log_word_frequency(_train_word_totals(corpus)) if wants_background else None
             common = {"theta_act": self.activation, "enc_drop": self.dropout, "background": background,
-                      "similarity": self.similarity, "temperature": self.temperature, "decoder": self.decoder}
+                      "similarity": self.similarity, "temperature": self.temperature_, "decoder": self.decoder_}
             if aligned is None:
                 size = 300 if self.embedding_size is None else self.embedding_size
                 model = ETM(n_topics, len(vocab), self.hidden_size, size, **common)

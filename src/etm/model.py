@@ -447,8 +447,8 @@ class ETM(nn.Module):
         ``beta_k = softmax(rho @ alpha_k + background)``. Topics then only
         model how they *deviate* from overall word frequency instead of
         each spending mass on frequent words. Not in the authors' model.
-        With ``decoder="product"`` it is instead the starting value of the
-        decoder's per-word shift (centred), which plays the same role there.
+        Only for ``decoder="mixture"``: the product decoder learns each
+        word's shift itself.
     similarity : {"dot", "cosine"}, default "dot"
         Topic-word logits ``rho @ alphas^T`` (the paper's) or the cosine of
         the two embeddings divided by ``temperature``.
@@ -554,6 +554,9 @@ class ETM(nn.Module):
             raise ValueError(f"temperature must be a positive number, got {temperature!r}")
         if decoder not in DECODERS:
             raise ValueError(f"unknown decoder {decoder!r}; choose one of {list(DECODERS)}")
+        if decoder == "product" and background is not None:
+            raise ValueError("background is a term of the mixture decoder; decoder='product' learns each word's "
+                             "shift itself (its batch normalisation's bias): pass background=None")
 
         factory = {"device": device, "dtype": dtype}
         self.num_topics = int(num_topics)
@@ -607,9 +610,6 @@ class ETM(nn.Module):
             # ProdLDA's decoder normalisation: scale fixed at 1, a learned per-word shift.
             self.decoder_bn = nn.BatchNorm1d(self.vocab_size, **factory)
             self.decoder_bn.weight.requires_grad_(False)
-            if self.background is not None:
-                with torch.no_grad():
-                    self.decoder_bn.bias.copy_(self.background - self.background.mean())
 
     @classmethod
     def from_pretrained(

@@ -38,8 +38,13 @@ Where a default differs, it does on purpose:
   validation perplexity.
 * The topic-quality recipe (issue 16) is the estimator's and ``etm train``'s
   default, while ``TrainingConfig`` and :class:`etm.ETM` keep the authors'
-  objective: ``similarity="cosine"`` (the module's default is "dot"),
-  ``kl_weight=0.1`` (the loop's 1.0) and ``encoder_token_drop=0.5`` (0.0).
+  objective: ``decoder="product"`` (the module's default is the paper's
+  "mixture"), ``similarity="cosine"`` with ``temperature=0.5`` (the module's
+  "dot"; its temperature default stays 0.1), ``kl_weight=0.1`` (the loop's
+  1.0) and ``encoder_token_drop=0.5`` (0.0). ``decoder`` and
+  ``temperature`` are None in the table, chosen at ``fit``: a seeded model
+  keeps the mixture decoder (its seed prior and labels were validated with
+  it), and the temperature follows the decoder (0.5 product, 0.1 mixture).
 """
 
 from __future__ import annotations
@@ -165,18 +170,20 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
        flags=("--theta-act",)),
     _o("dropout", "float", 0.0, "encoder dropout", group="model", low=0.0, high=1.0, high_open=True,
        flags=("--enc-drop",)),
-    _o("background", "bool", True, "add each word's log corpus frequency to the topic logits, so topics model "
-       "deviations from it instead of all learning the frequent words (0 = the authors' model)", group="model",
+    _o("background", "bool", True, "with --decoder mixture: add each word's log corpus frequency to the topic "
+       "logits, so topics model deviations from it instead of all learning the frequent words (0 = the authors' "
+       "model); the product decoder learns each word's shift itself", group="model",
        flags=("--background",), cli="01"),
     _o("similarity", "str", "cosine", "how topic-word logits come from the embeddings: the paper's dot product, or "
        "their cosine / --temperature, which keeps long (frequent-word) embeddings from leading every topic",
        group="model", choices=SIMILARITIES, flags=("--similarity",)),
-    _o("temperature", "float", 0.1, "with --similarity cosine: the logits span [-1/t, 1/t]", group="model",
-       low=0.0, low_open=True, flags=("--temperature",)),
-    _o("decoder", "str", "mixture", "how a document's words are predicted from its topics: the paper's mixture "
+    _o("temperature", "float", None, "with --similarity cosine: the logits span [-1/t, 1/t]", group="model",
+       low=0.0, low_open=True, nullable=True, unset="0.5 with the product decoder, 0.1 with the mixture",
+       flags=("--temperature",)),
+    _o("decoder", "str", None, "how a document's words are predicted from its topics: the paper's mixture "
        "theta @ beta, or a product of experts softmax(BN(theta @ S)) over each word's topic shares S (ProdLDA's "
        "decoder on ETM's embeddings), whose topics only raise their own words", group="model", choices=DECODERS,
-       flags=("--decoder",)),
+       nullable=True, unset="product, or mixture with --seeds", flags=("--decoder",)),
     _o("ecr_weight", "float", 0.0, "weight of ECRTM's embedding-clustering regulariser: an optimal-transport "
        "cost that pulls each topic embedding towards its own cluster of word embeddings, against topic collapse "
        "(0 = off)", group="model", low=0.0, flags=("--ecr-weight",)),
