@@ -13,6 +13,7 @@ from etm import ETM, TopicModel, TrainingConfig
 from etm.cli import build_parser, main
 from etm.options import (
     CONFIG_DEFAULTS,
+    DECODER_DEFAULTS,
     DEFAULTS,
     NON_OPTIONS,
     OPTIONS,
@@ -69,7 +70,10 @@ def test_the_defaults_that_matter() -> None:
     assert DEFAULTS["batch_size"] is None and CONFIG_DEFAULTS["batch_size"] == 1000
     assert DEFAULTS["background"] is True and DEFAULTS["epochs"] is None and DEFAULTS["lr"] == 0.005
     assert CONFIG_DEFAULTS["epochs"] == 20 and DEFAULTS["patience"] == 10 and CONFIG_DEFAULTS["patience"] is None
-    assert DEFAULTS["similarity"] == "cosine" and DEFAULTS["kl_weight"] == 0.1 and CONFIG_DEFAULTS["kl_weight"] == 1.0
+    assert DEFAULTS["similarity"] == "cosine" and DEFAULTS["kl_weight"] is None and CONFIG_DEFAULTS["kl_weight"] == 1.0
+    assert DEFAULTS["decoder"] is None and DEFAULTS["temperature"] is None  # resolved by decoder at fit:
+    assert DECODER_DEFAULTS == {"product": {"temperature": 0.5, "kl_weight": 0.05},
+                                "mixture": {"temperature": 0.1, "kl_weight": 0.1}}
     assert DEFAULTS["encoder_token_drop"] == 0.5 and CONFIG_DEFAULTS["encoder_token_drop"] == 0.0
     assert DEFAULTS["seed_doc_prior"] == 3.0 and DEFAULTS["dropout"] == 0.0 and DEFAULTS["n_topics"] == 50
     assert OPTIONS["encoder_token_drop"].high == 1.0 and OPTIONS["encoder_token_drop"].high_open
@@ -293,7 +297,7 @@ def test_the_estimator_hands_every_training_option_to_training_config() -> None:
               "lr_schedule": "constant", "ema_decay": 0.9, "encoder_token_drop": 0.5, "lazy_updates": False,
               "checkpoint_every": 2}
     model = TopicModel(**values, batch_size=None, random_state=None)
-    model.batch_size_, model.random_state_, model.epochs_ = 64, 11, 3  # what fit resolves
+    model.batch_size_, model.random_state_, model.epochs_, model.kl_weight_ = 64, 11, 3, 0.1  # what fit resolves
     config = model._training_config()
     for name, value in values.items():
         assert getattr(config, OPTIONS[name].config) == value, name

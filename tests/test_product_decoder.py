@@ -53,6 +53,17 @@ def test_loss_matches_the_direct_formula_sparse_and_dense() -> None:
     assert torch.allclose(shares_t.sum(0), torch.ones(30))  # each word's shares of the topics
 
 
+def test_the_encoder_mean_is_batch_normalised_per_topic() -> None:
+    torch.manual_seed(0)
+    model = ETM(4, 30, 16, 8, decoder="product").train()
+    bows = torch.rand(64, 30)
+    mu, _, _ = model.encode(bows / bows.sum(1, keepdim=True))
+    assert torch.allclose(mu.mean(0), torch.zeros(4), atol=1e-5)  # shift 0 at the start
+    assert torch.allclose(mu.var(0, unbiased=False), torch.ones(4), atol=1e-2)
+    raw = model.mu_q_theta(model.q_theta(bows / bows.sum(1, keepdim=True)))
+    assert not torch.allclose(raw.mean(0), torch.zeros(4), atol=1e-3)
+
+
 def test_beta_is_the_decoders_distribution_of_a_one_topic_document(small_corpus) -> None:
     model = train(_product(small_corpus), small_corpus, _cfg(epochs=1)).model.eval()
     beta = model.get_beta()
@@ -115,8 +126,9 @@ def test_background_belongs_to_the_mixture_and_errors_name_the_choices() -> None
     with pytest.raises(ValueError, match=r"background is a term of the mixture decoder.*pass background=None"):
         ETM(2, 4, 8, 4, background=background, decoder="product")
     model = ETM(2, 4, 8, 4, decoder="product")
-    assert not model.decoder_bn.weight.requires_grad  # the scale stays 1
-    assert model.decoder_bn.bias.requires_grad  # the shift is learned
+    for bn in (model.decoder_bn, model.mu_bn):
+        assert not bn.weight.requires_grad  # the scale stays 1
+        assert bn.bias.requires_grad  # the shift is learned
     with pytest.raises(ValueError, match=r"unknown decoder 'poe'; choose one of \['mixture', 'product'\]"):
         ETM(2, 4, 8, 4, decoder="poe")
     with pytest.raises(ValueError, match="decoder"):

@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 from etm.cli import main
 from etm.corpus import PreparedCorpus
 from etm.estimator import TopicModel
-from etm.options import DEFAULTS
+from etm.options import DECODER_DEFAULTS, DEFAULTS
 from etm.tuning import Choice, Range, default_space, parse_spec, tune, validation_quality
 from etm.tuning.space import default_trial
 
@@ -123,12 +123,13 @@ def test_bad_specs_are_refused_naming_the_option(name, text, message):
 def test_the_default_space_is_centred_on_the_options_defaults():
     space = default_space()
     assert space["n_topics"] == Range(10, 100, log=True)
-    kl = DEFAULTS["kl_weight"]
+    kl = DECODER_DEFAULTS["product"]["kl_weight"]  # the unseeded default recipe's
     assert space["kl_weight"] == Range(kl / 5, max(kl, min(1.0, 5 * kl)), log=True)
     assert space["lr"] == Range(DEFAULTS["lr"] / 4, DEFAULTS["lr"] * 4, log=True)
-    assert space["background"].values[0] == DEFAULTS["background"]
+    assert space["temperature"] == Range(0.25, 1.0, log=True)
     first = default_trial(space)
-    assert first == {name: DEFAULTS[name] for name in space}  # the study's first trial: the defaults
+    expected = {name: DEFAULTS[name] for name in space} | DECODER_DEFAULTS["product"]
+    assert first == expected  # the study's first trial: the defaults
 
 
 # -- a study end to end ------------------------------------------------------------------------
@@ -147,7 +148,8 @@ def test_a_small_study_end_to_end(corpus_dir, tmp_path, capsys, caplog, authors_
     assert [r["trial"] for r in rows] == [0, 1, 2, 3]
     assert (study_dir / "trials.csv").read_text().splitlines()[0].startswith("trial,state,n_topics,kl_weight")
     first = rows[0]  # the defaults, K clipped into the range
-    assert first["n_topics"] == 8 and first["kl_weight"] == DEFAULTS["kl_weight"] and first["lr"] == DEFAULTS["lr"]
+    assert first["n_topics"] == 8 and first["kl_weight"] == DECODER_DEFAULTS["product"]["kl_weight"]
+    assert first["lr"] == DEFAULTS["lr"]
     for name in ("pareto.png", "quality_by_k.png"):
         assert (study_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -31,7 +31,7 @@ from etm.metrics import (
     topic_quality,
 )
 from etm.model import ETM, log_word_frequency
-from etm.options import DEFAULTS, OPTIONS, check_value, validate_options
+from etm.options import DECODER_DEFAULTS, DEFAULTS, OPTIONS, check_value, validate_options
 from etm.persistence import load_model, save_model
 from etm.preprocessing import Preprocessor
 from etm.regularizers import EmbeddingClustering, combine
@@ -107,7 +107,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         (ProdLDA's decoder on ETM's embeddings). None is "product", or
         "mixture" for a seeded model (``seed_topics``), whose seed prior and
         labels were validated with the mixture. The product decoder with
-        cosine similarity (t = 0.5), ``kl_weight=0.1`` and
+        cosine similarity (t = 0.5), ``kl_weight=0.05`` and
         ``encoder_token_drop=0.5`` is the default recipe: on 20 Newsgroups it
         gives better topics than LDA and ECRTM at a lower perplexity
         (docs/benchmarks/recipe.md). ``decoder="mixture",
@@ -138,10 +138,11 @@ class TopicModel(TransformerMixin, BaseEstimator):
     patience : int or None, default 10
         Early stopping after this many epochs without a better validation
         perplexity (None: run every epoch, the authors' way).
-    kl_weight : float, default 0.1
+    kl_weight : float or None, default None
         Multiplier of the KL term. Below 1 each document concentrates on
         fewer topics (the authors' 1.0 spreads a 20 Newsgroups message over
-        ~30 of 50 topics), so topics stop sharing the frequent words.
+        ~30 of 50 topics), so topics stop sharing the frequent words. None is
+        0.05 with the product decoder and 0.1 with the mixture.
     kl_warmup, lr_schedule, ema_decay
         KL warm-up epochs, "constant" or "cosine" learning rate, and weight
         averaging (see :class:`etm.training.TrainingConfig`).
@@ -201,9 +202,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
     topic_word_ : ndarray of shape (K, V)
         ``beta`` in Dieng et al. (with the product decoder: each topic's word
         distribution under the decoder, see :meth:`etm.ETM.get_beta`).
-    decoder_, temperature_ : str, float
-        The decoder and temperature used (``decoder`` and ``temperature``
-        resolved when None).
+    decoder_, temperature_, kl_weight_ : str, float, float
+        The decoder, temperature and KL weight used (resolved when None).
     topic_embeddings_ : ndarray of shape (K, E)
         ``alpha`` in Dieng et al.
     word_embeddings_ : ndarray of shape (V, E)
@@ -340,7 +340,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
     def _training_config(self) -> TrainingConfig:
         """The training loop's settings: every option of the table that feeds one, then the resolved ones."""
         settings = {o.config: getattr(self, o.name) for o in OPTIONS.values() if o.config and o.estimator}
-        settings.update(epochs=self.epochs_, batch_size=self.batch_size_,
+        settings.update(epochs=self.epochs_, batch_size=self.batch_size_, kl_weight=self.kl_weight_,
                         eval_batch_size=max(self.batch_size_, 1000), seed=self.random_state_)
         return TrainingConfig(**settings)
 
@@ -457,7 +457,9 @@ class TopicModel(TransformerMixin, BaseEstimator):
             )
         resolved = None if seeds is None else seeds.resolve(vocab)
         self.decoder_ = self.decoder or ("mixture" if resolved is not None else "product")
-        self.temperature_ = self.temperature or (0.5 if self.decoder_ == "product" else 0.1)
+        recipe = DECODER_DEFAULTS[self.decoder_]
+        self.temperature_ = recipe["temperature"] if self.temperature is None else self.temperature
+        self.kl_weight_ = recipe["kl_weight"] if self.kl_weight is None else self.kl_weight
         n_train = corpus.n_docs("train")
         self.batch_size_ = self.batch_size if self.batch_size is not None else auto_batch_size(n_train)
         self.epochs_ = self.epochs if self.epochs is not None else auto_epochs(n_train, self.batch_size_)

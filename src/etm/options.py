@@ -40,11 +40,12 @@ Where a default differs, it does on purpose:
   default, while ``TrainingConfig`` and :class:`etm.ETM` keep the authors'
   objective: ``decoder="product"`` (the module's default is the paper's
   "mixture"), ``similarity="cosine"`` with ``temperature=0.5`` (the module's
-  "dot"; its temperature default stays 0.1), ``kl_weight=0.1`` (the loop's
-  1.0) and ``encoder_token_drop=0.5`` (0.0). ``decoder`` and
-  ``temperature`` are None in the table, chosen at ``fit``: a seeded model
-  keeps the mixture decoder (its seed prior and labels were validated with
-  it), and the temperature follows the decoder (0.5 product, 0.1 mixture).
+  "dot"; its temperature default stays 0.1), ``kl_weight=0.05`` (the loop's
+  1.0) and ``encoder_token_drop=0.5`` (0.0). ``decoder``,
+  ``temperature`` and ``kl_weight`` are None in the table, chosen at
+  ``fit``: a seeded model keeps the mixture decoder (its seed prior and
+  labels were validated with it), and the temperature and KL weight follow
+  the decoder (0.5 and 0.05 with the product, 0.1 and 0.1 with the mixture).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ __all__ = [
     "OPTIONS",
     "DEFAULTS",
     "CONFIG_DEFAULTS",
+    "DECODER_DEFAULTS",
     "NON_OPTIONS",
     "LR_SCHEDULES",
     "SEED_SCHEDULES",
@@ -78,6 +80,12 @@ __all__ = [
     "estimator_kwargs",
 ]
 
+#: What the estimator's None defaults of ``temperature`` and ``kl_weight`` become, by decoder (``TopicModel.fit``);
+#: ``decoder=None`` is "product", or "mixture" for a seeded model.
+DECODER_DEFAULTS: dict[str, dict[str, float]] = {
+    "product": {"temperature": 0.5, "kl_weight": 0.05},
+    "mixture": {"temperature": 0.1, "kl_weight": 0.1},
+}
 #: Learning-rate schedules of training (``lr_schedule``).
 LR_SCHEDULES = ("constant", "cosine")
 #: How the seed prior's strength changes over training (``seed_schedule``).
@@ -230,9 +238,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
        config_default=None),
     _o("kl_warmup", "int", 0, "epochs of linear KL warm-up, 0 = off", low=0, flags=("--kl-warmup",),
        config="kl_warmup"),
-    _o("kl_weight", "float", 0.1, "multiplier of the KL term; below 1 documents concentrate on fewer topics, "
-       "which makes topics more distinct (1 = the authors' objective)", low=0.0, low_open=True,
-       flags=("--kl-weight",), config="kl_weight", config_default=1.0),
+    _o("kl_weight", "float", None, "multiplier of the KL term; below 1 documents concentrate on fewer topics, "
+       "which makes topics more distinct (1 = the authors' objective)", low=0.0, low_open=True, nullable=True,
+       unset="0.05 with the product decoder, 0.1 with the mixture", flags=("--kl-weight",), config="kl_weight",
+       config_default=1.0),
     _o("lr_schedule", "str", "constant", "learning-rate schedule (constant = the authors')", choices=LR_SCHEDULES,
        flags=("--lr-schedule",), config="lr_schedule"),
     _o("ema_decay", "float", 0.0, "per-step decay of weight averaging; the averaged weights are validated and "

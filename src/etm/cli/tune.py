@@ -54,7 +54,7 @@ def add_parser(sub: Any) -> None:
     """`etm tune`: the study's budget, space, storage and workers."""
     p = sub.add_parser(
         "tune", help="search the number of topics and the training settings with Optuna",
-        description="Train many models with settings drawn by Optuna (K, KL weight, background term, encoder token "
+        description="Train many models with settings drawn by Optuna (K, KL weight, temperature, encoder token "
                     "drop, learning rate by default) and score each on the corpus's validation split: topic quality "
                     "(NPMI coherence over the validation documents x diversity) and document-completion perplexity. "
                     "Poor trials are pruned from their per-epoch validation curves. Writes the chosen models (the "

@@ -11,7 +11,7 @@ option                      default range
 ==========================  ==================================================
 ``n_topics`` (K)            10 to 100, log scale
 ``kl_weight``               default / 5 to default x 5 (at most 1, the ELBO), log scale
-``background``              the default, then the other value
+``temperature``             default / 2 to default x 2, log scale
 ``encoder_token_drop``      0 to 0.7 (and the default when it lies above)
 ``lr``                      default / 4 to default x 4, log scale
 ==========================  ==================================================
@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from etm.options import DEFAULTS, OPTIONS
+from etm.options import DECODER_DEFAULTS, DEFAULTS, OPTIONS
 
 __all__ = ["Range", "Choice", "default_space", "parse_spec", "check_space", "describe", "default_trial"]
 
@@ -70,21 +70,28 @@ def _text(value: Any) -> str:
 
 def default_space() -> dict[str, Any]:
     """The default search space, around the defaults of :mod:`etm.options` (see the module docstring)."""
-    kl, lr, drop = DEFAULTS["kl_weight"], DEFAULTS["lr"], DEFAULTS["encoder_token_drop"]
+    kl, lr, drop = default_of("kl_weight"), DEFAULTS["lr"], DEFAULTS["encoder_token_drop"]
+    t = default_of("temperature")
     return {
         "n_topics": Range(10, 100, log=True),
         "kl_weight": Range(kl / 5, max(kl, min(1.0, kl * 5)), log=True),
-        "background": Choice((DEFAULTS["background"], not DEFAULTS["background"])),
+        "temperature": Range(t / 2, t * 2, log=True),
         "encoder_token_drop": Range(0.0, max(0.7, drop)),
         "lr": Range(lr / 4, lr * 4, log=True),
     }
+
+
+def default_of(name: str) -> Any:
+    """An option's default for an unseeded model: the table's, or the product decoder's where that is None."""
+    value = DEFAULTS[name]
+    return DECODER_DEFAULTS["product"].get(name, value) if value is None else value
 
 
 def default_trial(space: Mapping[str, Any]) -> dict[str, Any]:
     """The searched options at their defaults (clipped into their ranges): the study's first trial."""
     out: dict[str, Any] = {}
     for name, spec in space.items():
-        default = DEFAULTS[name]
+        default = default_of(name)
         if isinstance(spec, Range):
             value = min(max(default, spec.low), spec.high)
             if spec.step:
