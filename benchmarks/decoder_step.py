@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    print(f"| V | mixture step (ms) | product step (ms) | product / mixture | dense (batch, V) block (MB) |")
+    print("| V | mixture step (ms) | product step (ms) | product / mixture | dense (batch, V) block (MB) |")
     print("|---|---|---|---|---|")
     for vocab in [int(v) for v in args.vocab.split(",")]:
         torch.manual_seed(0)

@@ -98,8 +98,8 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from etm.corpus import PreparedCorpus  # noqa: E402
 from etm.estimator import TopicModel  # noqa: E402
-from etm.training.inference import decoder_loglik  # noqa: E402
 from etm.readers import read_authors_format, read_octis  # noqa: E402
+from etm.training.inference import decoder_loglik  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _baselines import Evaluator, default_data, fit_gensim, fit_tomotopy  # noqa: E402

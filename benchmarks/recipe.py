@@ -26,8 +26,8 @@ from threadpoolctl import threadpool_limits
 
 from etm.estimator import TopicModel
 from etm.metrics import perplexity_per_document
-from etm.training.inference import decoder_loglik
 from etm.readers import read_authors_format, read_octis
+from etm.training.inference import decoder_loglik
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _baselines import Evaluator, default_data  # noqa: E402

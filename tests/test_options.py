@@ -70,7 +70,8 @@ def test_the_defaults_that_matter() -> None:
     assert DEFAULTS["batch_size"] is None and CONFIG_DEFAULTS["batch_size"] == 1000
     assert DEFAULTS["background"] is True and DEFAULTS["epochs"] is None and DEFAULTS["lr"] == 0.005
     assert CONFIG_DEFAULTS["epochs"] == 20 and DEFAULTS["patience"] == 10 and CONFIG_DEFAULTS["patience"] is None
-    assert DEFAULTS["similarity"] == "cosine" and DEFAULTS["kl_weight"] is None and CONFIG_DEFAULTS["kl_weight"] == 1.0
+    assert DEFAULTS["similarity"] == "cosine" and DEFAULTS["kl_weight"] is None
+    assert CONFIG_DEFAULTS["kl_weight"] == 1.0
     assert DEFAULTS["decoder"] is None and DEFAULTS["temperature"] is None  # resolved by decoder at fit:
     assert DECODER_DEFAULTS == {"product": {"temperature": 0.5, "kl_weight": 0.05},
                                 "mixture": {"temperature": 0.1, "kl_weight": 0.1}}
@@ -270,8 +271,8 @@ def test_one_message_style() -> None:
 def test_the_cli_hands_every_option_to_the_estimator() -> None:
     argv: list[str] = []
     values = {"n_topics": 7, "hidden_size": 16, "embedding_size": 8, "activation": "tanh", "dropout": 0.2,
-              "background": False, "similarity": "cosine", "temperature": 0.2, "decoder": "product", "ecr_weight": 250.0,
-              "ecr_alpha": 10.0,
+              "background": False, "similarity": "cosine", "temperature": 0.2, "decoder": "product",
+              "ecr_weight": 250.0, "ecr_alpha": 10.0,
               "fine_tune_embeddings": True,
               "missing_embeddings": "fixed", "n_free_topics": 2,
               "seed_strength": 0.5, "seed_schedule": "decay", "seed_doc_prior": 1.5, "epochs": 3, "batch_size": 64,

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 
 from etm import ETM, TopicModel
 from etm.model import SparseBatch
@@ -42,7 +41,8 @@ def test_loss_matches_the_direct_formula_sparse_and_dense() -> None:
     model = ETM(4, 30, 16, 8, similarity="cosine", temperature=0.3, decoder="product").train()
     with torch.no_grad():
         model.decoder_bn.bias.normal_()
-    counts = sp.random(12, 30, density=0.3, random_state=1, format="csr", data_rvs=lambda n: np.ceil(5 * np.random.default_rng(2).random(n)))
+    counts = sp.random(12, 30, density=0.3, random_state=1, format="csr",
+                       data_rvs=lambda n: np.ceil(5 * np.random.default_rng(2).random(n)))
     dense = torch.as_tensor(counts.toarray(), dtype=torch.float32)
     theta = torch.softmax(torch.randn(12, 4), dim=1)
     sparse_loss, shares_t = model._loss_terms(SparseBatch.from_scipy(counts), theta)
@@ -86,7 +86,8 @@ def test_perplexity_is_the_decoders_own_likelihood(small_corpus) -> None:
     scores = evaluate_completion(model, h1, h2)
     assert scores.perplexity_per_document == pytest.approx(expected, rel=1e-5)
     # and it is not the mixture's theta @ beta
-    mixture = np.asarray(counts.multiply(np.log(theta.double().numpy() @ model.get_beta().detach().double().numpy())).sum(1))
+    beta = model.get_beta().detach().double().numpy()
+    mixture = np.asarray(counts.multiply(np.log(theta.double().numpy() @ beta)).sum(1))
     assert float(np.exp(np.mean(-mixture.ravel() / n))) != pytest.approx(expected, rel=1e-3)
 
 
