@@ -45,12 +45,13 @@ def test_loss_matches_the_direct_formula_sparse_and_dense() -> None:
                        data_rvs=lambda n: np.ceil(5 * np.random.default_rng(2).random(n)))
     dense = torch.as_tensor(counts.toarray(), dtype=torch.float32)
     theta = torch.softmax(torch.randn(12, 4), dim=1)
-    sparse_loss, shares_t = model._loss_terms(SparseBatch.from_scipy(counts), theta)
+    sparse_loss, topic_word = model._loss_terms(SparseBatch.from_scipy(counts), theta)
+    # what the regularizers see: each topic's distribution under the decoder, as get_beta() gives it
+    assert torch.allclose(topic_word, model.get_beta()) and torch.allclose(topic_word.sum(1), torch.ones(4))
     dense_loss, _ = model._loss_terms(dense, theta)
     expected = _direct_loss(model, dense, theta)
     assert torch.allclose(sparse_loss, expected, rtol=1e-5, atol=1e-4)
     assert torch.allclose(dense_loss, expected, rtol=1e-5, atol=1e-4)
-    assert torch.allclose(shares_t.sum(0), torch.ones(30))  # each word's shares of the topics
 
 
 def test_the_encoder_mean_is_batch_normalised_per_topic() -> None:
@@ -142,3 +143,22 @@ def test_estimator_trains_a_product_model_with_better_topics_than_chance(small_c
     assert model.model_.decoder == "product"
     assert np.allclose(model.topic_word_.sum(1), 1.0, atol=1e-5)
     assert np.isfinite(model.perplexity(small_corpus))
+
+
+def test_a_seeded_product_model_keeps_its_seed_words_and_labels_right(small_corpus) -> None:
+    """The seed prior acts on the decoder's own topic distributions (``get_beta``), not on the shares."""
+    seeds = {"space": ["space", "nasa", "orbit", "launch"], "religion": ["god", "jesus", "church", "bible"],
+             "hardware": ["drive", "card", "scsi", "disk"]}
+    est = TopicModel(n_topics=8, seed_topics=seeds, seed_strength=1.0, seed_doc_prior=1.0, hidden_size=64,
+                     epochs=20, lr=0.01, device="cpu", decoder="product").fit(small_corpus)
+    assert est.decoder_ == "product"
+    topics = est.get_topics(10)
+    for k, words in enumerate(seeds.values()):
+        assert len(set(words) & set(topics[k])) >= 2, (k, topics[k])
+    index = {w: i for i, w in enumerate(small_corpus.vocabulary)}
+    docs = sp.lil_matrix((3, len(index)))
+    for row, words in enumerate(seeds.values()):
+        for w in words:
+            docs[row, index[w]] = 3
+    labels, share = est.predict_with_proportion(docs.tocsr())
+    assert list(labels) == list(seeds) and (share > 0.5).all()

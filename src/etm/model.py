@@ -683,11 +683,15 @@ class ETM(nn.Module):
         distribution under the decoder (with its running statistics).
         """
         if self.decoder == "product":
-            bn = self.decoder_bn
-            pure = F.batch_norm(self._topic_shares().t(), bn.running_mean, bn.running_var, bn.weight, bn.bias,
-                                training=False, eps=bn.eps)
-            return F.softmax(pure, dim=1)
+            return self._topic_distributions(self._topic_shares())
         return self._word_topic_probs().t().contiguous()
+
+    def _topic_distributions(self, shares: torch.Tensor) -> torch.Tensor:
+        """The product decoder's ``p(w | theta = e_k)`` from the (V, K) topic shares, (K, V), running statistics."""
+        bn = self.decoder_bn
+        pure = F.batch_norm(shares.t(), bn.running_mean, bn.running_var, bn.weight, bn.bias, training=False,
+                            eps=bn.eps)
+        return F.softmax(pure, dim=1)
 
     def _logits(self) -> torch.Tensor:
         """Topic-word logits, (V, K): ``rho @ alphas^T``, or cosines / temperature."""
@@ -736,8 +740,10 @@ class ETM(nn.Module):
     def _loss_terms(self, bows: torch.Tensor | SparseBatch, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-document reconstruction loss (B,) and the (K, V) matrix the regularizers see.
 
-        Mixture: ``beta``. Product: the words' topic shares (columns sum to 1),
-        so that a seed prior on ``log beta[k, w]`` pulls seed word w into topic k.
+        Mixture: ``beta``. Product: :meth:`get_beta`, each topic's word
+        distribution under the decoder (with its running statistics, so it
+        does not depend on the batch), so that a seed prior on
+        ``log beta[k, w]`` makes seed word w lead topic k.
         """
         if self.decoder == "mixture":
             beta = self._beta_for_loss()
@@ -747,10 +753,10 @@ class ETM(nn.Module):
         if isinstance(bows, SparseBatch):
             token_ll = log_probs[bows.rows, bows.indices] * bows.values.to(log_probs.dtype)
             out = torch.zeros(bows.n_docs, dtype=token_ll.dtype, device=token_ll.device)
-            return -out.index_add(0, bows.rows, token_ll), shares.t()
+            return -out.index_add(0, bows.rows, token_ll), self._topic_distributions(shares)
         if bows.layout != torch.strided:
             bows = bows.to_dense()
-        return -(log_probs * bows).sum(1), shares.t()
+        return -(log_probs * bows).sum(1), self._topic_distributions(shares)
 
     def get_theta(self, normalized_bows: torch.Tensor | SparseBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Topic proportions (B, K) and the batch KL, as in the authors' code."""
