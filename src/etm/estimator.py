@@ -109,8 +109,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         labels were validated with the mixture. The product decoder with
         cosine similarity (t = 0.5), ``kl_weight=0.05`` and
         ``encoder_token_drop=0.5`` is the default recipe: on 20 Newsgroups it
-        gives better topics than LDA and ECRTM at a lower perplexity
-        (docs/benchmarks/recipe.md). ``decoder="mixture",
+        gives better topics than LDA (K = 25 to 100) and ECRTM (K = 50) at a
+        lower perplexity than both (docs/benchmarks/recipe.md). ``decoder="mixture",
         similarity="dot", kl_weight=1.0, encoder_token_drop=0.0`` is the
         authors' model.
     ecr_weight : float, default 0.0
