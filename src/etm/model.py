@@ -712,8 +712,12 @@ class ETM(nn.Module):
         statistics and updates the running ones (use eval mode to score).
         """
         if self.decoder == "product":
-            return F.log_softmax(self.decoder_bn(torch.mm(theta, self._topic_shares().t())), dim=-1)
+            return self._product_log_probs(theta, self._topic_shares())
         return self.decode(theta, self.get_beta())
+
+    def _product_log_probs(self, theta: torch.Tensor, shares: torch.Tensor) -> torch.Tensor:
+        """The product decoder, ``log softmax_w(BN_w(theta @ S^T))``, (B, V), from the (V, K) topic shares ``S``."""
+        return F.log_softmax(self.decoder_bn(torch.mm(theta, shares.t())), dim=-1)
 
     def _word_topic_probs(self) -> torch.Tensor:
         """``get_beta()`` transposed, (V, K), without a copy: the layout training works in.
@@ -749,7 +753,7 @@ class ETM(nn.Module):
             beta = self._beta_for_loss()
             return self.reconstruction_loss(bows, theta, beta), beta
         shares = self._topic_shares()  # (V, K)
-        log_probs = F.log_softmax(self.decoder_bn(torch.mm(theta, shares.t())), dim=-1)
+        log_probs = self._product_log_probs(theta, shares)
         if isinstance(bows, SparseBatch):
             token_ll = log_probs[bows.rows, bows.indices] * bows.values.to(log_probs.dtype)
             out = torch.zeros(bows.n_docs, dtype=token_ll.dtype, device=token_ll.device)
