@@ -72,7 +72,7 @@ def test_the_defaults_that_matter() -> None:
     assert CONFIG_DEFAULTS["epochs"] == 20 and DEFAULTS["patience"] == 10 and CONFIG_DEFAULTS["patience"] is None
     assert DEFAULTS["similarity"] == "cosine" and DEFAULTS["kl_weight"] is None
     assert CONFIG_DEFAULTS["kl_weight"] == 1.0
-    assert DEFAULTS["decoder"] is None and DEFAULTS["temperature"] is None  # resolved by decoder at fit:
+    assert DEFAULTS["decoder"] == "product" and DEFAULTS["temperature"] is None  # resolved by decoder at fit:
     assert DECODER_DEFAULTS == {"product": {"temperature": 0.5, "kl_weight": 0.05},
                                 "mixture": {"temperature": 0.1, "kl_weight": 0.1}}
     assert DEFAULTS["encoder_token_drop"] == 0.5 and CONFIG_DEFAULTS["encoder_token_drop"] == 0.0

@@ -143,22 +143,3 @@ def test_estimator_trains_a_product_model_with_better_topics_than_chance(small_c
     assert model.model_.decoder == "product"
     assert np.allclose(model.topic_word_.sum(1), 1.0, atol=1e-5)
     assert np.isfinite(model.perplexity(small_corpus))
-
-
-def test_a_seeded_product_model_keeps_its_seed_words_and_labels_right(small_corpus) -> None:
-    """The seed prior acts on the decoder's own topic distributions (``get_beta``), not on the shares."""
-    seeds = {"space": ["space", "nasa", "orbit", "launch"], "religion": ["god", "jesus", "church", "bible"],
-             "hardware": ["drive", "card", "scsi", "disk"]}
-    est = TopicModel(n_topics=8, seed_topics=seeds, seed_strength=1.0, seed_doc_prior=1.0, hidden_size=64,
-                     epochs=20, lr=0.01, device="cpu", decoder="product").fit(small_corpus)
-    assert est.decoder_ == "product"
-    topics = est.get_topics(10)
-    for k, words in enumerate(seeds.values()):
-        assert len(set(words) & set(topics[k])) >= 2, (k, topics[k])
-    index = {w: i for i, w in enumerate(small_corpus.vocabulary)}
-    docs = sp.lil_matrix((3, len(index)))
-    for row, words in enumerate(seeds.values()):
-        for w in words:
-            docs[row, index[w]] = 3
-    labels, share = est.predict_with_proportion(docs.tocsr())
-    assert list(labels) == list(seeds) and (share > 0.5).all()

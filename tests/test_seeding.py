@@ -102,6 +102,18 @@ SEEDS = {"space": ["space", "nasa", "orbit", "launch"], "religion": ["god", "jes
          "hardware": ["drive", "card", "scsi", "disk"]}
 
 
+def seed_documents(vocabulary, seeds=SEEDS):
+    """One document per seeded topic, made of its seed words three times each: (len(seeds), V) CSR."""
+    import scipy.sparse as sp
+
+    index = {w: i for i, w in enumerate(vocabulary)}
+    docs = sp.lil_matrix((len(seeds), len(index)))
+    for row, words in enumerate(seeds.values()):
+        for w in words:
+            docs[row, index[w]] = 3
+    return docs.tocsr()
+
+
 @pytest.fixture(scope="module")
 def seeded(small_corpus) -> TopicModel:
     # the default recipe with the default batch size (20 steps an epoch) and a shorter run: 400 steps. A 90-step
@@ -127,21 +139,28 @@ def test_seeded_topics_keep_their_seed_words_and_names(seeded, small_corpus) -> 
 
 
 def test_predict_labels_seeded_topics(seeded, small_corpus) -> None:
-    import scipy.sparse as sp
-
-    index = {w: i for i, w in enumerate(small_corpus.vocabulary)}
-    docs = sp.lil_matrix((3, len(index)))
-    for row, words in enumerate(SEEDS.values()):
-        for w in words:
-            docs[row, index[w]] = 3
-    labels, share = seeded.predict_with_proportion(docs.tocsr())
-    assert list(labels) == ["space", "religion", "hardware"] and (share > 1 / 8).all()
+    docs = seed_documents(small_corpus.vocabulary)
+    assert seeded.decoder_ == "product"  # the default, seeded or not
+    labels, share = seeded.predict_with_proportion(docs)
+    assert list(labels) == ["space", "religion", "hardware"] and (share > 0.5).all()
     # a threshold labels the documents whose share reaches it and no others
     cut = float(np.sort(share)[1])
     expected = [name if p >= cut else "none" for name, p in zip(labels, share)]
-    assert list(seeded.predict(docs.tocsr(), threshold=cut)) == expected and expected.count("none") == 1
+    assert list(seeded.predict(docs, threshold=cut)) == expected and expected.count("none") == 1
     with pytest.raises(ValueError, match="threshold must be in"):
-        seeded.predict(docs.tocsr(), threshold=2.0)
+        seeded.predict(docs, threshold=2.0)
+
+
+def test_a_seeded_mixture_model_keeps_its_seed_words_and_labels_right(small_corpus) -> None:
+    """The paper's decoder takes the seed prior on its beta (the default product decoder: on its ``get_beta``)."""
+    est = TopicModel(n_topics=8, seed_topics=SEEDS, seed_strength=1.0, seed_doc_prior=1.0, hidden_size=64,
+                     epochs=20, lr=0.01, device="cpu", decoder="mixture").fit(small_corpus)
+    assert est.decoder_ == "mixture" and est.temperature_ == 0.1
+    topics = est.get_topics(10)
+    for k, words in enumerate(SEEDS.values()):
+        assert len(set(words) & set(topics[k])) >= 2, (k, topics[k])
+    labels, share = est.predict_with_proportion(seed_documents(small_corpus.vocabulary))
+    assert list(labels) == list(SEEDS) and (share > 0.5).all()
 
 
 def test_documents_without_vocabulary_words_are_labelled_none(seeded, small_corpus) -> None:

@@ -100,17 +100,17 @@ class TopicModel(TransformerMixin, BaseEstimator):
         The temperature of ``similarity="cosine"``; None is 0.5 with the
         product decoder and 0.1 with the mixture (the best of each on 20
         Newsgroups, docs/benchmarks/recipe.md).
-    decoder : {"mixture", "product"} or None, default None
+    decoder : {"mixture", "product"}, default "product"
         How documents' words are predicted from their topics (see
         :class:`etm.ETM`): the paper's mixture ``theta @ beta``, or a
         batch-normalised product of experts over each word's topic shares
-        (ProdLDA's decoder on ETM's embeddings). None is "product", or
-        "mixture" for a seeded model (``seed_topics``), whose seed prior and
-        labels were validated with the mixture. The product decoder with
+        (ProdLDA's decoder on ETM's embeddings). The product decoder with
         cosine similarity (t = 0.5), ``kl_weight=0.05`` and
         ``encoder_token_drop=0.5`` is the default recipe: on 20 Newsgroups it
         gives better topics than LDA (K = 25 to 100) and ECRTM (K = 50) at a
-        lower perplexity than both (docs/benchmarks/recipe.md). ``decoder="mixture",
+        lower perplexity than both (docs/benchmarks/recipe.md), and seeded
+        models label documents better with it than with the mixture
+        (docs/benchmarks/seeded.md). ``decoder="mixture",
         similarity="dot", kl_weight=1.0, encoder_token_drop=0.0`` is the
         authors' model.
     ecr_weight : float, default 0.0
@@ -249,7 +249,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         background: bool = DEFAULTS["background"],
         similarity: str = DEFAULTS["similarity"],
         temperature: float | None = DEFAULTS["temperature"],
-        decoder: str | None = DEFAULTS["decoder"],
+        decoder: str = DEFAULTS["decoder"],
         ecr_weight: float = DEFAULTS["ecr_weight"],
         ecr_alpha: float = DEFAULTS["ecr_alpha"],
         epochs: int = DEFAULTS["epochs"],
@@ -456,7 +456,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
                 "use fewer topics or a larger vocabulary (lower min_df)"
             )
         resolved = None if seeds is None else seeds.resolve(vocab)
-        self.decoder_ = self.decoder or ("mixture" if resolved is not None else "product")
+        self.decoder_ = self.decoder or "product"  # None: models saved before "product" was the table's default
         recipe = DECODER_DEFAULTS[self.decoder_]
         self.temperature_ = recipe["temperature"] if self.temperature is None else self.temperature
         self.kl_weight_ = recipe["kl_weight"] if self.kl_weight is None else self.kl_weight

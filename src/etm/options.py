@@ -41,11 +41,9 @@ Where a default differs, it does on purpose:
   objective: ``decoder="product"`` (the module's default is the paper's
   "mixture"), ``similarity="cosine"`` with ``temperature=0.5`` (the module's
   "dot"; its temperature default stays 0.1), ``kl_weight=0.05`` (the loop's
-  1.0) and ``encoder_token_drop=0.5`` (0.0). ``decoder``,
-  ``temperature`` and ``kl_weight`` are None in the table, chosen at
-  ``fit``: a seeded model keeps the mixture decoder (its seed prior and
-  labels were validated with it), and the temperature and KL weight follow
-  the decoder (0.5 and 0.05 with the product, 0.1 and 0.1 with the mixture).
+  1.0) and ``encoder_token_drop=0.5`` (0.0). ``temperature`` and
+  ``kl_weight`` are None in the table, chosen at ``fit`` by the decoder
+  (0.5 and 0.05 with the product, 0.1 and 0.1 with the mixture).
 """
 
 from __future__ import annotations
@@ -81,7 +79,6 @@ __all__ = [
 ]
 
 #: What the estimator's None defaults of ``temperature`` and ``kl_weight`` become, by decoder (``TopicModel.fit``);
-#: ``decoder=None`` is "product", or "mixture" for a seeded model.
 DECODER_DEFAULTS: dict[str, dict[str, float]] = {
     "product": {"temperature": 0.5, "kl_weight": 0.05},
     "mixture": {"temperature": 0.1, "kl_weight": 0.1},
@@ -188,10 +185,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     _o("temperature", "float", None, "with --similarity cosine: the logits span [-1/t, 1/t]", group="model",
        low=0.0, low_open=True, nullable=True, unset="0.5 with the product decoder, 0.1 with the mixture",
        flags=("--temperature",)),
-    _o("decoder", "str", None, "how a document's words are predicted from its topics: the paper's mixture "
+    _o("decoder", "str", "product", "how a document's words are predicted from its topics: the paper's mixture "
        "theta @ beta, or a product of experts softmax(BN(theta @ S)) over each word's topic shares S (ProdLDA's "
        "decoder on ETM's embeddings), whose topics only raise their own words", group="model", choices=DECODERS,
-       nullable=True, unset="product, or mixture with --seeds", flags=("--decoder",)),
+       flags=("--decoder",)),
     _o("ecr_weight", "float", 0.0, "weight of ECRTM's embedding-clustering regulariser: an optimal-transport "
        "cost that pulls each topic embedding towards its own cluster of word embeddings, against topic collapse "
        "(0 = off)", group="model", low=0.0, flags=("--ecr-weight",)),
