@@ -257,6 +257,14 @@ def test_strip_newsgroup_keeps_long_text_after_a_rule():
     assert strip_newsgroup_text(text) == text
 
 
+def test_strip_newsgroup_removes_encoded_binaries_and_keeps_prose():
+    uuencoded = "M)B9R&KJZ)EVZ=+ITNKH>?7U=PGU]+\"Q=?72_=\"PU'GT>+,<LORPU86$1EX,8"
+    base64 = "irrb7tCwndKsQC+wcTI/Q4+cmq3HrRRTnaIWYjmfaqXPEYRODVFDXc409umVGRJb"
+    prose = "a perfectly ordinary sentence that is much longer than forty characters"
+    text = f"Here is the picture:\nbegin 644 roman.bmp\n{uuencoded}\n  {base64}  \n{prose}\nshort=token"
+    assert strip_newsgroup_text(text) == f"Here is the picture:\nbegin 644 roman.bmp\n{prose}\nshort=token"
+
+
 def test_strip_newsgroup_rejects_non_str():
     with pytest.raises(TypeError, match="expects a str, got bytes"):
         strip_newsgroup_text(b"From: x")  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -781,6 +782,12 @@ def test_strip_newsgroup_removes_the_headers_of_real_messages(news_slice):
     folded = [i for i, t in enumerate(raw.texts) if t.startswith(" ") and "\nFrom:" in t.partition("\n\n")[0]]
     assert folded, "the slice should contain such messages"
     assert all("From:" not in stripped[i].partition("\n")[0] for i in folded)
+    # no encoded binary survives: no line of 40 or more characters without whitespace
+    def unbroken(texts: list[str]) -> int:
+        return sum(len(line.strip()) >= 40 and not re.search(r"\s", line.strip())
+                   for text in texts for line in text.split("\n"))
+
+    assert unbroken(raw.texts) > 0 and unbroken(stripped) == 0
 
 
 # --------------------------------------------------------------------------- #
