@@ -72,7 +72,7 @@ def test_a_run_with_two_steps_an_epoch_warns_and_the_batch_size_adapts(newsgroup
     pre = Preprocessor(min_df=5, max_df=0.5, strip_newsgroup=True)
     settings = dict(hidden_size=64, embedding_size=32, device="cpu", preprocessor=pre)
     # the authors' objective collapses
-    authors = dict(decoder="mixture", similarity="dot", kl_weight=1.0, encoder_token_drop=0.0)
+    authors = dict(decoder="mixture", similarity="dot", kl_weight=1.0, encoder_token_drop=0.0)  # (H is set below)
     with caplog.at_level(logging.WARNING, logger="etm.estimator"):
         big = TopicModel(10, epochs=30, batch_size=1000, patience=None, **authors, **settings).fit(texts)
     assert big.batch_size_ == 1000 and big.collapse_ is not None and big.collapse_["steps"] == 30
