@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     etm_row("seeded ETM mixture: prior 1 + doc prior 10", **mixture, seed_strength=1.0, seed_doc_prior=10.0)
     etm_row("seeded ETM mixture: prior 1 + doc prior 1, no init", **mixture, seed_strength=1.0,
             seed_doc_prior=1.0, seed_init=False)
-    authors = dict(mixture, similarity="dot", kl_weight=1.0, encoder_token_drop=0.0, background=False, hidden_size=800)
+    authors = dict(mixture, similarity="dot", kl_weight=1.0, encoder_token_drop=0.0, background=False)
     etm_row("seeded ETM (the authors' objective): prior 1 + doc prior 3", **authors, seed_strength=1.0,
             seed_doc_prior=3.0)
     if args.embeddings is not None:

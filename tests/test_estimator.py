@@ -202,3 +202,14 @@ def test_background_option(small_corpus) -> None:
     product = TopicModel(5, **SMALL).fit(small_corpus.train.counts[:400], vocabulary=small_corpus.vocabulary)
     assert product.decoder_ == product.model_.decoder == "product" and product.temperature_ == 0.5
     assert product.model_.background is None  # the product decoder learns each word's shift itself
+
+
+def test_the_encoder_width_follows_the_decoder_unless_given(small_corpus) -> None:
+    counts, vocab = small_corpus.train.counts[:200], small_corpus.vocabulary
+    small = {k: v for k, v in SMALL.items() if k != "hidden_size"} | {"epochs": 1}
+    product = TopicModel(5, **small).fit(counts, vocabulary=vocab)
+    mixture = TopicModel(5, decoder="mixture", **small).fit(counts, vocabulary=vocab)
+    given = TopicModel(5, hidden_size=48, **small).fit(counts, vocabulary=vocab)
+    assert product.hidden_size is None and product.hidden_size_ == product.model_.t_hidden_size == 200
+    assert mixture.hidden_size_ == mixture.model_.t_hidden_size == 800
+    assert given.hidden_size_ == given.model_.t_hidden_size == 48

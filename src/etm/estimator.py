@@ -64,13 +64,15 @@ class TopicModel(TransformerMixin, BaseEstimator):
     ----------
     n_topics : int, default 50
         K, the number of topics.
-    hidden_size : int, default 200
+    hidden_size : int or None, default None
         H, width of the encoder (``t_hidden_size`` in the authors' code, who
-        used 800; ProdLDA and ECRTM use 200). With the default recipe 200
-        gives the same topic quality on 20 Newsgroups as 800 (K = 25 to 100,
-        three seeds), 1-2% higher perplexity, in about half the training time
-        (docs/benchmarks/recipe.md): the encoder's H x H layer was most of a
-        step.
+        used 800; ProdLDA and ECRTM use 200). None is 200 with the product
+        decoder: on 20 Newsgroups the same topic quality as 800 (K = 25 to
+        100, three seeds), 1-2% higher perplexity, in about half the training
+        time, and better seeded labels (docs/benchmarks/recipe.md); the
+        encoder's H x H layer was most of a step. With the mixture decoder
+        None is 800, at which its recipe was chosen (at 200 a seeded mixture
+        model stopped early and labelled worse).
     embedding_size : int or None, default None
         E, size of word and topic embeddings (``rho_size`` / ``emb_size``);
         None means 300, or the size of ``embeddings`` when given.
@@ -207,8 +209,9 @@ class TopicModel(TransformerMixin, BaseEstimator):
     topic_word_ : ndarray of shape (K, V)
         ``beta`` in Dieng et al. (with the product decoder: each topic's word
         distribution under the decoder, see :meth:`etm.ETM.get_beta`).
-    decoder_, temperature_, kl_weight_ : str, float, float
-        The decoder, temperature and KL weight used (resolved when None).
+    decoder_, temperature_, kl_weight_, hidden_size_ : str, float, float, int
+        The decoder, temperature, KL weight and encoder width used (resolved
+        when None).
     topic_embeddings_ : ndarray of shape (K, E)
         ``alpha`` in Dieng et al.
     word_embeddings_ : ndarray of shape (V, E)
@@ -244,7 +247,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self,
         n_topics: int = DEFAULTS["n_topics"],
         *,
-        hidden_size: int = DEFAULTS["hidden_size"],
+        hidden_size: int | None = DEFAULTS["hidden_size"],
         embedding_size: int | None = DEFAULTS["embedding_size"],
         embeddings: Any = None,
         fine_tune_embeddings: bool = DEFAULTS["fine_tune_embeddings"],
@@ -465,6 +468,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         recipe = DECODER_DEFAULTS[self.decoder_]
         self.temperature_ = recipe["temperature"] if self.temperature is None else self.temperature
         self.kl_weight_ = recipe["kl_weight"] if self.kl_weight is None else self.kl_weight
+        self.hidden_size_ = int(recipe["hidden_size"]) if self.hidden_size is None else self.hidden_size
         n_train = corpus.n_docs("train")
         self.batch_size_ = self.batch_size if self.batch_size is not None else auto_batch_size(n_train)
         self.epochs_ = self.epochs if self.epochs is not None else auto_epochs(n_train, self.batch_size_)
@@ -482,13 +486,13 @@ class TopicModel(TransformerMixin, BaseEstimator):
                       "similarity": self.similarity, "temperature": self.temperature_, "decoder": self.decoder_}
             if aligned is None:
                 size = 300 if self.embedding_size is None else self.embedding_size
-                model = ETM(n_topics, len(vocab), self.hidden_size, size, **common)
+                model = ETM(n_topics, len(vocab), self.hidden_size_, size, **common)
             else:
                 learn_missing = self.missing_embeddings == "train" and not self.fine_tune_embeddings
                 model = ETM(
                     n_topics,
                     len(vocab),
-                    self.hidden_size,
+                    self.hidden_size_,
                     aligned.vectors.shape[1],
                     embeddings=torch.from_numpy(aligned.vectors),
                     train_embeddings=self.fine_tune_embeddings,

@@ -41,9 +41,10 @@ Where a default differs, it does on purpose:
   objective: ``decoder="product"`` (the module's default is the paper's
   "mixture"), ``similarity="cosine"`` with ``temperature=0.5`` (the module's
   "dot"; its temperature default stays 0.1), ``kl_weight=0.05`` (the loop's
-  1.0) and ``encoder_token_drop=0.5`` (0.0). ``temperature`` and
-  ``kl_weight`` are None in the table, chosen at ``fit`` by the decoder
-  (0.5 and 0.05 with the product, 0.1 and 0.1 with the mixture).
+  1.0) and ``encoder_token_drop=0.5`` (0.0). ``temperature``,
+  ``kl_weight`` and ``hidden_size`` are None in the table, chosen at
+  ``fit`` by the decoder (0.5, 0.05 and 200 with the product; 0.1, 0.1
+  and 800 with the mixture, whose recipe was chosen at the authors' width).
 """
 
 from __future__ import annotations
@@ -78,10 +79,11 @@ __all__ = [
     "estimator_kwargs",
 ]
 
-#: What the estimator's None defaults of ``temperature`` and ``kl_weight`` become, by decoder (``TopicModel.fit``);
+#: What the estimator's None defaults of ``temperature``, ``kl_weight`` and ``hidden_size`` become, by decoder
+#: (``TopicModel.fit``);
 DECODER_DEFAULTS: dict[str, dict[str, float]] = {
-    "product": {"temperature": 0.5, "kl_weight": 0.05},
-    "mixture": {"temperature": 0.1, "kl_weight": 0.1},
+    "product": {"temperature": 0.5, "kl_weight": 0.05, "hidden_size": 200},
+    "mixture": {"temperature": 0.1, "kl_weight": 0.1, "hidden_size": 800},
 }
 #: Learning-rate schedules of training (``lr_schedule``).
 LR_SCHEDULES = ("constant", "cosine")
@@ -168,8 +170,8 @@ _o = Option  # short, for the table's rows
 OPTIONS: dict[str, Option] = {o.name: o for o in [
     # model ------------------------------------------------------------------------
     _o("n_topics", "int", 50, "K, the number of topics", group="model", low=1, flags=("--num-topics",)),
-    _o("hidden_size", "int", 200, "encoder width H (the authors' 800: the same topics on 20 Newsgroups at about "
-       "twice the training time)", group="model", low=1, flags=("--t-hidden-size",)),
+    _o("hidden_size", "int", None, "encoder width H (the authors' 800)", group="model", low=1, nullable=True,
+       unset="200 with the product decoder, 800 with the mixture", flags=("--t-hidden-size",)),
     _o("embedding_size", "int", None, "embedding size E of words and topics", group="model", low=1, nullable=True,
        unset="300, or the size of --embeddings", flags=("--rho-size", "--emb-size")),
     _o("activation", "str", "relu", "encoder activation", group="model", choices=tuple(sorted(ACTIVATIONS)),
