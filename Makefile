@@ -35,7 +35,7 @@ demo: install
 	  --topics 20 --force && \
 	$(BIN)/etm evaluate $(RUNS)/20ng-model $(RUNS)/20ng-corpus && \
 	$(BIN)/etm report $(RUNS)/20ng-model --corpus $(RUNS)/20ng-corpus --documents "$$src" \
-	  -o $(RUNS)/20ng-model/report.html
+	  -o $(RUNS)/20ng-report.html
 
 test: install
 	$(BIN)/python -m pytest -q
