@@ -114,8 +114,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         (ProdLDA's decoder on ETM's embeddings). The product decoder with
         cosine similarity (t = 0.5), ``kl_weight=0.05`` and
         ``encoder_token_drop=0.5`` is the default recipe: on 20 Newsgroups it
-        gives better topics than LDA (K = 25 to 100) and ECRTM (K = 50) at a
-        lower perplexity than both (docs/benchmarks/recipe.md), and seeded
+        gives better topics than LDA and ECRTM (K = 25 to 100) at a lower
+        perplexity than both (docs/benchmarks/recipe.md), and seeded
         models label documents better with it than with the mixture
         (docs/benchmarks/seeded.md). ``decoder="mixture",
         similarity="dot", kl_weight=1.0, encoder_token_drop=0.0`` is the

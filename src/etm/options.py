@@ -80,7 +80,7 @@ __all__ = [
 ]
 
 #: What the estimator's None defaults of ``temperature``, ``kl_weight`` and ``hidden_size`` become, by decoder
-#: (``TopicModel.fit``);
+#: (``TopicModel.fit``).
 DECODER_DEFAULTS: dict[str, dict[str, float]] = {
     "product": {"temperature": 0.5, "kl_weight": 0.05, "hidden_size": 200},
     "mixture": {"temperature": 0.1, "kl_weight": 0.1, "hidden_size": 800},
