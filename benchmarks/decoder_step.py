@@ -37,7 +37,7 @@ def step_seconds(model: ETM, optimizer: torch.optim.Optimizer, batch: SparseBatc
     t0 = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
     theta, kld = model.get_theta(batch.normalized())
-    recon, _ = model._loss_terms(batch, theta)
+    recon, _ = model._loss_terms(batch, theta, topics=False)
     (recon.mean() + kld).backward()
     optimizer.step()
     return time.perf_counter() - t0

@@ -741,13 +741,16 @@ class ETM(nn.Module):
             return self.get_beta()
         return self._word_topic_probs().t()
 
-    def _loss_terms(self, bows: torch.Tensor | SparseBatch, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss_terms(self, bows: torch.Tensor | SparseBatch, theta: torch.Tensor,
+                    topics: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-document reconstruction loss (B,) and the (K, V) matrix the regularizers see.
 
         Mixture: ``beta``. Product: :meth:`get_beta`, each topic's word
         distribution under the decoder (with its running statistics, so it
         does not depend on the batch), so that a seed prior on
-        ``log beta[k, w]`` makes seed word w lead topic k.
+        ``log beta[k, w]`` makes seed word w lead topic k; with
+        ``topics=False`` (no regularizer reads it) the product decoder skips
+        it and returns None.
         """
         if self.decoder == "mixture":
             beta = self._beta_for_loss()
@@ -757,10 +760,10 @@ class ETM(nn.Module):
         if isinstance(bows, SparseBatch):
             token_ll = log_probs[bows.rows, bows.indices] * bows.values.to(log_probs.dtype)
             out = torch.zeros(bows.n_docs, dtype=token_ll.dtype, device=token_ll.device)
-            return -out.index_add(0, bows.rows, token_ll), self._topic_distributions(shares)
-        if bows.layout != torch.strided:
-            bows = bows.to_dense()
-        return -(log_probs * bows).sum(1), self._topic_distributions(shares)
+            recon = -out.index_add(0, bows.rows, token_ll)
+        else:
+            recon = -(log_probs * (bows.to_dense() if bows.layout != torch.strided else bows)).sum(1)
+        return recon, self._topic_distributions(shares) if topics else None
 
     def get_theta(self, normalized_bows: torch.Tensor | SparseBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Topic proportions (B, K) and the batch KL, as in the authors' code."""
@@ -794,7 +797,7 @@ class ETM(nn.Module):
             theta, kld_theta = self.get_theta(normalized_bows)
         else:
             kld_theta = None
-        recon_loss, _ = self._loss_terms(bows, theta)
+        recon_loss, _ = self._loss_terms(bows, theta, topics=False)
         if aggregate:
             recon_loss = recon_loss.mean()
         return recon_loss, kld_theta

@@ -617,14 +617,12 @@ def _strip_quoting(text: str) -> str:
     return "\n".join(line for line in text.split("\n") if not _is_quote(line))
 
 
-#: A line this long without whitespace is an encoded binary or a rule, never prose.
-_UNBROKEN_LINE = 40
+#: A line of 40 or more characters without whitespace is an encoded binary or a rule, never prose.
+_UNBROKEN_LINE = re.compile(r"\s*\S{40,}\s*")
 
 
 def _strip_unbroken_lines(text: str) -> str:
-    """Drop lines of ``_UNBROKEN_LINE`` or more characters without whitespace (after stripping)."""
-    return "\n".join(line for line in text.split("\n")
-                     if len(line.strip()) < _UNBROKEN_LINE or any(c.isspace() for c in line.strip()))
+    return "\n".join(line for line in text.split("\n") if not _UNBROKEN_LINE.fullmatch(line))
 
 
 def strip_newsgroup_text(text: str) -> str:

@@ -236,16 +236,17 @@ class _TrainingStep(torch.nn.Module):
     ``beta`` for regularizers (e.g. the seed prior).
     """
 
-    def __init__(self, model: ETM) -> None:
+    def __init__(self, model: ETM, topics: bool = True) -> None:
         super().__init__()
         self.model = model
+        self.topics = topics  # whether a regularizer reads the step's topics (``beta``)
 
     def forward(
         self, batch: SparseBatch, encoder_input: SparseBatch | torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         mu, logsigma, kld = self.model.encode(encoder_input)
         theta = F.softmax(self.model.reparameterize(mu, logsigma), dim=-1)
-        recon, beta = self.model._loss_terms(batch, theta)
+        recon, beta = self.model._loss_terms(batch, theta, topics=self.topics)
         return recon.mean(), kld, mu, beta
 
 
@@ -411,7 +412,7 @@ class _Trainer:
         self.verbose, self.on_batch_end, self.on_epoch_end = verbose, on_batch_end, on_epoch_end
         self.regularizer = regularizer
         model.to(self.dev)
-        self.runner = self._wrap(_TrainingStep(model))
+        self.runner = self._wrap(_TrainingStep(model, topics=regularizer is not None))
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = self._make_optimizer()
         self.ema = [p.detach().clone() for p in self.trainable] if config.ema_decay > 0 else None
