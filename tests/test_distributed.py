@@ -63,6 +63,31 @@ def test_two_processes_train_resume_and_reproduce(corpora: Path) -> None:
         np.testing.assert_array_equal(a[key], b[key])
 
 
+def test_a_seeded_two_process_run_resumes_exactly(corpora: Path) -> None:
+    """The seed prior reads the decoder's running statistics: every rank must hold the same ones at a checkpoint.
+
+    Each rank normalises its own batches; the ranks average their running statistics at the end of every epoch,
+    so rank 0's checkpoint is every rank's state and a resumed run continues as the straight one does.
+    """
+    seeds = corpora / "seeds.yaml"
+    seeds.write_text("space: [space, nasa, orbit]\nreligion: [god, jesus, church]\n", encoding="utf-8")
+    seeded = [*TRAIN, "--seeds", str(seeds), "--free-topics", "2"]
+    straight, resumed = corpora / "ddp-seeded-straight", corpora / "ddp-seeded-resumed"
+    run = _etm("train", str(corpora / "sharded"), "-o", str(straight), "--epochs", "3", "--nproc", "2", *seeded)
+    assert run.returncode == 0, run.stderr
+    first = _etm("train", str(corpora / "sharded"), "-o", str(resumed), "--epochs", "2", "--nproc", "2", *seeded)
+    assert first.returncode == 0, first.stderr
+    again = _etm("train", str(corpora / "sharded"), "-o", str(resumed), "--epochs", "3", "--nproc", "2",
+                 "--resume", *seeded)
+    assert again.returncode == 0, again.stderr
+    assert [h["loss"] for h in _history(resumed)] == [h["loss"] for h in _history(straight)]
+    a = load_file(str(straight / "model.safetensors"))
+    b = load_file(str(resumed / "model.safetensors"))
+    assert any("running_mean" in key for key in a)  # the product decoder's batch norms are in the model
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
 def test_two_processes_on_an_in_memory_corpus_track_one_process(corpora: Path) -> None:
     """Same global batches, gradients averaged: the two runs follow each other closely."""
     one, two = corpora / "one", corpora / "two"

@@ -21,7 +21,8 @@ import torch.distributed as dist
 
 logger = logging.getLogger("etm.distributed")  # the name logs print and users filter on (kept from before the move)
 
-__all__ = ["rank_and_world", "init_from_environment", "launch", "is_main_process", "broadcast_float", "all_sum"]
+__all__ = ["rank_and_world", "init_from_environment", "launch", "is_main_process", "broadcast_float", "all_sum",
+           "average_running_statistics"]
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -104,6 +105,27 @@ def all_sum(values: Sequence[float]) -> list[float]:
     t = torch.tensor(list(values), dtype=torch.float64, device=_collective_device())
     dist.all_reduce(t)
     return t.tolist()
+
+
+def average_running_statistics(module: torch.nn.Module) -> None:
+    """Average every batch norm's running mean and variance over all ranks (a no-op for one process).
+
+    Why: each rank normalises its own batches, so its running statistics
+    drift from the others'. The product decoder's topics (``get_beta()``, which
+    the seed prior reads) use them, and only rank 0 writes checkpoints: with
+    the ranks averaged at each epoch's end, the saved model's statistics
+    come from every rank's documents and a resumed run continues exactly.
+    """
+    world = rank_and_world()[1]
+    if world == 1:
+        return
+    device = _collective_device()
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+            for buf in (m.running_mean, m.running_var):
+                t = buf.detach().to(device, torch.float64)
+                dist.all_reduce(t)
+                buf.copy_(t / world)
 
 
 def _collective_device() -> torch.device:

@@ -36,7 +36,7 @@ from etm.model import ETM, SparseBatch
 from etm.options import CONFIG_DEFAULTS, LR_SCHEDULES, validate_config
 from etm.persistence import load_model, model_arguments, save_model
 from etm.training.checkpoint import checkpoint_progress, read_checkpoint, restore_optimizer, write_checkpoint
-from etm.training.distributed import all_sum, broadcast_float, rank_and_world
+from etm.training.distributed import all_sum, average_running_statistics, broadcast_float, rank_and_world
 from etm.training.inference import (
     encoder_input,
     evaluate_completion,
@@ -634,6 +634,7 @@ class _Trainer:
         """Record the epoch, validate and select, then checkpoint and decide on early stopping."""
         config, progress = self.config, self.progress
         record = self._epoch_record(epoch)
+        average_running_statistics(self.model)  # ranks agree before validating and checkpointing
         improved = False
         self.at_boundary = False
         live = _swap_in(self.trainable, self.ema)
