@@ -55,6 +55,27 @@ def test_loss_and_gradient_are_the_weighted_transport_cost_with_the_plan_held_fi
     torch.testing.assert_close(model.alphas.weight.grad, grad, rtol=1e-5, atol=1e-8)
 
 
+def test_with_cosine_logits_the_embeddings_are_clustered_on_the_unit_sphere() -> None:
+    """``similarity="cosine"``: the cost is 2 - 2 cos between normalised embeddings, whatever their lengths."""
+    torch.manual_seed(3)
+    model = ETM(4, 30, 8, 5, enc_drop=0.0, similarity="cosine", temperature=0.5).double()
+    with torch.no_grad():  # lengths the decoder ignores must not move the plan or the loss
+        model.rho.weight.mul_(torch.linspace(0.1, 10.0, 30, dtype=torch.float64)[:, None])
+    reg = EmbeddingClustering(20.0, alpha=5.0, max_iter=3000, tol=1e-10)
+    loss = reg(model, 0.0, None, None, None)
+    alphas, rho = model.alphas.weight.detach(), model.rho.weight.detach()
+    a_hat = alphas / alphas.norm(dim=1, keepdim=True)
+    r_hat = rho / rho.norm(dim=1, keepdim=True)
+    cost = (2.0 - 2.0 * a_hat @ r_hat.T).numpy()
+    plan = torch.from_numpy(_sinkhorn_numpy(cost, 5.0))
+    assert float(loss.detach()) == pytest.approx(20.0 * float((plan.numpy() * cost).sum()), rel=1e-6)
+    loss.backward()
+    # with the plan fixed: d/d alpha_k of -2 sum_v P_kv cos(alpha_k, rho_v), through the normalisation
+    g_hat = -2.0 * 20.0 * (plan @ r_hat)  # gradient with respect to a_hat
+    grad = (g_hat - (g_hat * a_hat).sum(1, keepdim=True) * a_hat) / alphas.norm(dim=1, keepdim=True)
+    torch.testing.assert_close(model.alphas.weight.grad, grad, rtol=1e-5, atol=1e-8)
+
+
 def test_combine_adds_regularizers_and_skips_none() -> None:
     one = lambda *a: torch.tensor(1.0)  # noqa: E731
     two = lambda *a: torch.tensor(2.0)  # noqa: E731
@@ -96,6 +117,30 @@ def test_topic_model_option_reaches_training(small_corpus) -> None:
     small = dict(hidden_size=32, embedding_size=16, epochs=2, batch_size=200, lr=0.01, device="cpu")
     m = TopicModel(5, ecr_weight=100.0, **small).fit(small_corpus.train.counts[:400],
                                                      vocabulary=small_corpus.vocabulary)
-    assert all("prior" in h for h in m.history_)
-    off = TopicModel(5, **small).fit(small_corpus.train.counts[:400], vocabulary=small_corpus.vocabulary)
+    assert all("prior" in h for h in m.history_) and m.ecr_weight_ == 100.0
+    off = TopicModel(5, ecr_weight=0.0, **small).fit(small_corpus.train.counts[:400],
+                                                     vocabulary=small_corpus.vocabulary)
     assert all("prior" not in h for h in off.history_)
+
+
+def test_the_default_weight_follows_the_decoder(small_corpus) -> None:
+    """None: on (10) with the product decoder, part of the default recipe; off with the mixture."""
+    from etm import TopicModel
+
+    small = dict(hidden_size=32, embedding_size=16, epochs=1, batch_size=200, lr=0.01, device="cpu")
+    counts, vocab = small_corpus.train.counts[:400], small_corpus.vocabulary
+    product = TopicModel(5, **small).fit(counts, vocabulary=vocab)
+    mixture = TopicModel(5, decoder="mixture", **small).fit(counts, vocabulary=vocab)
+    assert product.ecr_weight is None and product.ecr_weight_ == 10.0
+    assert all(h["prior"] > 0 for h in product.history_)
+    assert mixture.ecr_weight_ == 0.0 and all("prior" not in h for h in mixture.history_)
+
+
+def test_the_clustering_term_does_not_make_the_product_decoder_compute_its_topics() -> None:
+    """The (K, V) topic distributions are computed in a step only for a regulariser that reads them."""
+    from etm.regularizers import reads_topics
+
+    reg = EmbeddingClustering(10.0)
+    seed_like = lambda *a: None  # noqa: E731  (a regulariser that does not say: assumed to read them)
+    assert not reads_topics(reg) and not reads_topics(None) and reads_topics(seed_like)
+    assert reads_topics(combine(reg, seed_like)) and not reads_topics(combine(reg, EmbeddingClustering(1.0)))

@@ -120,12 +120,15 @@ class TopicModel(TransformerMixin, BaseEstimator):
         (docs/benchmarks/seeded.md). ``decoder="mixture",
         similarity="dot", kl_weight=1.0, encoder_token_drop=0.0`` is the
         authors' model.
-    ecr_weight : float, default 0.0
+    ecr_weight : float or None, default None
         Weight of the embedding-clustering regulariser of ECRTM (Wu et al.,
         ICML 2023; :class:`etm.regularizers.EmbeddingClustering`): the
         optimal-transport cost between topic embeddings (``alpha``) and word
         embeddings (``rho``) with uniform marginals, which pulls each topic
-        towards its own cluster of words. 0 turns it off.
+        towards its own cluster of words (on the unit sphere with cosine
+        similarity). None is 10 with the product decoder (part of the
+        default recipe: topics share fewer words, docs/benchmarks/recipe.md)
+        and 0 (off) with the mixture.
     ecr_alpha : float, default 20.0
         Inverse temperature of its Sinkhorn plan (ECRTM's ``sinkhorn_alpha``).
     epochs : int or None, default None
@@ -209,9 +212,9 @@ class TopicModel(TransformerMixin, BaseEstimator):
     topic_word_ : ndarray of shape (K, V)
         ``beta`` in Dieng et al. (with the product decoder: each topic's word
         distribution under the decoder, see :meth:`etm.ETM.get_beta`).
-    decoder_, temperature_, kl_weight_, hidden_size_ : str, float, float, int
-        The decoder, temperature, KL weight and encoder width used (resolved
-        when None).
+    decoder_, temperature_, kl_weight_, hidden_size_, ecr_weight_ : str, float, float, int, float
+        The decoder, temperature, KL weight, encoder width and
+        embedding-clustering weight used (resolved when None).
     topic_embeddings_ : ndarray of shape (K, E)
         ``alpha`` in Dieng et al.
     word_embeddings_ : ndarray of shape (V, E)
@@ -258,7 +261,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         similarity: str = DEFAULTS["similarity"],
         temperature: float | None = DEFAULTS["temperature"],
         decoder: str = DEFAULTS["decoder"],
-        ecr_weight: float = DEFAULTS["ecr_weight"],
+        ecr_weight: float | None = DEFAULTS["ecr_weight"],
         ecr_alpha: float = DEFAULTS["ecr_alpha"],
         epochs: int = DEFAULTS["epochs"],
         batch_size: int | None = DEFAULTS["batch_size"],
@@ -469,6 +472,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.temperature_ = recipe["temperature"] if self.temperature is None else self.temperature
         self.kl_weight_ = recipe["kl_weight"] if self.kl_weight is None else self.kl_weight
         self.hidden_size_ = int(recipe["hidden_size"]) if self.hidden_size is None else self.hidden_size
+        self.ecr_weight_ = recipe["ecr_weight"] if self.ecr_weight is None else self.ecr_weight
         n_train = corpus.n_docs("train")
         self.batch_size_ = self.batch_size if self.batch_size is not None else auto_batch_size(n_train)
         self.epochs_ = self.epochs if self.epochs is not None else auto_epochs(n_train, self.batch_size_)
@@ -504,8 +508,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.seed_words_ = None
         if resolved is not None:
             regularizer = self._prepare_seeding(model, resolved, corpus)
-        if self.ecr_weight > 0:
-            regularizer = combine(regularizer, EmbeddingClustering(self.ecr_weight, self.ecr_alpha))
+        if self.ecr_weight_ > 0:
+            regularizer = combine(regularizer, EmbeddingClustering(self.ecr_weight_, self.ecr_alpha))
         self.topic_names_ = _topic_names(n_topics, seeds)
         result = train(
             model,

@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["sinkhorn", "squared_distances", "EmbeddingClustering", "combine"]
+__all__ = ["sinkhorn", "squared_distances", "EmbeddingClustering", "combine", "reads_topics"]
 
 
 def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -57,7 +58,9 @@ class EmbeddingClustering:
 
     Returns ``weight * sum(plan * cost)`` with ``cost`` the squared distances
     between topic and word embeddings and ``plan`` their Sinkhorn transport
-    plan. The plan is held fixed in the gradient (the envelope-theorem
+    plan. With ``similarity="cosine"`` the embeddings are normalised first
+    (``cost = 2 - 2 cos``): the clusters are then those of the cosines the
+    decoder reads, not of raw vectors whose lengths the decoder ignores. The plan is held fixed in the gradient (the envelope-theorem
     gradient of the transport cost), so a step costs a few hundred (K x V)
     products and no graph through the iterations.
 
@@ -68,11 +71,16 @@ class EmbeddingClustering:
             ``sinkhorn_alpha``, default 20).
     """
 
+    reads_topics = False  # it reads the embeddings, not the step's topic-word distributions
+
     def __init__(self, weight: float, alpha: float = 20.0, *, max_iter: int = 1000, tol: float = 5e-3) -> None:
         self.weight, self.alpha, self.max_iter, self.tol = float(weight), float(alpha), int(max_iter), float(tol)
 
     def __call__(self, model: Any, progress: float, batch: Any, mu: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        cost = squared_distances(model.alphas.weight, model.rho.weight)
+        alphas, rho = model.alphas.weight, model.rho.weight
+        if getattr(model, "similarity", "dot") == "cosine":  # cluster on the unit sphere, where the logits live
+            alphas, rho = F.normalize(alphas, dim=1), F.normalize(rho, dim=1)
+        cost = squared_distances(alphas, rho)
         plan = sinkhorn(cost, alpha=self.alpha, max_iter=self.max_iter, tol=self.tol)
         return self.weight * (plan * cost).sum()
 
@@ -89,4 +97,13 @@ def combine(*regularizers: Any) -> Any:
         terms = [t for t in (r(*args) for r in active) if t is not None]
         return sum(terms[1:], terms[0]) if terms else None
 
+    total.reads_topics = any(reads_topics(r) for r in active)  # type: ignore[attr-defined]
     return total
+
+
+def reads_topics(regularizer: Any) -> bool:
+    """Whether ``regularizer`` reads the step's topic-word matrix (its ``beta`` argument); True unless it says not.
+
+    Why: the product decoder computes that (K, V) matrix only for a regulariser that reads it.
+    """
+    return regularizer is not None and bool(getattr(regularizer, "reads_topics", True))

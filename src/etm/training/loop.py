@@ -35,6 +35,7 @@ from etm.device import reuse_freed_memory
 from etm.model import ETM, SparseBatch
 from etm.options import CONFIG_DEFAULTS, LR_SCHEDULES, validate_config
 from etm.persistence import load_model, model_arguments, save_model
+from etm.regularizers import reads_topics
 from etm.training.checkpoint import checkpoint_progress, read_checkpoint, restore_optimizer, write_checkpoint
 from etm.training.distributed import all_sum, average_running_statistics, broadcast_float, rank_and_world
 from etm.training.inference import (
@@ -412,7 +413,7 @@ class _Trainer:
         self.verbose, self.on_batch_end, self.on_epoch_end = verbose, on_batch_end, on_epoch_end
         self.regularizer = regularizer
         model.to(self.dev)
-        self.runner = self._wrap(_TrainingStep(model, topics=regularizer is not None))
+        self.runner = self._wrap(_TrainingStep(model, topics=reads_topics(regularizer)))
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = self._make_optimizer()
         self.ema = [p.detach().clone() for p in self.trainable] if config.ema_decay > 0 else None
