@@ -60,9 +60,10 @@ class EmbeddingClustering:
     between topic and word embeddings and ``plan`` their Sinkhorn transport
     plan. With ``similarity="cosine"`` the embeddings are normalised first
     (``cost = 2 - 2 cos``): the clusters are then those of the cosines the
-    decoder reads, not of raw vectors whose lengths the decoder ignores. The plan is held fixed in the gradient (the envelope-theorem
-    gradient of the transport cost), so a step costs a few hundred (K x V)
-    products and no graph through the iterations.
+    decoder reads, not of raw vectors whose lengths the decoder ignores.
+    The plan is held fixed in the gradient (the envelope-theorem gradient of
+    the transport cost), so a step costs a few hundred (K x V) products and
+    no graph through the iterations.
 
     Args:
         weight (float): multiplier of the transport cost (ECRTM's
