@@ -124,14 +124,16 @@ def test_topic_model_option_reaches_training(small_corpus) -> None:
 
 
 def test_the_default_weight_follows_the_decoder(small_corpus) -> None:
-    """None: on (10) with the product decoder, part of the default recipe; off with the mixture."""
+    """None: with the product decoder, the mean training-document length / 8 (part of the default recipe); off
+    with the mixture."""
     from etm import TopicModel
 
-    small = dict(hidden_size=32, embedding_size=16, epochs=1, batch_size=200, lr=0.01, device="cpu")
-    counts, vocab = small_corpus.train.counts[:400], small_corpus.vocabulary
-    product = TopicModel(5, **small).fit(counts, vocabulary=vocab)
-    mixture = TopicModel(5, decoder="mixture", **small).fit(counts, vocabulary=vocab)
-    assert product.ecr_weight is None and product.ecr_weight_ == 10.0
+    small = dict(hidden_size=32, embedding_size=16, epochs=1, batch_size=500, lr=0.01, device="cpu")
+    product = TopicModel(5, **small).fit(small_corpus)  # its own split: training documents are .train
+    mixture = TopicModel(5, decoder="mixture", **small).fit(small_corpus)
+    mean_length = small_corpus.train.counts.sum() / small_corpus.train.n_docs
+    assert product.ecr_weight is None and product.ecr_weight_ == pytest.approx(mean_length / 8)
+    assert 8 < product.ecr_weight_ < 12  # the authors' 20NG: 82 tokens a message
     assert all(h["prior"] > 0 for h in product.history_)
     assert mixture.ecr_weight_ == 0.0 and all("prior" not in h for h in mixture.history_)
 

@@ -79,11 +79,11 @@ __all__ = [
     "estimator_kwargs",
 ]
 
-#: What the estimator's None defaults of ``temperature``, ``kl_weight`` and ``hidden_size`` become, by decoder
-#: (``TopicModel.fit``).
+#: What the estimator's None defaults of ``temperature``, ``kl_weight``, ``hidden_size`` and ``ecr_weight`` (this
+#: one per token of the mean training document) become, by decoder (``TopicModel.fit``).
 DECODER_DEFAULTS: dict[str, dict[str, float]] = {
-    "product": {"temperature": 0.5, "kl_weight": 0.05, "hidden_size": 200, "ecr_weight": 10.0},
-    "mixture": {"temperature": 0.1, "kl_weight": 0.1, "hidden_size": 800, "ecr_weight": 0.0},
+    "product": {"temperature": 0.5, "kl_weight": 0.05, "hidden_size": 200, "ecr_weight_per_token": 0.125},
+    "mixture": {"temperature": 0.1, "kl_weight": 0.1, "hidden_size": 800, "ecr_weight_per_token": 0.0},
 }
 #: Learning-rate schedules of training (``lr_schedule``).
 LR_SCHEDULES = ("constant", "cosine")
@@ -195,7 +195,8 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     _o("ecr_weight", "float", None, "weight of ECRTM's embedding-clustering regulariser: an optimal-transport "
        "cost that pulls each topic embedding towards its own cluster of word embeddings (on the unit sphere with "
        "--similarity cosine), against topics sharing words (0 = off)", group="model", low=0.0, nullable=True,
-       unset="10 with the product decoder, 0 with the mixture", flags=("--ecr-weight",)),
+       unset="with the product decoder, the mean training-document length in tokens / 8; 0 with the mixture",
+       flags=("--ecr-weight",)),
     _o("ecr_alpha", "float", 20.0, "inverse temperature of that regulariser's Sinkhorn transport plan",
        group="model", low=0.0, low_open=True, flags=("--ecr-alpha",)),
     # pretrained embeddings ---------------------------------------------------------
