@@ -125,7 +125,7 @@ def test_topic_model_option_reaches_training(small_corpus) -> None:
 
 def test_the_default_weight_follows_the_decoder(small_corpus) -> None:
     """None: with the product decoder, the mean training-document length / 8 (part of the default recipe); off
-    with the mixture."""
+    with the mixture and for seeded models."""
     from etm import TopicModel
 
     small = dict(hidden_size=32, embedding_size=16, epochs=1, batch_size=500, lr=0.01, device="cpu")
@@ -136,6 +136,10 @@ def test_the_default_weight_follows_the_decoder(small_corpus) -> None:
     assert 8 < product.ecr_weight_ < 12  # the authors' 20NG: 82 tokens a message
     assert all(h["prior"] > 0 for h in product.history_)
     assert mixture.ecr_weight_ == 0.0 and all("prior" not in h for h in mixture.history_)
+    seeded = TopicModel(5, seed_topics={"space": ["space", "nasa"]}, **small).fit(small_corpus)
+    assert seeded.ecr_weight_ == 0.0  # seed words keep a seeded model's topics apart
+    given = TopicModel(5, seed_topics={"space": ["space", "nasa"]}, ecr_weight=3.0, **small).fit(small_corpus)
+    assert given.ecr_weight_ == 3.0
 
 
 def test_the_clustering_term_does_not_make_the_product_decoder_compute_its_topics() -> None:

@@ -195,7 +195,8 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     _o("ecr_weight", "float", None, "weight of ECRTM's embedding-clustering regulariser: an optimal-transport "
        "cost that pulls each topic embedding towards its own cluster of word embeddings (on the unit sphere with "
        "--similarity cosine), against topics sharing words (0 = off)", group="model", low=0.0, nullable=True,
-       unset="with the product decoder, the mean training-document length in tokens / 8; 0 with the mixture",
+       unset="with the product decoder, the mean training-document length in tokens / 8; 0 with the mixture "
+       "or --seeds",
        flags=("--ecr-weight",)),
     _o("ecr_alpha", "float", 20.0, "inverse temperature of that regulariser's Sinkhorn transport plan",
        group="model", low=0.0, low_open=True, flags=("--ecr-alpha",)),
