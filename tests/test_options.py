@@ -74,9 +74,9 @@ def test_the_defaults_that_matter() -> None:
     assert CONFIG_DEFAULTS["kl_weight"] == 1.0
     assert DEFAULTS["decoder"] == "product" and DEFAULTS["temperature"] is None  # resolved by decoder at fit:
     assert DECODER_DEFAULTS == {"product": {"temperature": 0.5, "kl_weight": 0.05, "hidden_size": 200,
-                                            "ecr_weight_per_token": 0.125},
+                                            "ecr_weight_per_token": 0.125, "ecr_min_topics": 50},
                                 "mixture": {"temperature": 0.1, "kl_weight": 0.1, "hidden_size": 800,
-                                            "ecr_weight_per_token": 0.0}}
+                                            "ecr_weight_per_token": 0.0, "ecr_min_topics": 50}}
     assert DEFAULTS["hidden_size"] is None and DEFAULTS["ecr_weight"] is None
     assert DEFAULTS["encoder_token_drop"] == 0.5 and CONFIG_DEFAULTS["encoder_token_drop"] == 0.0
     assert DEFAULTS["seed_doc_prior"] == 3.0 and DEFAULTS["dropout"] == 0.0 and DEFAULTS["n_topics"] == 50

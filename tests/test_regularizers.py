@@ -123,23 +123,24 @@ def test_topic_model_option_reaches_training(small_corpus) -> None:
     assert all("prior" not in h for h in off.history_)
 
 
-def test_the_default_weight_follows_the_decoder(small_corpus) -> None:
-    """None: with the product decoder, the mean training-document length / 8 (part of the default recipe); off
-    with the mixture and for seeded models."""
+def test_the_default_weight_follows_the_decoder_the_topics_and_the_document_length(small_corpus) -> None:
+    """None: with the product decoder and 50 topics or more, the mean training-document length / 8; else off."""
     from etm import TopicModel
 
     small = dict(hidden_size=32, embedding_size=16, epochs=1, batch_size=500, lr=0.01, device="cpu")
-    product = TopicModel(5, **small).fit(small_corpus)  # its own split: training documents are .train
-    mixture = TopicModel(5, decoder="mixture", **small).fit(small_corpus)
+    product = TopicModel(50, **small).fit(small_corpus)  # its own split: training documents are .train
     mean_length = small_corpus.train.counts.sum() / small_corpus.train.n_docs
     assert product.ecr_weight is None and product.ecr_weight_ == pytest.approx(mean_length / 8)
     assert 8 < product.ecr_weight_ < 12  # the authors' 20NG: 82 tokens a message
     assert all(h["prior"] > 0 for h in product.history_)
-    assert mixture.ecr_weight_ == 0.0 and all("prior" not in h for h in mixture.history_)
-    seeded = TopicModel(5, seed_topics={"space": ["space", "nasa"]}, **small).fit(small_corpus)
-    assert seeded.ecr_weight_ == 0.0  # seed words keep a seeded model's topics apart
-    given = TopicModel(5, seed_topics={"space": ["space", "nasa"]}, ecr_weight=3.0, **small).fit(small_corpus)
-    assert given.ecr_weight_ == 3.0
+    few = TopicModel(49, **small).fit(small_corpus)  # below 50 topics equal vocabulary shares mix themes
+    mixture = TopicModel(50, decoder="mixture", **small).fit(small_corpus)
+    seeded = TopicModel(50, seed_topics={"space": ["space", "nasa"]}, **small).fit(small_corpus)
+    for off in (few, mixture):
+        assert off.ecr_weight_ == 0.0 and all("prior" not in h for h in off.history_)
+    assert seeded.ecr_weight_ == 0.0  # seed words keep a seeded model's topics apart (its "prior" is theirs)
+    given = TopicModel(5, ecr_weight=3.0, **small).fit(small_corpus)
+    assert given.ecr_weight_ == 3.0 and all(h["prior"] > 0 for h in given.history_)
 
 
 def test_the_clustering_term_does_not_make_the_product_decoder_compute_its_topics() -> None:

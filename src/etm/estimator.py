@@ -126,12 +126,12 @@ class TopicModel(TransformerMixin, BaseEstimator):
         optimal-transport cost between topic embeddings (``alpha``) and word
         embeddings (``rho``) with uniform marginals, which pulls each topic
         towards its own cluster of words (on the unit sphere with cosine
-        similarity). None is, with the product decoder, the mean
-        training-document length in tokens / 8 (10.3 on the authors' 20
-        Newsgroups, 0.74 on six-word titles: the reconstruction term grows
-        with a document's length, this term does not); part of the default
-        recipe, topics share fewer words (docs/benchmarks/recipe.md). 0 (off)
-        with the mixture and for seeded models.
+        similarity). None is, with the product decoder and 50 topics or
+        more, the mean training-document length in tokens / 8 (10.3 on the
+        authors' 20 Newsgroups, 0.74 on six-word titles: the reconstruction
+        term grows with a document's length, this term does not): topics
+        then share fewer words (docs/benchmarks/recipe.md). 0 (off) below 50
+        topics, with the mixture and for seeded models.
     ecr_alpha : float, default 20.0
         Inverse temperature of its Sinkhorn plan (ECRTM's ``sinkhorn_alpha``).
     epochs : int or None, default None
@@ -364,10 +364,12 @@ class TopicModel(TransformerMixin, BaseEstimator):
         Why: the reconstruction term of a document grows with its length and
         the clustering term does not, so one weight would be 14 times stronger
         on six-word titles than on 82-token messages (the rule gives 10.3 on
-        the authors' 20 Newsgroups, where 10 was chosen). Seeded models get 0
-        (``per_token=0``): their seed words keep topics apart, and the term's
-        equal share of the vocabulary per topic lowered their labelling
-        accuracy on validation (docs/benchmarks/seeded.md).
+        the authors' 20 Newsgroups, where 10 was chosen). ``fit`` passes 0
+        below 50 topics, where each topic's equal share of the vocabulary
+        mixes themes (20 topics: quality 0.365 -> 0.283 on the demo's corpus),
+        and for seeded models, whose seed words keep topics apart and whose
+        labelling accuracy it lowered on validation
+        (docs/benchmarks/recipe.md, docs/benchmarks/seeded.md).
         """
         if self.ecr_weight is not None:
             return float(self.ecr_weight)
@@ -491,7 +493,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.temperature_ = recipe["temperature"] if self.temperature is None else self.temperature
         self.kl_weight_ = recipe["kl_weight"] if self.kl_weight is None else self.kl_weight
         self.hidden_size_ = int(recipe["hidden_size"]) if self.hidden_size is None else self.hidden_size
-        self.ecr_weight_ = self._ecr_weight(corpus, 0.0 if seeds is not None else recipe["ecr_weight_per_token"])
+        on = seeds is None and n_topics >= recipe["ecr_min_topics"]
+        self.ecr_weight_ = self._ecr_weight(corpus, recipe["ecr_weight_per_token"] if on else 0.0)
         n_train = corpus.n_docs("train")
         self.batch_size_ = self.batch_size if self.batch_size is not None else auto_batch_size(n_train)
         self.epochs_ = self.epochs if self.epochs is not None else auto_epochs(n_train, self.batch_size_)

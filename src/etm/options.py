@@ -80,10 +80,13 @@ __all__ = [
 ]
 
 #: What the estimator's None defaults of ``temperature``, ``kl_weight``, ``hidden_size`` and ``ecr_weight`` (this
-#: one per token of the mean training document) become, by decoder (``TopicModel.fit``).
+#: one per token of the mean training document, from ``ecr_min_topics`` topics on) become, by decoder
+#: (``TopicModel.fit``).
 DECODER_DEFAULTS: dict[str, dict[str, float]] = {
-    "product": {"temperature": 0.5, "kl_weight": 0.05, "hidden_size": 200, "ecr_weight_per_token": 0.125},
-    "mixture": {"temperature": 0.1, "kl_weight": 0.1, "hidden_size": 800, "ecr_weight_per_token": 0.0},
+    "product": {"temperature": 0.5, "kl_weight": 0.05, "hidden_size": 200, "ecr_weight_per_token": 0.125,
+                "ecr_min_topics": 50},
+    "mixture": {"temperature": 0.1, "kl_weight": 0.1, "hidden_size": 800, "ecr_weight_per_token": 0.0,
+                "ecr_min_topics": 50},
 }
 #: Learning-rate schedules of training (``lr_schedule``).
 LR_SCHEDULES = ("constant", "cosine")
@@ -195,8 +198,8 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     _o("ecr_weight", "float", None, "weight of ECRTM's embedding-clustering regulariser: an optimal-transport "
        "cost that pulls each topic embedding towards its own cluster of word embeddings (on the unit sphere with "
        "--similarity cosine), against topics sharing words (0 = off)", group="model", low=0.0, nullable=True,
-       unset="with the product decoder, the mean training-document length in tokens / 8; 0 with the mixture "
-       "or --seeds",
+       unset="with the product decoder and 50 topics or more, the mean training-document length in tokens / 8; "
+       "otherwise 0",
        flags=("--ecr-weight",)),
     _o("ecr_alpha", "float", 20.0, "inverse temperature of that regulariser's Sinkhorn transport plan",
        group="model", low=0.0, low_open=True, flags=("--ecr-alpha",)),
