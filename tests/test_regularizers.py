@@ -76,6 +76,46 @@ def test_with_cosine_logits_the_embeddings_are_clustered_on_the_unit_sphere() ->
     torch.testing.assert_close(model.alphas.weight.grad, grad, rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.parametrize("similarity", ["dot", "cosine"])
+def test_the_cost_read_off_the_steps_logits_equals_the_one_from_the_embeddings(similarity: str) -> None:
+    """Training passes the step's logits (computed once); loss and gradients must not change."""
+    torch.manual_seed(4)
+    model = ETM(4, 30, 8, 5, enc_drop=0.0, similarity=similarity, temperature=0.5).double()
+    reg = EmbeddingClustering(20.0, alpha=5.0, max_iter=3000, tol=1e-10)
+    direct = reg(model, 0.0, None, None, None)
+    direct.backward()
+    grads = [p.grad.clone() for p in (model.alphas.weight, model.rho.weight)]
+    model.zero_grad()
+    shared = reg(model, 0.0, None, None, None, logits=model._logits())
+    shared.backward()
+    assert float(shared.detach()) == pytest.approx(float(direct.detach()), rel=1e-9)
+    for p, g in zip((model.alphas.weight, model.rho.weight), grads):
+        torch.testing.assert_close(p.grad, g, rtol=1e-7, atol=1e-10)
+
+
+def test_combine_passes_the_logits_only_to_a_regulariser_that_reads_them() -> None:
+    from etm.regularizers import reads_logits
+
+    seen = {}
+
+    def old_style(*args):  # the documented five-argument signature
+        seen["old"] = len(args)
+        return torch.tensor(1.0)
+
+    class Reader:
+        reads_logits = True
+
+        def __call__(self, *args, logits=None):
+            seen["logits"] = logits
+            return torch.tensor(2.0)
+
+    both = combine(old_style, Reader())
+    assert reads_logits(both) and not reads_logits(old_style) and not reads_logits(None)
+    logits = torch.ones(3, 2)
+    assert float(both(None, 0.0, None, None, None, logits=logits)) == 3.0
+    assert seen["old"] == 5 and seen["logits"] is logits
+
+
 def test_combine_adds_regularizers_and_skips_none() -> None:
     one = lambda *a: torch.tensor(1.0)  # noqa: E731
     two = lambda *a: torch.tensor(2.0)  # noqa: E731

@@ -700,9 +700,9 @@ class ETM(nn.Module):
             rho, alphas = F.normalize(rho, dim=1), F.normalize(alphas, dim=1) / self.temperature
         return _TopicWordLogits.apply(rho, alphas)
 
-    def _topic_shares(self) -> torch.Tensor:
+    def _topic_shares(self, logits: torch.Tensor | None = None) -> torch.Tensor:
         """Each word's shares of the topics, softmax of the logits over topics, (V, K): the product decoder's."""
-        return F.softmax(self._logits(), dim=1)
+        return F.softmax(self._logits() if logits is None else logits, dim=1)
 
     def predictive_log_probs(self, theta: torch.Tensor) -> torch.Tensor:
         """``log p(w | theta)`` of every word, (B, V), under this model's decoder.
@@ -719,19 +719,20 @@ class ETM(nn.Module):
         """The product decoder, ``log softmax_w(BN_w(theta @ S^T))``, (B, V), from the (V, K) topic shares ``S``."""
         return F.log_softmax(self.decoder_bn(torch.mm(theta, shares.t())), dim=-1)
 
-    def _word_topic_probs(self) -> torch.Tensor:
+    def _word_topic_probs(self, logits: torch.Tensor | None = None) -> torch.Tensor:
         """``get_beta()`` transposed, (V, K), without a copy: the layout training works in.
 
         Column k is topic k's distribution over the words. The sparse
         likelihood reads one contiguous row of K per non-zero from it, and
-        the logits ``rho @ alphas^T`` come out of BLAS in this layout.
+        the logits ``rho @ alphas^T`` come out of BLAS in this layout
+        (``logits``: this step's :meth:`_logits`, when the caller has them).
         """
-        logits = self._logits()  # (V, K)
+        logits = self._logits() if logits is None else logits  # (V, K)
         if self.background is not None:
             logits = logits + self.background.unsqueeze(1)
         return _SoftmaxOverWords.apply(logits)
 
-    def _beta_for_loss(self) -> torch.Tensor:
+    def _beta_for_loss(self, logits: torch.Tensor | None = None) -> torch.Tensor:
         """The (K, V) beta the loss uses: ``_word_topic_probs().t()``, a view, not a copy.
 
         A subclass that overrides :meth:`get_beta` (a different decoder) is
@@ -739,10 +740,10 @@ class ETM(nn.Module):
         """
         if type(self).get_beta is not ETM.get_beta:
             return self.get_beta()
-        return self._word_topic_probs().t()
+        return self._word_topic_probs(logits).t()
 
-    def _loss_terms(self, bows: torch.Tensor | SparseBatch, theta: torch.Tensor,
-                    topics: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _loss_terms(self, bows: torch.Tensor | SparseBatch, theta: torch.Tensor, topics: bool = True,
+                    logits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-document reconstruction loss (B,) and the (K, V) matrix the regularizers see.
 
         Mixture: ``beta``. Product: :meth:`get_beta`, each topic's word
@@ -750,12 +751,14 @@ class ETM(nn.Module):
         does not depend on the batch), so that a seed prior on
         ``log beta[k, w]`` makes seed word w lead topic k; with
         ``topics=False`` (no regularizer reads it) the product decoder skips
-        it and returns None.
+        it and returns None. ``logits``: this step's :meth:`_logits`, when the
+        caller computed them (a training step shares them with the
+        embedding-clustering regulariser instead of computing them twice).
         """
         if self.decoder == "mixture":
-            beta = self._beta_for_loss()
+            beta = self._beta_for_loss(logits)
             return self.reconstruction_loss(bows, theta, beta), beta
-        shares = self._topic_shares()  # (V, K)
+        shares = self._topic_shares(logits)  # (V, K)
         log_probs = self._product_log_probs(theta, shares)
         if isinstance(bows, SparseBatch):
             token_ll = log_probs[bows.rows, bows.indices] * bows.values.to(log_probs.dtype)

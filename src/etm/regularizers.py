@@ -17,7 +17,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["sinkhorn", "squared_distances", "EmbeddingClustering", "combine", "reads_topics"]
+__all__ = ["sinkhorn", "squared_distances", "transport_costs", "EmbeddingClustering", "combine", "reads_logits",
+           "reads_topics"]
 
 
 def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -53,17 +54,40 @@ def sinkhorn(cost: torch.Tensor, *, alpha: float = 20.0, max_iter: int = 1000, t
     return (u[:, None] * kernel * v[None, :]).to(cost.dtype)
 
 
+def transport_costs(model: Any, logits: torch.Tensor | None = None) -> torch.Tensor:
+    """The (K, V) cost between topic and word embeddings that :class:`EmbeddingClustering` transports.
+
+    Squared distances between the embeddings, on the unit sphere when the
+    model's logits are cosines (``2 - 2 cos``). ``logits``: the step's (V, K)
+    :meth:`ETM._logits`, when the training step has them; the cost is then
+    read off them (``cos = t * logits``; for dot logits ``|a|^2 + |r|^2 -
+    2 logits``) instead of normalising the (V, E) embeddings and multiplying
+    them again, which was most of the term's time.
+    """
+    alphas, rho = model.alphas.weight, model.rho.weight
+    cosine = getattr(model, "similarity", "dot") == "cosine"
+    if logits is None:
+        if cosine:  # cluster on the unit sphere, where the logits live
+            alphas, rho = F.normalize(alphas, dim=1), F.normalize(rho, dim=1)
+        return squared_distances(alphas, rho)
+    if cosine:
+        return 2.0 - (2.0 * model.temperature) * logits.t()
+    return (alphas * alphas).sum(1, keepdim=True) + (rho * rho).sum(1) - 2.0 * logits.t()
+
+
 class EmbeddingClustering:
     """ECRTM's embedding-clustering regulariser as a training-loop regulariser.
 
     Returns ``weight * sum(plan * cost)`` with ``cost`` the squared distances
     between topic and word embeddings and ``plan`` their Sinkhorn transport
-    plan. With ``similarity="cosine"`` the embeddings are normalised first
-    (``cost = 2 - 2 cos``): the clusters are then those of the cosines the
-    decoder reads, not of raw vectors whose lengths the decoder ignores.
-    The plan is held fixed in the gradient (the envelope-theorem gradient of
-    the transport cost), so a step costs a few hundred (K x V) products and
-    no graph through the iterations.
+    plan (:func:`transport_costs`). With ``similarity="cosine"`` the
+    embeddings are normalised first (``cost = 2 - 2 cos``): the clusters are
+    then those of the cosines the decoder reads, not of raw vectors whose
+    lengths the decoder ignores. The plan is held fixed in the gradient (the
+    envelope-theorem gradient of the transport cost), so a step costs a few
+    hundred (K x V) products and no graph through the iterations. In
+    training it reads the step's logits (``reads_logits``) rather than
+    computing them again.
 
     Args:
         weight (float): multiplier of the transport cost (ECRTM's
@@ -73,15 +97,14 @@ class EmbeddingClustering:
     """
 
     reads_topics = False  # it reads the embeddings, not the step's topic-word distributions
+    reads_logits = True  # ... through the step's logits, when the loop passes them
 
     def __init__(self, weight: float, alpha: float = 20.0, *, max_iter: int = 1000, tol: float = 5e-3) -> None:
         self.weight, self.alpha, self.max_iter, self.tol = float(weight), float(alpha), int(max_iter), float(tol)
 
-    def __call__(self, model: Any, progress: float, batch: Any, mu: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        alphas, rho = model.alphas.weight, model.rho.weight
-        if getattr(model, "similarity", "dot") == "cosine":  # cluster on the unit sphere, where the logits live
-            alphas, rho = F.normalize(alphas, dim=1), F.normalize(rho, dim=1)
-        cost = squared_distances(alphas, rho)
+    def __call__(self, model: Any, progress: float, batch: Any, mu: torch.Tensor, beta: torch.Tensor, *,
+                 logits: torch.Tensor | None = None) -> torch.Tensor:
+        cost = transport_costs(model, logits)
         plan = sinkhorn(cost, alpha=self.alpha, max_iter=self.max_iter, tol=self.tol)
         return self.weight * (plan * cost).sum()
 
@@ -94,12 +117,19 @@ def combine(*regularizers: Any) -> Any:
     if len(active) == 1:
         return active[0]
 
-    def total(*args: Any) -> torch.Tensor | None:
-        terms = [t for t in (r(*args) for r in active) if t is not None]
+    def total(*args: Any, logits: torch.Tensor | None = None) -> torch.Tensor | None:
+        calls = (r(*args, logits=logits) if reads_logits(r) else r(*args) for r in active)
+        terms = [t for t in calls if t is not None]
         return sum(terms[1:], terms[0]) if terms else None
 
     total.reads_topics = any(reads_topics(r) for r in active)  # type: ignore[attr-defined]
+    total.reads_logits = any(reads_logits(r) for r in active)  # type: ignore[attr-defined]
     return total
+
+
+def reads_logits(regularizer: Any) -> bool:
+    """Whether ``regularizer`` takes the step's (V, K) topic-word logits as ``logits=``; False unless it says so."""
+    return regularizer is not None and bool(getattr(regularizer, "reads_logits", False))
 
 
 def reads_topics(regularizer: Any) -> bool:

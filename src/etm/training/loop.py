@@ -35,7 +35,7 @@ from etm.device import reuse_freed_memory
 from etm.model import ETM, SparseBatch
 from etm.options import CONFIG_DEFAULTS, LR_SCHEDULES, validate_config
 from etm.persistence import load_model, model_arguments, save_model
-from etm.regularizers import reads_topics
+from etm.regularizers import reads_logits, reads_topics
 from etm.training.checkpoint import checkpoint_progress, read_checkpoint, restore_optimizer, write_checkpoint
 from etm.training.distributed import all_sum, average_running_statistics, broadcast_float, rank_and_world
 from etm.training.inference import (
@@ -233,8 +233,9 @@ def _thinned(batch: SparseBatch, drop: float) -> SparseBatch:
 class _TrainingStep(torch.nn.Module):
     """One forward pass of training as a module, so ``DistributedDataParallel`` can wrap it.
 
-    The same computation as :meth:`ETM.forward`, also returning ``mu`` and
-    ``beta`` for regularizers (e.g. the seed prior).
+    The same computation as :meth:`ETM.forward`, also returning ``mu``,
+    ``beta`` and the topic-word logits for regularizers (the seed prior reads
+    ``beta``, embedding clustering the logits, so that they are computed once).
     """
 
     def __init__(self, model: ETM, topics: bool = True) -> None:
@@ -244,11 +245,12 @@ class _TrainingStep(torch.nn.Module):
 
     def forward(
         self, batch: SparseBatch, encoder_input: SparseBatch | torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
         mu, logsigma, kld = self.model.encode(encoder_input)
         theta = F.softmax(self.model.reparameterize(mu, logsigma), dim=-1)
-        recon, beta = self.model._loss_terms(batch, theta, topics=self.topics)
-        return recon.mean(), kld, mu, beta
+        logits = self.model._logits()
+        recon, beta = self.model._loss_terms(batch, theta, topics=self.topics, logits=logits)
+        return recon.mean(), kld, mu, beta, logits
 
 
 def _swap_in(params: list[torch.Tensor], ema: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
@@ -586,14 +588,15 @@ class _Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * done))
         seen = _thinned(batch, config.encoder_token_drop) if config.encoder_token_drop else batch
-        recon, kld, mu, beta = self.runner(batch, encoder_input(seen, config.bow_norm, self.dev))
+        recon, kld, mu, beta, logits = self.runner(batch, encoder_input(seen, config.bow_norm, self.dev))
         kl_weight = config.kl_weight
         if config.kl_warmup:
             kl_weight *= min(1.0, (epoch * n_batches + b + 1) / (config.kl_warmup * n_batches))
         loss = recon + kl_weight * kld if kl_weight != 1.0 else recon + kld
         prior_value = 0.0
         if self.regularizer is not None:
-            prior = self.regularizer(self.model, done, batch, mu, beta)
+            shared = {"logits": logits} if reads_logits(self.regularizer) else {}
+            prior = self.regularizer(self.model, done, batch, mu, beta, **shared)
             if prior is not None:
                 loss = loss + prior
                 prior_value = float(prior.detach())
@@ -835,7 +838,9 @@ def train(
         to every batch's loss, ``progress`` in [0, 1) being the share of
         training done, ``batch`` the :class:`SparseBatch`, ``mu`` its posterior
         means and ``beta`` the step's topics (computed once, shared);
-        e.g. the seeded-topic prior of :class:`etm.seeding.SeedPrior`. Its
+        e.g. the seeded-topic prior of :class:`etm.seeding.SeedPrior`. A
+        regularizer with ``reads_logits = True`` also gets the step's (V, K)
+        topic-word logits as ``logits=`` (see :mod:`etm.regularizers`). Its
         epoch mean is recorded as ``prior`` in the history.
 
     Returns
