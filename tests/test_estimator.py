@@ -81,6 +81,24 @@ def test_save_load_round_trip(fitted: TopicModel, texts, tmp_path) -> None:
     assert loaded.history_ == fitted.history_
 
 
+def test_save_load_keeps_what_fit_resolved_the_automatic_settings_to(fitted: TopicModel, tmp_path) -> None:
+    """kl_weight=None etc. are resolved at fit (``kl_weight_``...); a loaded model reports the same values."""
+    fitted.save(tmp_path / "model")
+    loaded = TopicModel.load(tmp_path / "model", device="cpu")
+    names = ("decoder_", "temperature_", "kl_weight_", "hidden_size_", "ecr_weight_", "batch_size_", "epochs_",
+             "training_seconds_", "collapse_", "best_epoch_", "valid_perplexity_")
+    assert {n: getattr(loaded, n) for n in names} == {n: getattr(fitted, n) for n in names}
+    assert fitted.kl_weight is None and fitted.kl_weight_ == 0.05 and fitted.decoder_ == "product"
+    assert loaded.device_ == "cpu"
+    path = tmp_path / "model" / "config.json"  # a model saved before these were recorded
+    config = json.loads(path.read_text(encoding="utf-8"))
+    del config["resolved"]
+    path.write_text(json.dumps(config), encoding="utf-8")
+    old = TopicModel.load(tmp_path / "model", device="cpu")
+    assert (old.decoder_, old.temperature_, old.hidden_size_) == ("product", 0.5, 32)  # read off the network
+    assert old.kl_weight_ is None and old.ecr_weight_ is None
+
+
 def test_save_load_restores_the_preprocessor_parameter(fitted: TopicModel, tmp_path, caplog) -> None:
     fitted.save(tmp_path / "model")
     with caplog.at_level(logging.WARNING, logger="etm"):

@@ -217,7 +217,9 @@ class TopicModel(TransformerMixin, BaseEstimator):
         distribution under the decoder, see :meth:`etm.ETM.get_beta`).
     decoder_, temperature_, kl_weight_, hidden_size_, ecr_weight_ : str, float, float, int, float
         The decoder, temperature, KL weight, encoder width and
-        embedding-clustering weight used (resolved when None).
+        embedding-clustering weight used (resolved when None). Saved with
+        the model and restored by :meth:`load` (for a model saved before
+        they were recorded: what its network tells, else None).
     topic_embeddings_ : ndarray of shape (K, E)
         ``alpha`` in Dieng et al.
     word_embeddings_ : ndarray of shape (V, E)
@@ -358,23 +360,25 @@ class TopicModel(TransformerMixin, BaseEstimator):
                         eval_batch_size=max(self.batch_size_, 1000), seed=self.random_state_)
         return TrainingConfig(**settings)
 
-    def _ecr_weight(self, corpus: Any, per_token: float) -> float:
-        """``ecr_weight``, or by rule ``per_token`` x the mean training-document length in tokens.
+    def _ecr_weight(self, corpus: Any, recipe: dict[str, Any], n_topics: int, seeded: bool) -> float:
+        """``ecr_weight``, or by rule the recipe's weight per token x the mean training-document length.
 
         Why: the reconstruction term of a document grows with its length and
         the clustering term does not, so one weight would be 14 times stronger
         on six-word titles than on 82-token messages (the rule gives 10.3 on
-        the authors' 20 Newsgroups, where 10 was chosen). ``fit`` passes 0
-        below 50 topics, where each topic's equal share of the vocabulary
-        mixes themes (20 topics: quality 0.365 -> 0.283 on the demo's corpus),
-        and for seeded models, whose seed words keep topics apart and whose
-        labelling accuracy it lowered on validation
-        (docs/benchmarks/recipe.md, docs/benchmarks/seeded.md).
+        the authors' 20 Newsgroups, where 10 was chosen). The rule gives 0
+        below the recipe's ``ecr_min_topics`` (50), where each topic's equal
+        share of the vocabulary mixes themes (20 topics: quality 0.365 ->
+        0.283 on the demo's corpus), and for seeded models, whose seed words
+        keep topics apart and whose labelling accuracy it lowered on
+        validation (docs/benchmarks/recipe.md, docs/benchmarks/seeded.md).
         """
         if self.ecr_weight is not None:
             return float(self.ecr_weight)
-        n_docs = corpus.n_docs("train")
-        return float(per_token * corpus.word_totals("train").sum() / max(n_docs, 1)) if per_token else 0.0
+        per_token = recipe["ecr_weight_per_token"]
+        if seeded or not per_token or n_topics < recipe["ecr_min_topics"]:
+            return 0.0
+        return float(per_token * corpus.word_totals("train").sum() / max(corpus.n_docs("train"), 1))
 
     def _check_is_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -493,8 +497,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.temperature_ = recipe["temperature"] if self.temperature is None else self.temperature
         self.kl_weight_ = recipe["kl_weight"] if self.kl_weight is None else self.kl_weight
         self.hidden_size_ = int(recipe["hidden_size"]) if self.hidden_size is None else self.hidden_size
-        on = seeds is None and n_topics >= recipe["ecr_min_topics"]
-        self.ecr_weight_ = self._ecr_weight(corpus, recipe["ecr_weight_per_token"] if on else 0.0)
+        self.ecr_weight_ = self._ecr_weight(corpus, recipe, n_topics, seeded=seeds is not None)
         n_train = corpus.n_docs("train")
         self.batch_size_ = self.batch_size if self.batch_size is not None else auto_batch_size(n_train)
         self.epochs_ = self.epochs if self.epochs is not None else auto_epochs(n_train, self.batch_size_)
@@ -658,6 +661,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         pre = getattr(self, "preprocessor_", None)
         return {
             "estimator": params,
+            # what fit resolved the None (automatic) settings to, so that a loaded model reports them too
+            "resolved": {name[:-1]: getattr(self, name, None) for name in _RESOLVED_SETTINGS},
             "topic_names": getattr(self, "topic_names_", None),
             "seeding": None if getattr(self, "seed_words_", None) is None else {
                 "seed_words": self.seed_words_, "report": self.seed_report_},
@@ -911,6 +916,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
                 "best_epoch": self.best_epoch_,
                 "valid_perplexity": self.valid_perplexity_,
                 "provenance": getattr(self, "provenance_", None),
+                "training_seconds": getattr(self, "training_seconds_", None),
+                "collapse": getattr(self, "collapse_", None),
             }
         )
         save_model(directory, self.model_, self.vocabulary_, extra=extra)
@@ -937,12 +944,32 @@ class TopicModel(TransformerMixin, BaseEstimator):
         est.best_epoch_ = config.get("best_epoch")
         est.valid_perplexity_ = config.get("valid_perplexity")
         est.provenance_ = config.get("provenance")
+        est.training_seconds_ = config.get("training_seconds")
+        est.collapse_ = config.get("collapse")
+        est._restore_resolved(config.get("resolved") or {}, model)
         est.embedding_report_ = config.get("embeddings")
         est.topic_names_ = list(config.get("topic_names") or _topic_names(model.num_topics, None))
         seeding = config.get("seeding") or {}
         est.seed_words_ = seeding.get("seed_words")
         est.seed_report_ = seeding.get("report")
         return est
+
+    def _restore_resolved(self, resolved: dict[str, Any], model: ETM) -> None:
+        """Set ``decoder_``, ``kl_weight_``, ``ecr_weight_``... of a loaded model as its fit resolved them.
+
+        Models saved before these were recorded get what the network itself
+        tells (decoder, temperature, encoder width) and None for the rest.
+        """
+        from_model = {"decoder": model.decoder, "temperature": model.temperature, "hidden_size": model.t_hidden_size}
+        for name in _RESOLVED_SETTINGS:
+            key = name[:-1]
+            setattr(self, name, resolved.get(key, from_model.get(key)))
+        self.device_ = str(resolve_device(self.device))
+
+
+#: Fitted attributes holding what ``fit`` resolved an automatic (None) setting to; saved and loaded.
+_RESOLVED_SETTINGS = ("decoder_", "temperature_", "kl_weight_", "hidden_size_", "ecr_weight_", "batch_size_",
+                      "epochs_")
 
 
 def _topic_names(n_topics: int, seeds: Any) -> list[str]:
