@@ -33,6 +33,30 @@ def test_sinkhorn_plan_has_uniform_marginals_and_matches_the_log_domain_referenc
     np.testing.assert_allclose(far.numpy(), plan.numpy(), atol=1e-12)
 
 
+def test_a_warm_started_plan_is_the_same_plan_and_the_regulariser_keeps_its_scaling() -> None:
+    """Training starts each step's Sinkhorn from the last step's scaling; the plan must not depend on it."""
+    from etm.regularizers import load_state, reset_state, sinkhorn_from, state_of
+
+    gen = torch.Generator().manual_seed(5)
+    cost = squared_distances(torch.randn(6, 4, generator=gen), torch.randn(50, 4, generator=gen)).double()
+    cold, scaling = sinkhorn_from(cost, None, alpha=2.0, max_iter=5000, tol=1e-12)
+    moved = cost + 0.01 * torch.rand(cost.shape, generator=gen, dtype=torch.float64)  # the next step's cost
+    for start in (scaling, 1e6 * scaling):  # its overall scale does not matter
+        warm, _ = sinkhorn_from(moved, start, alpha=2.0, max_iter=5000, tol=1e-12)
+        np.testing.assert_allclose(warm.numpy(), sinkhorn(moved, alpha=2.0, max_iter=5000, tol=1e-12).numpy(),
+                                   rtol=1e-8, atol=1e-14)
+    model = ETM(4, 30, 8, 5, enc_drop=0.0, similarity="cosine").double()
+    reg = EmbeddingClustering(20.0)
+    assert state_of(reg) == {}
+    reg(model, 0.0, None, None, None)
+    kept = state_of(reg)
+    assert set(kept) == {"scaling"} and kept["scaling"].shape == (4,)
+    reset_state(reg)
+    assert state_of(reg) == {}
+    load_state(combine(reg, lambda *a: None), {"0.scaling": kept["scaling"]})  # through a sum, by position
+    torch.testing.assert_close(state_of(reg)["scaling"], kept["scaling"])
+
+
 def test_squared_distances_formula() -> None:
     gen = torch.Generator().manual_seed(1)
     x, y = torch.randn(3, 6, generator=gen, dtype=torch.float64), torch.randn(7, 6, generator=gen, dtype=torch.float64)
@@ -86,6 +110,7 @@ def test_the_cost_read_off_the_steps_logits_equals_the_one_from_the_embeddings(s
     direct.backward()
     grads = [p.grad.clone() for p in (model.alphas.weight, model.rho.weight)]
     model.zero_grad()
+    reg.reset()  # the same cold start
     shared = reg(model, 0.0, None, None, None, logits=model._logits())
     shared.backward()
     assert float(shared.detach()) == pytest.approx(float(direct.detach()), rel=1e-9)

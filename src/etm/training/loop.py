@@ -35,7 +35,7 @@ from etm.device import reuse_freed_memory
 from etm.model import ETM, SparseBatch
 from etm.options import CONFIG_DEFAULTS, LR_SCHEDULES, validate_config
 from etm.persistence import load_model, model_arguments, save_model
-from etm.regularizers import reads_logits, reads_topics
+from etm.regularizers import load_state, reads_logits, reads_topics, reset_state, state_of
 from etm.training.checkpoint import checkpoint_progress, read_checkpoint, restore_optimizer, write_checkpoint
 from etm.training.distributed import all_sum, average_running_statistics, broadcast_float, rank_and_world
 from etm.training.inference import (
@@ -414,6 +414,7 @@ class _Trainer:
         self.meta = {"training": asdict(config), **(extra_metadata or {})}
         self.verbose, self.on_batch_end, self.on_epoch_end = verbose, on_batch_end, on_epoch_end
         self.regularizer = regularizer
+        reset_state(regularizer)  # e.g. a warm start left by an earlier run with the same regularizer
         model.to(self.dev)
         self.runner = self._wrap(_TrainingStep(model, topics=reads_topics(regularizer)))
         self.trainable = [p for p in model.parameters() if p.requires_grad]
@@ -497,6 +498,8 @@ class _Trainer:
         for i, shadow in enumerate(self.ema or []):
             if f"ema.{i}" in tensors:
                 shadow.copy_(tensors[f"ema.{i}"])
+        load_state(self.regularizer, {k[len("regularizer."):]: v for k, v in tensors.items()
+                                      if k.startswith("regularizer.")})
         self.progress = _Progress.from_json(state)
         best = {k[len("best."):]: v.to(self.dev) for k, v in tensors.items() if k.startswith("best.")}
         if best:
@@ -746,6 +749,7 @@ class _Trainer:
                    "rng.shuffle": self.epoch_rng if mid_epoch else self.generator.get_state()}
         tensors.update({f"ema.{i}": shadow for i, shadow in enumerate(self.ema or [])})
         tensors.update({f"best.{k}": v for k, v in (self.best_state or {}).items()})
+        tensors.update({f"regularizer.{k}": v for k, v in state_of(self.regularizer).items()})
         return tensors
 
     def _checkpoint_on_interrupt(self) -> None:
