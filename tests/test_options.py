@@ -74,10 +74,11 @@ def test_the_defaults_that_matter() -> None:
     assert CONFIG_DEFAULTS["kl_weight"] == 1.0
     assert DEFAULTS["decoder"] == "product" and DEFAULTS["temperature"] is None  # resolved by decoder at fit:
     assert DECODER_DEFAULTS == {"product": {"temperature": 0.5, "kl_weight": 0.05, "hidden_size": 200,
-                                            "ecr_weight_per_token": 0.125, "ecr_min_topics": 50},
+                                            "ecr_weight_per_token": 0.125},
                                 "mixture": {"temperature": 0.1, "kl_weight": 0.1, "hidden_size": 800,
-                                            "ecr_weight_per_token": 0.0, "ecr_min_topics": 50}}
+                                            "ecr_weight_per_token": 0.0}}
     assert DEFAULTS["hidden_size"] is None and DEFAULTS["ecr_weight"] is None
+    assert DEFAULTS["ecr_word_mass"] == "sqrt-frequency"
     assert DEFAULTS["encoder_token_drop"] == 0.5 and CONFIG_DEFAULTS["encoder_token_drop"] == 0.0
     assert DEFAULTS["seed_doc_prior"] == 3.0 and DEFAULTS["dropout"] == 0.0 and DEFAULTS["n_topics"] == 50
     assert OPTIONS["encoder_token_drop"].high == 1.0 and OPTIONS["encoder_token_drop"].high_open
@@ -168,6 +169,7 @@ SPELLINGS = [
     (["--similarity", "cosine"], "similarity", "cosine"), (["--temperature", "0.2"], "temperature", 0.2),
     (["--decoder", "product"], "decoder", "product"),
     (["--ecr-weight", "250"], "ecr_weight", 250.0), (["--ecr_alpha", "10"], "ecr_alpha", 10.0),
+    (["--ecr-word-mass", "sqrt-frequency"], "ecr_word_mass", "sqrt-frequency"),
     (["--epochs", "3"], "epochs", 3),
     (["--batch-size", "64"], "batch_size", 64), (["--batch_size", "64"], "batch_size", 64),
     (["--lr", "0.01"], "lr", 0.01), (["--optimizer", "sgd"], "optimizer", "sgd"),
@@ -275,7 +277,7 @@ def test_the_cli_hands_every_option_to_the_estimator() -> None:
     argv: list[str] = []
     values = {"n_topics": 7, "hidden_size": 16, "embedding_size": 8, "activation": "tanh", "dropout": 0.2,
               "background": False, "similarity": "cosine", "temperature": 0.2, "decoder": "product",
-              "ecr_weight": 250.0, "ecr_alpha": 10.0,
+              "ecr_weight": 250.0, "ecr_alpha": 10.0, "ecr_word_mass": "sqrt-frequency",
               "fine_tune_embeddings": True,
               "missing_embeddings": "fixed", "n_free_topics": 2,
               "seed_strength": 0.5, "seed_schedule": "decay", "seed_doc_prior": 1.5, "epochs": 3, "batch_size": 64,

@@ -11,14 +11,16 @@ from etm.regularizers import EmbeddingClustering, combine, sinkhorn, squared_dis
 from etm.training import TrainingConfig, train
 
 
-def _sinkhorn_numpy(cost: np.ndarray, alpha: float, iterations: int = 20000) -> np.ndarray:
+def _sinkhorn_numpy(cost: np.ndarray, alpha: float, iterations: int = 20000, columns: np.ndarray | None = None
+                    ) -> np.ndarray:
     """Plain Sinkhorn in the log domain (no shift, no early stop): the reference plan."""
     n, m = cost.shape
+    log_b = np.full(m, -np.log(m)) if columns is None else np.log(columns)
     log_k = -alpha * cost
     f, g = np.zeros(n), np.zeros(m)
     for _ in range(iterations):
         f = -np.log(n) - np.logaddexp.reduce(log_k + g[None, :], axis=1)
-        g = -np.log(m) - np.logaddexp.reduce(log_k + f[:, None], axis=0)
+        g = log_b - np.logaddexp.reduce(log_k + f[:, None], axis=0)
     return np.exp(f[:, None] + log_k + g[None, :])
 
 
@@ -55,6 +57,28 @@ def test_a_warm_started_plan_is_the_same_plan_and_the_regulariser_keeps_its_scal
     assert state_of(reg) == {}
     load_state(combine(reg, lambda *a: None), {"0.scaling": kept["scaling"]})  # through a sum, by position
     torch.testing.assert_close(state_of(reg)["scaling"], kept["scaling"])
+
+
+def test_with_word_mass_by_frequency_the_plan_moves_each_words_share_and_the_loss_follows() -> None:
+    """``ecr_word_mass="sqrt-frequency"``: column marginals proportional to sqrt(count + 1)."""
+    from etm.regularizers import word_mass
+
+    counts = np.array([0, 3, 8, 15, 99, 0, 1, 24] * 5, dtype=float)
+    mass = word_mass(counts, "sqrt-frequency")
+    np.testing.assert_allclose(mass.numpy(), np.sqrt(counts + 1) / np.sqrt(counts + 1).sum())
+    assert word_mass(counts, "uniform") is None
+    with pytest.raises(ValueError, match="word mass must be 'uniform' or 'sqrt-frequency', got 'zipf'"):
+        word_mass(counts, "zipf")
+    torch.manual_seed(6)
+    model = ETM(4, 40, 8, 5, enc_drop=0.0, similarity="cosine", temperature=0.5).double()
+    reg = EmbeddingClustering(20.0, alpha=5.0, word_mass=mass, max_iter=5000, tol=1e-12)
+    loss = reg(model, 0.0, None, None, None)
+    a_hat = torch.nn.functional.normalize(model.alphas.weight.detach(), dim=1)
+    r_hat = torch.nn.functional.normalize(model.rho.weight.detach(), dim=1)
+    cost = (2.0 - 2.0 * a_hat @ r_hat.T).numpy()
+    plan = _sinkhorn_numpy(cost, 5.0, columns=mass.numpy())
+    np.testing.assert_allclose(plan.sum(0), mass.numpy(), rtol=1e-9)
+    assert float(loss.detach()) == pytest.approx(20.0 * float((plan * cost).sum()), rel=1e-6)
 
 
 def test_squared_distances_formula() -> None:
@@ -188,24 +212,44 @@ def test_topic_model_option_reaches_training(small_corpus) -> None:
     assert all("prior" not in h for h in off.history_)
 
 
-def test_the_default_weight_follows_the_decoder_the_topics_and_the_document_length(small_corpus) -> None:
-    """None: with the product decoder and 50 topics or more, the mean training-document length / 8; else off."""
+def test_the_default_weight_follows_the_decoder_the_seeds_and_the_document_length(small_corpus) -> None:
+    """None: with the product decoder, unseeded, the mean training-document length / 8; else off."""
     from etm import TopicModel
 
     small = dict(hidden_size=32, embedding_size=16, epochs=1, batch_size=500, lr=0.01, device="cpu")
-    product = TopicModel(50, **small).fit(small_corpus)  # its own split: training documents are .train
+    product = TopicModel(20, **small).fit(small_corpus)  # its own split: training documents are .train
     mean_length = small_corpus.train.counts.sum() / small_corpus.train.n_docs
     assert product.ecr_weight is None and product.ecr_weight_ == pytest.approx(mean_length / 8)
     assert 8 < product.ecr_weight_ < 12  # the authors' 20NG: 82 tokens a message
     assert all(h["prior"] > 0 for h in product.history_)
-    few = TopicModel(49, **small).fit(small_corpus)  # below 50 topics equal vocabulary shares mix themes
-    mixture = TopicModel(50, decoder="mixture", **small).fit(small_corpus)
-    seeded = TopicModel(50, seed_topics={"space": ["space", "nasa"]}, **small).fit(small_corpus)
-    for off in (few, mixture):
-        assert off.ecr_weight_ == 0.0 and all("prior" not in h for h in off.history_)
+    mixture = TopicModel(20, decoder="mixture", **small).fit(small_corpus)
+    seeded = TopicModel(20, seed_topics={"space": ["space", "nasa"]}, **small).fit(small_corpus)
+    assert mixture.ecr_weight_ == 0.0 and all("prior" not in h for h in mixture.history_)
     assert seeded.ecr_weight_ == 0.0  # seed words keep a seeded model's topics apart (its "prior" is theirs)
     given = TopicModel(5, ecr_weight=3.0, **small).fit(small_corpus)
     assert given.ecr_weight_ == 3.0 and all(h["prior"] > 0 for h in given.history_)
+
+
+def test_the_word_mass_option_reaches_the_regulariser(small_corpus, monkeypatch) -> None:
+    """``ecr_word_mass`` (default "sqrt-frequency") decides the plan's column marginals in training."""
+    import etm.estimator as estimator_module
+    from etm import TopicModel
+    from etm.regularizers import word_mass
+
+    made = []
+    real = estimator_module.EmbeddingClustering
+
+    def spy(*args, **kwargs):
+        made.append(kwargs.get("word_mass"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(estimator_module, "EmbeddingClustering", spy)
+    small = dict(hidden_size=32, embedding_size=16, epochs=1, batch_size=500, lr=0.01, device="cpu")
+    TopicModel(10, **small).fit(small_corpus)
+    TopicModel(10, ecr_word_mass="uniform", **small).fit(small_corpus)
+    expected = word_mass(np.asarray(small_corpus.train.counts.sum(0)).ravel(), "sqrt-frequency")
+    torch.testing.assert_close(made[0], expected)
+    assert made[1] is None
 
 
 def test_the_clustering_term_does_not_make_the_product_decoder_compute_its_topics() -> None:

@@ -8,6 +8,7 @@ in scikit-learn; ``__init__`` only stores its arguments.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -34,7 +35,7 @@ from etm.model import ETM, log_word_frequency
 from etm.options import DECODER_DEFAULTS, DEFAULTS, OPTIONS, check_value, validate_options
 from etm.persistence import load_model, save_model
 from etm.preprocessing import Preprocessor
-from etm.regularizers import EmbeddingClustering, combine
+from etm.regularizers import EmbeddingClustering, combine, word_mass
 from etm.training import TrainingConfig, evaluate_completion_chunks, get_topic_word, infer_theta, train
 
 logger = logging.getLogger(__name__)
@@ -124,16 +125,20 @@ class TopicModel(TransformerMixin, BaseEstimator):
         Weight of the embedding-clustering regulariser of ECRTM (Wu et al.,
         ICML 2023; :class:`etm.regularizers.EmbeddingClustering`): the
         optimal-transport cost between topic embeddings (``alpha``) and word
-        embeddings (``rho``) with uniform marginals, which pulls each topic
-        towards its own cluster of words (on the unit sphere with cosine
-        similarity). None is, with the product decoder and 50 topics or
-        more, the mean training-document length in tokens / 8 (10.3 on the
-        authors' 20 Newsgroups, 0.74 on six-word titles: the reconstruction
-        term grows with a document's length, this term does not): topics
-        then share fewer words (docs/benchmarks/recipe.md). 0 (off) below 50
-        topics, with the mixture and for seeded models.
+        embeddings (``rho``), which pulls each topic towards its own cluster
+        of words (on the unit sphere with cosine similarity). None is, with
+        the product decoder, the mean training-document length in tokens / 8
+        (10.3 on the authors' 20 Newsgroups, 0.74 on six-word titles: the
+        reconstruction term grows with a document's length, this term does
+        not): topics then share fewer words (docs/benchmarks/recipe.md). 0
+        (off) with the mixture and for seeded models.
     ecr_alpha : float, default 20.0
         Inverse temperature of its Sinkhorn plan (ECRTM's ``sinkhorn_alpha``).
+    ecr_word_mass : {"sqrt-frequency", "uniform"}, default "sqrt-frequency"
+        Each word's share of the mass the plan moves: proportional to the
+        square root of its training count (:func:`etm.regularizers.word_mass`),
+        or equal (ECRTM's, under which each topic must take 1/K of the
+        vocabulary, rare words included: it mixed themes at 20 topics).
     epochs : int or None, default None
         Maximum epochs. None runs about 2,000 optimisation steps, between 20
         and 100 epochs (:func:`etm.diagnostics.auto_epochs`; 100 on 20
@@ -268,6 +273,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         decoder: str = DEFAULTS["decoder"],
         ecr_weight: float | None = DEFAULTS["ecr_weight"],
         ecr_alpha: float = DEFAULTS["ecr_alpha"],
+        ecr_word_mass: str = DEFAULTS["ecr_word_mass"],
         epochs: int = DEFAULTS["epochs"],
         batch_size: int | None = DEFAULTS["batch_size"],
         lr: float = DEFAULTS["lr"],
@@ -313,6 +319,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.decoder = decoder
         self.ecr_weight = ecr_weight
         self.ecr_alpha = ecr_alpha
+        self.ecr_word_mass = ecr_word_mass
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -360,25 +367,24 @@ class TopicModel(TransformerMixin, BaseEstimator):
                         eval_batch_size=max(self.batch_size_, 1000), seed=self.random_state_)
         return TrainingConfig(**settings)
 
-    def _ecr_weight(self, corpus: Any, recipe: dict[str, Any], n_topics: int, seeded: bool) -> float:
+    def _ecr_weight(self, corpus: Any, train_totals: Callable[[], np.ndarray], recipe: dict[str, Any],
+                    seeded: bool) -> float:
         """``ecr_weight``, or by rule the recipe's weight per token x the mean training-document length.
 
         Why: the reconstruction term of a document grows with its length and
         the clustering term does not, so one weight would be 14 times stronger
         on six-word titles than on 82-token messages (the rule gives 10.3 on
-        the authors' 20 Newsgroups, where 10 was chosen). The rule gives 0
-        below the recipe's ``ecr_min_topics`` (50), where each topic's equal
-        share of the vocabulary mixes themes (20 topics: quality 0.365 ->
-        0.283 on the demo's corpus), and for seeded models, whose seed words
-        keep topics apart and whose labelling accuracy it lowered on
-        validation (docs/benchmarks/recipe.md, docs/benchmarks/seeded.md).
+        the authors' 20 Newsgroups, where 10 was chosen). 0 for seeded
+        models, whose seed words keep topics apart and whose labelling
+        accuracy it lowered on validation (docs/benchmarks/recipe.md,
+        docs/benchmarks/seeded.md).
         """
         if self.ecr_weight is not None:
             return float(self.ecr_weight)
         per_token = recipe["ecr_weight_per_token"]
-        if seeded or not per_token or n_topics < recipe["ecr_min_topics"]:
+        if seeded or not per_token:
             return 0.0
-        return float(per_token * corpus.word_totals("train").sum() / max(corpus.n_docs("train"), 1))
+        return float(per_token * train_totals().sum() / max(corpus.n_docs("train"), 1))
 
     def _check_is_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -497,7 +503,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.temperature_ = recipe["temperature"] if self.temperature is None else self.temperature
         self.kl_weight_ = recipe["kl_weight"] if self.kl_weight is None else self.kl_weight
         self.hidden_size_ = int(recipe["hidden_size"]) if self.hidden_size is None else self.hidden_size
-        self.ecr_weight_ = self._ecr_weight(corpus, recipe, n_topics, seeded=seeds is not None)
+        train_totals = functools.cache(lambda: _train_word_totals(corpus))  # one pass over sharded corpora
+        self.ecr_weight_ = self._ecr_weight(corpus, train_totals, recipe, seeded=seeds is not None)
         n_train = corpus.n_docs("train")
         self.batch_size_ = self.batch_size if self.batch_size is not None else auto_batch_size(n_train)
         self.epochs_ = self.epochs if self.epochs is not None else auto_epochs(n_train, self.batch_size_)
@@ -510,7 +517,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
             torch.manual_seed(self.random_state_)
             # the product decoder learns each word's shift itself (its batch normalisation's bias)
             wants_background = self.background and self.decoder_ == "mixture"
-            background = log_word_frequency(_train_word_totals(corpus)) if wants_background else None
+            background = log_word_frequency(train_totals()) if wants_background else None
             common = {"theta_act": self.activation, "enc_drop": self.dropout, "background": background,
                       "similarity": self.similarity, "temperature": self.temperature_, "decoder": self.decoder_}
             if aligned is None:
@@ -534,7 +541,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         if resolved is not None:
             regularizer = self._prepare_seeding(model, resolved, corpus)
         if self.ecr_weight_ > 0:
-            regularizer = combine(regularizer, EmbeddingClustering(self.ecr_weight_, self.ecr_alpha))
+            mass = word_mass(train_totals(), self.ecr_word_mass)
+            regularizer = combine(regularizer, EmbeddingClustering(self.ecr_weight_, self.ecr_alpha, word_mass=mass))
         self.topic_names_ = _topic_names(n_topics, seeds)
         result = train(
             model,

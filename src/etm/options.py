@@ -80,13 +80,10 @@ __all__ = [
 ]
 
 #: What the estimator's None defaults of ``temperature``, ``kl_weight``, ``hidden_size`` and ``ecr_weight`` (this
-#: one per token of the mean training document, from ``ecr_min_topics`` topics on) become, by decoder
-#: (``TopicModel.fit``).
+#: one per token of the mean training document) become, by decoder (``TopicModel.fit``).
 DECODER_DEFAULTS: dict[str, dict[str, float]] = {
-    "product": {"temperature": 0.5, "kl_weight": 0.05, "hidden_size": 200, "ecr_weight_per_token": 0.125,
-                "ecr_min_topics": 50},
-    "mixture": {"temperature": 0.1, "kl_weight": 0.1, "hidden_size": 800, "ecr_weight_per_token": 0.0,
-                "ecr_min_topics": 50},
+    "product": {"temperature": 0.5, "kl_weight": 0.05, "hidden_size": 200, "ecr_weight_per_token": 0.125},
+    "mixture": {"temperature": 0.1, "kl_weight": 0.1, "hidden_size": 800, "ecr_weight_per_token": 0.0},
 }
 #: Learning-rate schedules of training (``lr_schedule``).
 LR_SCHEDULES = ("constant", "cosine")
@@ -94,6 +91,8 @@ LR_SCHEDULES = ("constant", "cosine")
 SEED_SCHEDULES = ("constant", "decay")
 #: What happens to words without a pretrained vector (``missing_embeddings``).
 MISSING_EMBEDDINGS = ("train", "fixed")
+#: How the embedding-clustering regulariser spreads the words' mass (``ecr_word_mass``; etm.regularizers.word_mass).
+ECR_WORD_MASSES = ("sqrt-frequency", "uniform")
 #: Optimizers of training (``optimizer``), the authors' choices; ``etm.training.optimizers.make_optimizer`` builds them.
 OPTIMIZERS = ("adam", "adagrad", "adadelta", "rmsprop", "asgd", "sgd")
 
@@ -198,11 +197,13 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     _o("ecr_weight", "float", None, "weight of ECRTM's embedding-clustering regulariser: an optimal-transport "
        "cost that pulls each topic embedding towards its own cluster of word embeddings (on the unit sphere with "
        "--similarity cosine), against topics sharing words (0 = off)", group="model", low=0.0, nullable=True,
-       unset="with the product decoder and 50 topics or more, the mean training-document length in tokens / 8; "
-       "otherwise 0",
+       unset="with the product decoder, unseeded, the mean training-document length in tokens / 8; otherwise 0",
        flags=("--ecr-weight",)),
     _o("ecr_alpha", "float", 20.0, "inverse temperature of that regulariser's Sinkhorn transport plan",
        group="model", low=0.0, low_open=True, flags=("--ecr-alpha",)),
+    _o("ecr_word_mass", "str", "sqrt-frequency", "each word's share of the mass that regulariser transports to "
+       "the topics: proportional to the square root of its training count, or equal (ECRTM's: every topic takes "
+       "1/K of the vocabulary)", group="model", choices=ECR_WORD_MASSES, flags=("--ecr-word-mass",)),
     # pretrained embeddings ---------------------------------------------------------
     _o("fine_tune_embeddings", "bool", False, "train the pretrained embeddings too instead of keeping them fixed",
        group="embeddings", flags=("--fine-tune-embeddings",), cli="switch"),

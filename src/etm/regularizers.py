@@ -4,8 +4,9 @@
 (Wu et al., "Effective Neural Topic Modeling with Embedding Clustering
 Regularization", ICML 2023), on exactly ETM's embeddings: topic embeddings
 ``alpha`` (K x E) are cluster centres, word embeddings ``rho`` (V x E) the
-samples, and an entropic optimal-transport plan with uniform marginals
-(each topic gets 1/K of the words' mass) assigns words to topics. Its
+samples, and an entropic optimal-transport plan (each topic gets 1/K of the
+words' mass; each word gives an equal share, ECRTM's, or one growing with
+its frequency, :func:`word_mass`) assigns words to topics. Its
 transport cost pulls every topic towards a distinct cluster of words, which
 is what keeps topics from collapsing onto the same frequent words.
 """
@@ -17,8 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["sinkhorn", "sinkhorn_from", "squared_distances", "transport_costs", "EmbeddingClustering", "combine",
-           "reads_logits", "reads_topics", "reset_state", "state_of", "load_state"]
+__all__ = ["sinkhorn", "sinkhorn_from", "squared_distances", "transport_costs", "EmbeddingClustering", "word_mass",
+           "combine", "reads_logits", "reads_topics", "reset_state", "state_of", "load_state"]
 
 
 def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -42,8 +43,11 @@ def sinkhorn(cost: torch.Tensor, *, alpha: float = 20.0, max_iter: int = 1000, t
 
 @torch.no_grad()
 def sinkhorn_from(cost: torch.Tensor, start: torch.Tensor | None, *, alpha: float = 20.0, max_iter: int = 1000,
-                  tol: float = 5e-3, check_every: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+                  tol: float = 5e-3, check_every: int = 5,
+                  columns: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`sinkhorn` started from the row scaling ``start`` (n,) of a previous plan; returns (plan, scaling).
+
+    ``columns``: the column marginals (m,), summing to 1 (default uniform).
 
     Why: a training step moves the embeddings a little, so the previous
     step's scaling is nearly right; started from it the iterations stop
@@ -55,7 +59,7 @@ def sinkhorn_from(cost: torch.Tensor, start: torch.Tensor | None, *, alpha: floa
     kernel = torch.exp(-alpha * (c - c.min()))
     n, m = kernel.shape
     a = torch.full((n,), 1.0 / n, dtype=torch.float64, device=c.device)
-    b = torch.full((m,), 1.0 / m, dtype=torch.float64, device=c.device)
+    b = torch.full((m,), 1.0 / m, dtype=torch.float64, device=c.device) if columns is None else columns.to(a)
     u = torch.full_like(a, 1.0 / n) if start is None else start.to(a)
     tiny = 1e-300
     for i in range(max_iter):
@@ -89,6 +93,24 @@ def transport_costs(model: Any, logits: torch.Tensor | None = None) -> torch.Ten
     return (alphas * alphas).sum(1, keepdim=True) + (rho * rho).sum(1) - 2.0 * logits.t()
 
 
+def word_mass(word_totals: Any, kind: str) -> torch.Tensor | None:
+    """Each word's share of the transported mass, (V,), from its training count: None for ``"uniform"``.
+
+    ``"sqrt-frequency"``: proportional to the square root of the count (plus
+    one). Why: with uniform mass every topic must take 1/K of the
+    vocabulary, rare words included, and a topic pulled towards a set of
+    rare words mixes themes when topics are few (20NG, K = 20); frequent
+    words, the ones a topic's top words are made of, weigh more instead.
+    """
+    if kind == "uniform":
+        return None
+    if kind != "sqrt-frequency":
+        raise ValueError(f"word mass must be 'uniform' or 'sqrt-frequency', got {kind!r}")
+    totals = torch.as_tensor(word_totals, dtype=torch.float64).reshape(-1)
+    mass = (totals.clamp(min=0) + 1.0).sqrt()
+    return mass / mass.sum()
+
+
 class EmbeddingClustering:
     """ECRTM's embedding-clustering regulariser as a training-loop regulariser.
 
@@ -108,20 +130,25 @@ class EmbeddingClustering:
             ``weight_loss_ECR``).
         alpha (float): inverse entropic temperature (ECRTM's
             ``sinkhorn_alpha``, default 20).
+        word_mass (tensor, optional): each word's share of the mass
+            transported (V,), e.g. :func:`word_mass` of the corpus; uniform
+            (ECRTM's) when None.
     """
 
     reads_topics = False  # it reads the embeddings, not the step's topic-word distributions
     reads_logits = True  # ... through the step's logits, when the loop passes them
 
-    def __init__(self, weight: float, alpha: float = 20.0, *, max_iter: int = 1000, tol: float = 5e-3) -> None:
+    def __init__(self, weight: float, alpha: float = 20.0, *, word_mass: torch.Tensor | None = None,
+                 max_iter: int = 1000, tol: float = 5e-3) -> None:
         self.weight, self.alpha, self.max_iter, self.tol = float(weight), float(alpha), int(max_iter), float(tol)
+        self.word_mass = None if word_mass is None else (word_mass.double() / word_mass.double().sum())
         self._scaling: torch.Tensor | None = None  # the last plan's row scaling: the next step starts from it
 
     def __call__(self, model: Any, progress: float, batch: Any, mu: torch.Tensor, beta: torch.Tensor, *,
                  logits: torch.Tensor | None = None) -> torch.Tensor:
         cost = transport_costs(model, logits)
         plan, self._scaling = sinkhorn_from(cost, self._scaling, alpha=self.alpha, max_iter=self.max_iter,
-                                            tol=self.tol)
+                                            tol=self.tol, columns=self.word_mass)
         return self.weight * (plan * cost).sum()
 
     # The warm start is state: a checkpoint keeps it so that a resumed run takes the same steps.
