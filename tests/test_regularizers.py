@@ -177,9 +177,14 @@ def _fresh(corpus) -> ETM:
     return ETM(8, len(corpus.vocabulary), 64, 32, enc_drop=0.1)
 
 
-def test_training_with_the_regulariser_is_seeded_resumes_exactly_and_spreads_topics(small_corpus, tmp_path) -> None:
+@pytest.mark.parametrize("mass", ["uniform", "sqrt-frequency"])
+def test_training_with_the_regulariser_is_seeded_resumes_exactly_and_spreads_topics(small_corpus, tmp_path,
+                                                                                     mass: str) -> None:
+    from etm.regularizers import word_mass
+
     config = TrainingConfig(epochs=3, batch_size=500, lr=0.01, seed=7, checkpoint_every=1)
-    reg = EmbeddingClustering(250.0)
+    totals = np.asarray(small_corpus.train.counts.sum(0)).ravel()
+    reg = EmbeddingClustering(250.0, word_mass=word_mass(totals, mass))
     a = train(_fresh(small_corpus), small_corpus, config, regularizer=reg)
     b = train(_fresh(small_corpus), small_corpus, config, regularizer=reg)
     plain = train(_fresh(small_corpus), small_corpus, config)
