@@ -3,8 +3,9 @@
 A checkpoint directory (``CHECKPOINT_DIR/last``) holds::
 
     model.safetensors, vocab.txt, config.json   the model at that point (loadable with load_model)
-    optimizer.safetensors                         optimizer tensors, RNG states, weight averages and
-                                                  the best weights so far
+    optimizer.safetensors                         optimizer tensors, RNG states, weight averages, the
+                                                  best weights so far and regularisers' state (the
+                                                  clustering term's warm start)
     trainer.json                                  counters (epochs and steps done), the epoch's running
                                                   sums, history, settings, optimizer hyper-parameters
 
