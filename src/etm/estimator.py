@@ -539,7 +539,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.seed_report_ = None
         self.seed_words_ = None
         if resolved is not None:
-            regularizer = self._prepare_seeding(model, resolved, corpus)
+            regularizer = self._prepare_seeding(model, resolved, corpus, train_totals())
         if self.ecr_weight_ > 0:
             mass = word_mass(train_totals(), self.ecr_word_mass)
             regularizer = combine(regularizer, EmbeddingClustering(self.ecr_weight_, self.ecr_alpha, word_mass=mass))
@@ -598,7 +598,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
             logger.warning("every topic is seeded: no free topic is left to catch other themes")
         return int(self.n_topics)
 
-    def _prepare_seeding(self, model: ETM, resolved: Any, corpus: CorpusSource) -> Any:
+    def _prepare_seeding(self, model: ETM, resolved: Any, corpus: CorpusSource, train_totals: np.ndarray) -> Any:
         """Initialise seeded topic embeddings and build the seed prior (see :mod:`etm.seeding`)."""
         from etm.seeding import SeedPrior, seed_centroids
 
@@ -609,7 +609,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
                 model.alphas.weight[: len(rows)] = torch.as_tensor(centroids, dtype=model.alphas.weight.dtype)
         self.seed_words_ = {name: [str(corpus.vocabulary[i]) for i in r] for name, r in zip(resolved.seeds.names, rows)}
         self.seed_report_ = resolved.report()
-        return SeedPrior(rows, _train_word_totals(corpus), corpus.n_docs("train"), strength=self.seed_strength,
+        return SeedPrior(rows, train_totals, corpus.n_docs("train"), strength=self.seed_strength,
                          schedule=self.seed_schedule, doc_strength=self.seed_doc_prior)
 
     def _aligned_embeddings(self, vocabulary: Sequence[str]) -> Any:

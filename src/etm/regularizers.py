@@ -22,9 +22,9 @@ __all__ = ["sinkhorn", "sinkhorn_from", "squared_distances", "transport_costs", 
            "combine", "reads_logits", "reads_topics", "reset_state", "state_of", "load_state"]
 
 
-def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``||x_i - y_j||^2`` for every row pair, shape (len(x), len(y))."""
-    return (x * x).sum(1, keepdim=True) + (y * y).sum(1) - 2.0 * x @ y.T
+def squared_distances(x: torch.Tensor, y: torch.Tensor, products: torch.Tensor | None = None) -> torch.Tensor:
+    """``||x_i - y_j||^2`` for every row pair, shape (len(x), len(y)); ``products``: ``x @ y.T`` if known."""
+    return (x * x).sum(1, keepdim=True) + (y * y).sum(1) - 2.0 * (x @ y.T if products is None else products)
 
 
 @torch.no_grad()
@@ -66,8 +66,8 @@ def sinkhorn_from(cost: torch.Tensor, start: torch.Tensor | None, *, alpha: floa
         v = b / (kernel.T @ u + tiny)
         u = a / (kernel @ v + tiny)
         if (i + 1) % check_every == 0:
-            columns = v * (kernel.T @ u)
-            if float((columns - b).abs().sum()) < tol:
+            reached = v * (kernel.T @ u)  # the plan's column sums
+            if float((reached - b).abs().sum()) < tol:
                 break
     return (u[:, None] * kernel * v[None, :]).to(cost.dtype), u
 
@@ -88,9 +88,9 @@ def transport_costs(model: Any, logits: torch.Tensor | None = None) -> torch.Ten
         if cosine:  # cluster on the unit sphere, where the logits live
             alphas, rho = F.normalize(alphas, dim=1), F.normalize(rho, dim=1)
         return squared_distances(alphas, rho)
-    if cosine:
+    if cosine:  # unit vectors: 1 + 1 - 2 cos
         return 2.0 - (2.0 * model.temperature) * logits.t()
-    return (alphas * alphas).sum(1, keepdim=True) + (rho * rho).sum(1) - 2.0 * logits.t()
+    return squared_distances(alphas, rho, logits.t())
 
 
 def word_mass(word_totals: Any, kind: str) -> torch.Tensor | None:
