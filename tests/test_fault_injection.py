@@ -13,6 +13,7 @@ import json
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,8 @@ class ForkServer:
     def __init__(self, corpus_dir: Path) -> None:
         self.proc = subprocess.Popen([sys.executable, str(SERVER), str(corpus_dir)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        assert json.loads(self.proc.stdout.readline()) == {"ready": True}, "the fork server did not start"
 
     def run(self, work: Path, *, delay: float | None = None, signal: str | None = None,
             fault: str | None = None) -> dict:
@@ -59,10 +62,12 @@ def server(authors_corpus, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reference(server, tmp_path_factory) -> Path:
+def reference(server, tmp_path_factory) -> tuple[Path, float]:
+    """The uninterrupted run's result, and its wall time (timed kills are drawn as shares of it)."""
     work = tmp_path_factory.mktemp("fault-reference")
+    start = time.perf_counter()
     assert server.run(work) == {"status": 0, "killed": False}
-    return work / "result"
+    return work / "result", time.perf_counter() - start
 
 
 def _assert_same_result(result: Path, reference: Path) -> None:
@@ -98,13 +103,16 @@ def _chain(server: ForkServer, work: Path, kills: list[tuple[str | None, float |
 @pytest.mark.parametrize("chain_seed", [0, 1, 2])
 def test_timed_kills_and_interrupts_then_resume_match_the_uninterrupted_run(server, reference, tmp_path,
                                                                            chain_seed: int) -> None:
+    """Each kill comes after a random share (5-50%) of an uninterrupted run's time, so chains move on by parts."""
     rng = random.Random(chain_seed)
-    kills = [(rng.choice(["KILL", "INT"]), rng.uniform(0.02, 1.2), None) for _ in range(7)]
+    reference_dir, seconds = reference
+    kills = [(rng.choice(["KILL", "INT"]), rng.uniform(0.05, 0.5) * seconds, None) for _ in range(7)]
     answers = _chain(server, tmp_path, kills)
     for (signal, _, _), answer in zip(kills, answers):
         if answer["killed"]:  # the run had not finished when the signal came
             assert answer["status"] == (-9 if signal == "KILL" else 130), answer
-    _assert_same_result(tmp_path / "result", reference)
+    assert any(a["killed"] for a in answers), "every run finished before its kill: the delays are off"
+    _assert_same_result(tmp_path / "result", reference_dir)
     _assert_clean(tmp_path)
 
 
@@ -114,5 +122,5 @@ def test_kills_inside_writes_then_resume_match_the_uninterrupted_run(server, ref
                                                "swap:1")]
     answers = _chain(server, tmp_path, kills)
     assert [a["status"] for a in answers] == [-9] * len(kills)  # every run died at its fault point
-    _assert_same_result(tmp_path / "result", reference)
+    _assert_same_result(tmp_path / "result", reference[0])
     _assert_clean(tmp_path)

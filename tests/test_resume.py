@@ -75,6 +75,39 @@ def test_real_sigint_finishes_the_step_then_checkpoints_it(small_corpus, tmp_pat
     assert _same_weights(resumed.model, straight.model)
 
 
+def test_sigint_during_set_up_stops_before_the_first_step_and_keeps_the_checkpoint(small_corpus, tmp_path) -> None:
+    """Ctrl-C while train() sets up (here: while resuming) is a request, never lost: no step runs.
+
+    The signal lands inside a finaliser, where Python would print and drop its KeyboardInterrupt (as it does in
+    an import's clean-up callback, which once let a Ctrl-C'd run train to its end).
+    """
+    straight = train(_fresh(small_corpus), small_corpus, _cfg())
+    train(_fresh(small_corpus), small_corpus, _cfg(epochs=1), checkpoint_dir=tmp_path)
+    before = (tmp_path / "last" / "model.safetensors").read_bytes()
+    steps = []
+
+    class SignalsWhenCollected:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+            sum(range(1000))  # the handler runs here, inside the finaliser
+
+    class SignalsWhileSettingUp:
+        def reset(self) -> None:  # called by train() before the first step
+            SignalsWhenCollected()
+
+        def __call__(self, *args, **kwargs) -> None:
+            return None
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_fresh(small_corpus), small_corpus, _cfg(), checkpoint_dir=tmp_path, resume=True,
+              regularizer=SignalsWhileSettingUp(), on_batch_end=lambda *a: steps.append(a))
+    assert steps == [] and (tmp_path / "last" / "model.safetensors").read_bytes() == before
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    resumed = train(_fresh(small_corpus), small_corpus, _cfg(), checkpoint_dir=tmp_path, resume=True)
+    assert _without_time(resumed.history) == _without_time(straight.history)
+    assert _same_weights(resumed.model, straight.model)
+
+
 def test_resume_applies_and_records_a_changed_learning_rate(small_corpus, tmp_path) -> None:
     train(_fresh(small_corpus), small_corpus, _cfg(epochs=2), checkpoint_dir=tmp_path)
     resumed = train(_fresh(small_corpus), small_corpus, _cfg(epochs=3, lr=0.001), checkpoint_dir=tmp_path,

@@ -276,15 +276,20 @@ class _InterruptGuard:
     The loop then stops at a step boundary, where its state (weights,
     optimizer, RNG streams, counters) is that of a completed step and can be
     checkpointed exactly. A second Ctrl-C stops at once, keeping the last
-    checkpoint written.
+    checkpoint written. :func:`train` holds the guard from its first line, so
+    a Ctrl-C during set-up or resume is kept as a request too: Python's own
+    KeyboardInterrupt can be lost when it lands in a callback (e.g. during an
+    import), a request cannot. Entering again while held is a no-op.
     """
 
     def __init__(self) -> None:
         self.requested = False
         self._previous: Any = None
+        self._depth = 0
 
     def __enter__(self) -> _InterruptGuard:
-        if threading.current_thread() is threading.main_thread():
+        self._depth += 1
+        if self._depth == 1 and threading.current_thread() is threading.main_thread():
             current = signal.getsignal(signal.SIGINT)
             if current is signal.default_int_handler:  # not when SIGINT is ignored or handled by the caller
                 self._previous = signal.signal(signal.SIGINT, self._handle)
@@ -296,9 +301,16 @@ class _InterruptGuard:
         self.requested = True
         logger.warning("interrupted: stopping after the current step (press Ctrl-C again to stop at once)")
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth:
+            return
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+        if self.requested and exc_type is None:  # came after the last step boundary: still a stop, never dropped
+            logger.warning("interrupted as training ended: its last checkpoint is complete (resume to load it)")
+            raise KeyboardInterrupt
 
 
 # -- where training stands -----------------------------------------------------------------
@@ -395,7 +407,8 @@ class _Trainer:
                  extra_metadata: dict[str, Any] | None = None,
                  on_batch_end: Callable[[int, int, float], None] | None = None,
                  on_epoch_end: Callable[[int, ETM, dict[str, Any]], None] | None = None,
-                 regularizer: Callable[..., torch.Tensor | None] | None = None) -> None:
+                 regularizer: Callable[..., torch.Tensor | None] | None = None,
+                 guard: _InterruptGuard | None = None) -> None:
         config.validate()
         self.model, self.config, self.dev = model, config, torch.device(device)
         self.rank, self.world = rank_and_world()
@@ -424,7 +437,7 @@ class _Trainer:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_unsaved = False
         self.at_boundary = True  # the state is that of a completed step (safe to checkpoint)
-        self.guard = _InterruptGuard()
+        self.guard = guard if guard is not None else _InterruptGuard()
         self.seconds = 0.0
         self.paused = 0.0  # seconds spent in on_epoch_end, not counted as training time
         self.t_epoch = time.perf_counter()
@@ -533,6 +546,8 @@ class _Trainer:
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> TrainingResult:
         config, progress = self.config, self.progress
+        if self.world == 1:  # Ctrl-C during set-up: nothing trained yet, the checkpoints stay as they were
+            self._stop_if_interrupted()  # (several processes agree on it in the first step instead)
         logger.info("training ETM: %d documents, V=%d, K=%d, device=%s, %s%s", self.source.n_docs,
                     self.model.vocab_size, self.model.num_topics, self.dev,
                     ", ".join(f"{k}={v}" for k, v in asdict(config).items()),
@@ -866,11 +881,12 @@ def train(
     with torch.random.fork_rng(devices=devices, device_type=device.type if device.type != "cpu" else "cuda"):
         torch.manual_seed(config.seed)
         reuse_freed_memory()
-        trainer = _Trainer(model, corpus, config, device=device, checkpoint_dir=checkpoint_dir, verbose=verbose,
-                           extra_metadata=extra_metadata, on_batch_end=on_batch_end, on_epoch_end=on_epoch_end,
-                           regularizer=regularizer)
-        if resume:
-            trainer.resume()
-        else:
-            trainer.check_fresh_start()
-        return trainer.run()
+        with _InterruptGuard() as guard:
+            trainer = _Trainer(model, corpus, config, device=device, checkpoint_dir=checkpoint_dir, verbose=verbose,
+                               extra_metadata=extra_metadata, on_batch_end=on_batch_end, on_epoch_end=on_epoch_end,
+                               regularizer=regularizer, guard=guard)
+            if resume:
+                trainer.resume()
+            else:
+                trainer.check_fresh_start()
+            return trainer.run()
