@@ -273,3 +273,31 @@ def test_a_subclass_that_overrides_get_beta_is_used_by_the_loss() -> None:
     recon, _ = m(batch, batch.normalized(), aggregate=False)
     expected = torch.tensor(np.asarray(counts.sum(1)).ravel(), dtype=torch.float64) * -np.log(1 / 60 + 1e-6)
     assert torch.allclose(recon, expected)
+
+
+def test_a_training_step_computes_logits_only_for_whom_reads_them() -> None:
+    """A subclass with its own get_beta does not pay for the (V, K) logits, unless a regularizer reads them."""
+    from etm.training.loop import _TrainingStep
+
+    calls = []
+
+    class Uniform(ETM):
+        def get_beta(self) -> torch.Tensor:
+            return torch.full((self.num_topics, self.vocab_size), 1.0 / self.vocab_size)
+
+        def _logits(self) -> torch.Tensor:
+            calls.append(type(self).__name__)
+            return super()._logits()
+
+    class Counted(ETM):
+        def _logits(self) -> torch.Tensor:
+            calls.append(type(self).__name__)
+            return super()._logits()
+
+    batch = SparseBatch.from_scipy(_random_counts(6, 60, 0.2, seed=4))
+    for cls, reads, expected in ((Uniform, False, []), (Uniform, True, ["Uniform"]), (Counted, False, ["Counted"])):
+        calls.clear()
+        torch.manual_seed(0)
+        model = cls(num_topics=4, vocab_size=60, t_hidden_size=8, rho_size=6, enc_drop=0.0)
+        recon, _, _, _, logits = _TrainingStep(model, topics=False, logits=reads)(batch, batch.normalized())
+        assert calls == expected and torch.isfinite(recon) and (logits is not None) == bool(expected)

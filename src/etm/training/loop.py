@@ -238,17 +238,21 @@ class _TrainingStep(torch.nn.Module):
     ``beta``, embedding clustering the logits, so that they are computed once).
     """
 
-    def __init__(self, model: ETM, topics: bool = True) -> None:
+    def __init__(self, model: ETM, topics: bool = True, logits: bool = False) -> None:
         super().__init__()
         self.model = model
         self.topics = topics  # whether a regularizer reads the step's topics (``beta``)
+        # the logits are computed once when the loss reads them (unless a subclass brings its own get_beta) or a
+        # regularizer does
+        own_beta = model.decoder == "mixture" and type(model).get_beta is not ETM.get_beta
+        self.logits = logits or not own_beta
 
     def forward(
         self, batch: SparseBatch, encoder_input: SparseBatch | torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         mu, logsigma, kld = self.model.encode(encoder_input)
         theta = F.softmax(self.model.reparameterize(mu, logsigma), dim=-1)
-        logits = self.model._logits()
+        logits = self.model._logits() if self.logits else None
         recon, beta = self.model._loss_terms(batch, theta, topics=self.topics, logits=logits)
         return recon.mean(), kld, mu, beta, logits
 
@@ -429,7 +433,8 @@ class _Trainer:
         self.regularizer = regularizer
         reset_state(regularizer)  # e.g. a warm start left by an earlier run with the same regularizer
         model.to(self.dev)
-        self.runner = self._wrap(_TrainingStep(model, topics=reads_topics(regularizer)))
+        self.runner = self._wrap(_TrainingStep(model, topics=reads_topics(regularizer),
+                                               logits=reads_logits(regularizer)))
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = self._make_optimizer()
         self.ema = [p.detach().clone() for p in self.trainable] if config.ema_decay > 0 else None
