@@ -143,3 +143,28 @@ def test_estimator_trains_a_product_model_with_better_topics_than_chance(small_c
     assert model.model_.decoder == "product"
     assert np.allclose(model.topic_word_.sum(1), 1.0, atol=1e-5)
     assert np.isfinite(model.perplexity(small_corpus))
+
+
+@pytest.mark.parametrize("n_docs", [201, 202])
+def test_a_last_batch_of_one_document_is_skipped_not_a_crash(n_docs: int, tmp_path) -> None:
+    """Batch normalisation needs two documents: 201 documents in batches of 100 train on two full batches."""
+    from types import SimpleNamespace
+
+    from etm.corpus import Corpus, PreparedCorpus
+    from etm.corpus.batching import InMemoryBatches, ShardedBatches
+
+    rng = np.random.default_rng(0)
+    counts = sp.random(n_docs, 300, density=0.05, random_state=rng, format="csr",
+                       data_rvs=lambda n: rng.integers(1, 4, n).astype(np.float32))
+    counts = sp.csr_matrix(counts + sp.eye(n_docs, 300, format="csr"))
+    corpus = PreparedCorpus(train=Corpus(counts, [f"w{i}" for i in range(300)]), valid=None, test=None,
+                            valid_halves=None, test_halves=None)
+    steps = []
+    train(ETM(5, 300, 16, 8, decoder="product"), corpus, TrainingConfig(epochs=2, batch_size=100),
+          on_batch_end=lambda epoch, batch, loss: steps.append((epoch, batch)))
+    n_steps = 2 if n_docs == 201 else 3
+    assert steps == [(e, b) for e in (1, 2) for b in range(1, n_steps + 1)]
+    assert InMemoryBatches(counts, torch.Generator()).n_steps(100) == n_steps
+    shards = [SimpleNamespace(n_docs=150), SimpleNamespace(n_docs=n_docs - 150)]
+    assert ShardedBatches(shards, seed=0).n_steps(100) == n_steps
+    assert InMemoryBatches(counts, torch.Generator()).n_steps(100, world=2) == 2  # 1 or 2 left: < 2 a rank

@@ -729,14 +729,14 @@ def test_in_memory_batches_two_ranks_together_take_the_one_process_batches(n_doc
         parts = list(rank0.epoch(epoch, 100, rank=0, world=2)), list(rank1.epoch(epoch, 100, rank=1, world=2))
         steps = rank0.n_steps(100, world=2)
         assert len(parts[0]) == len(parts[1]) == steps
-        assert len(whole) == math.ceil(n_docs / 100)
-        assert steps == (len(whole) if n_docs == 1000 else len(whole) - 1)  # a 1-document last batch is skipped
+        assert len(whole) == steps == 10  # a last batch of one document is skipped, by one process or two
         for step in range(steps):
             a = parts[0][step].toarray().ravel()
             b = parts[1][step].toarray().ravel()
             assert a.size == b.size == 50
             assert sorted(np.concatenate([a, b]).tolist()) == sorted(whole[step].toarray().ravel().tolist())
-        assert sorted(np.concatenate([b.toarray().ravel() for b in whole]).tolist()) == list(range(1, n_docs + 1))
+        seen = sorted(np.concatenate([b.toarray().ravel() for b in whole]).tolist())
+        assert len(seen) == 1000 and set(seen) <= set(range(1, n_docs + 1)) and len(set(seen)) == 1000
 
 
 # --------------------------------------------------------------------------- #

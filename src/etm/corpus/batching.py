@@ -3,7 +3,10 @@
 Both sources give every rank of a data-parallel run its own documents and the
 same number of steps per epoch (``torch.distributed`` collectives need every
 rank at every step), and both reshuffle every epoch deterministically from the
-seed, so a run is reproducible for a given number of processes.
+seed, so a run is reproducible for a given number of processes. A last batch
+that would give a rank fewer than two documents is skipped for that epoch (its
+documents come in another epoch's shuffle): the product decoder's batch
+normalisation cannot take statistics of one document.
 """
 
 from __future__ import annotations
@@ -44,8 +47,8 @@ class InMemoryBatches:
 
     def n_steps(self, batch_size: int, world: int = 1, epoch: int = 0) -> int:
         steps = math.ceil(self.n_docs / batch_size)
-        if world > 1 and self.n_docs - (steps - 1) * batch_size < world:
-            steps -= 1  # a last batch too small to give every rank a document is skipped
+        if steps > 1 and self.n_docs - (steps - 1) * batch_size < 2 * world:
+            steps -= 1  # a last batch that would leave a rank one document or none: skipped (module doc)
         return steps
 
     def epoch(self, epoch: int, batch_size: int, rank: int = 0, world: int = 1, start: int = 0
@@ -83,7 +86,8 @@ class ShardedBatches:
         check_shards_for_processes(len(self.shards), world)
         local = max(1, batch_size // world)
         if world == 1:
-            return math.ceil(self.n_docs / local)
+            steps = math.ceil(self.n_docs / local)
+            return steps - 1 if steps > 1 and self.n_docs % local == 1 else steps  # no one-document last batch
         return min(sum(self.shards[i].n_docs for i in mine) // local for mine in self._deal(epoch, world))
 
     def epoch(self, epoch: int, batch_size: int, rank: int = 0, world: int = 1, start: int = 0
