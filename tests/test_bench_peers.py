@@ -125,3 +125,37 @@ def test_etm_params_are_parsed_as_json_and_label_the_rows() -> None:
     assert args.models == ["etm"]
     assert args.etm_params == {"ecr_weight": 10, "activation": "tanh"}
     assert args.etm_label == 'etm {"activation": "tanh", "ecr_weight": 10}'
+
+
+def test_heldout_coherence_scores_stored_top_words_over_the_test_documents(m10, shared_data, tmp_path,
+                                                                         capsys) -> None:
+    import heldout_coherence
+
+    from etm.metrics import topic_coherence
+
+    vocab = list(m10.vocabulary)
+    by_frequency = np.argsort(-np.asarray(m10.train.counts.sum(axis=0)).ravel(), kind="stable")
+    frequent = [[vocab[i] for i in by_frequency[10 * t:10 * t + 10]] for t in range(3)]
+    rare = [[vocab[i] for i in by_frequency[-10 * t - 10:len(vocab) - 10 * t]] for t in range(3)]
+    rows = [{"corpus": "m10", "model": "frequent", "k": 3, "seed": 1, "date": "2026-01-01", "diversity": 1.0,
+             "top10": frequent},
+            {"corpus": "m10", "model": "rare", "k": 3, "seed": 1, "date": "2026-01-01", "diversity": 1.0,
+             "top10": frequent},
+            {"corpus": "m10", "model": "rare", "k": 3, "seed": 1, "date": "2026-01-02", "diversity": 0.5,
+             "top10": rare},  # the later row of the same (model, K, seed) wins
+            {"corpus": "m10", "model": "no words", "k": 3, "seed": 1, "date": "2026-01-01", "diversity": 1.0},
+            {"corpus": "20ng", "model": "other corpus", "k": 3, "seed": 1, "diversity": 1.0, "top10": frequent}]
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps({"rows": rows}))
+    assert heldout_coherence.main([str(path), "--corpus", "m10", "--data", str(shared_data)]) == 0
+    scored = heldout_coherence.score(heldout_coherence.load_rows([path], "m10"), vocab, m10.train.counts,
+                                     sp.csr_matrix(m10.test_halves[0] + m10.test_halves[1]))
+    assert [(s["model"], s["diversity"]) for s in scored] == [("frequent", 1.0), ("rare", 0.5)]
+    index = {w: i for i, w in enumerate(vocab)}
+    heldout = topic_coherence(np.array([[index[w] for w in t] for t in frequent]),
+                              m10.test_halves[0] + m10.test_halves[1])
+    assert scored[0]["heldout_coherence"] == pytest.approx(heldout)
+    assert scored[1]["heldout_quality"] == pytest.approx(0.5 * scored[1]["heldout_coherence"])
+    assert scored[1]["heldout_coherence"] < scored[0]["heldout_coherence"]  # rare words rarely share a title
+    printed = capsys.readouterr().out
+    assert "| 3 | frequent | 1 |" in printed and "other corpus" not in printed and "no words" not in printed
