@@ -46,6 +46,7 @@ from etm.options import DEFAULTS  # noqa: E402
 from etm.readers import read_authors_format  # noqa: E402
 from etm.tuning import carve_validation, tune, validation_quality  # noqa: E402
 from etm.tuning.objective import validation_reference  # noqa: E402
+from etm.tuning.space import default_space  # noqa: E402
 
 
 def run_grid(corpus: Any, grid: list[int], epochs: int, seed: int) -> list[dict[str, Any]]:
@@ -134,7 +135,7 @@ def main() -> None:
           f"{g_best['quality']:.4f} | K={g_best['K']}, defaults | {g_best['perplexity']:.1f} |")
     for objective, study in studies.items():
         s_best = study["best"]
-        settings = {k: s_best[k] for k in ("n_topics", "kl_weight", "background", "encoder_token_drop", "lr")}
+        settings = {k: s_best[k] for k in default_space() if k in s_best}  # the searched options
         text = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items())
         print(f"| study, objective {objective}, {args.pruner} pruning | {len(study['rows'])} ({study['pruned']} "
               f"pruned) | {study['epochs']} | {study['seconds']:.0f} (wall {study['wall']:.0f}) | "
