@@ -35,7 +35,10 @@ def load_rows(paths: list[Path], corpus: str) -> list[dict[str, Any]]:
     """The stored rows of ``corpus`` that keep their top words, each (model, K, seed) once (the latest)."""
     rows: dict[tuple[str, int, int], dict[str, Any]] = {}
     for path in paths:
-        for row in json.loads(path.read_text(encoding="utf-8")).get("rows", []):
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(stored, dict) or not isinstance(stored.get("rows"), list):
+            raise ValueError(f"{path} is not a file of benchmarks/peers.py --json-out: it has no 'rows' list")
+        for row in stored["rows"]:
             if row.get("corpus") == corpus and row.get("top10"):
                 key = (row["model"], int(row["k"]), int(row["seed"]))
                 if key not in rows or row.get("date", "") >= rows[key].get("date", ""):
