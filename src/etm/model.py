@@ -738,9 +738,13 @@ class ETM(nn.Module):
         A subclass that overrides :meth:`get_beta` (a different decoder) is
         honoured: its ``get_beta()`` is used instead.
         """
-        if type(self).get_beta is not ETM.get_beta:
+        if not self._loss_reads_logits():
             return self.get_beta()
         return self._word_topic_probs(logits).t()
+
+    def _loss_reads_logits(self) -> bool:
+        """Whether the loss is computed from :meth:`_logits`: not for a mixture subclass with its own ``get_beta``."""
+        return self.decoder == "product" or type(self).get_beta is ETM.get_beta
 
     def _loss_terms(self, bows: torch.Tensor | SparseBatch, theta: torch.Tensor, topics: bool = True,
                     logits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:

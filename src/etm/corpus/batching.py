@@ -31,6 +31,14 @@ def check_shards_for_processes(n_shards: int, world: int) -> None:
         )
 
 
+def _steps(n_docs: int, batch_size: int, world: int) -> int:
+    """Steps an epoch when a last batch that would leave a rank one document or none is skipped (module doc)."""
+    steps = math.ceil(n_docs / batch_size)
+    if steps > 1 and n_docs - (steps - 1) * batch_size < 2 * world:
+        steps -= 1
+    return steps
+
+
 class InMemoryBatches:
     """Batches of a CSR matrix held in memory.
 
@@ -46,10 +54,7 @@ class InMemoryBatches:
         self.n_docs = int(self.counts.shape[0])
 
     def n_steps(self, batch_size: int, world: int = 1, epoch: int = 0) -> int:
-        steps = math.ceil(self.n_docs / batch_size)
-        if steps > 1 and self.n_docs - (steps - 1) * batch_size < 2 * world:
-            steps -= 1  # a last batch that would leave a rank one document or none: skipped (module doc)
-        return steps
+        return _steps(self.n_docs, batch_size, world)
 
     def epoch(self, epoch: int, batch_size: int, rank: int = 0, world: int = 1, start: int = 0
               ) -> Iterator[sp.csr_matrix]:
@@ -86,8 +91,7 @@ class ShardedBatches:
         check_shards_for_processes(len(self.shards), world)
         local = max(1, batch_size // world)
         if world == 1:
-            steps = math.ceil(self.n_docs / local)
-            return steps - 1 if steps > 1 and self.n_docs % local == 1 else steps  # no one-document last batch
+            return _steps(self.n_docs, local, 1)
         return min(sum(self.shards[i].n_docs for i in mine) // local for mine in self._deal(epoch, world))
 
     def epoch(self, epoch: int, batch_size: int, rank: int = 0, world: int = 1, start: int = 0

@@ -242,10 +242,7 @@ class _TrainingStep(torch.nn.Module):
         super().__init__()
         self.model = model
         self.topics = topics  # whether a regularizer reads the step's topics (``beta``)
-        # the logits are computed once when the loss reads them (unless a subclass brings its own get_beta) or a
-        # regularizer does
-        own_beta = model.decoder == "mixture" and type(model).get_beta is not ETM.get_beta
-        self.logits = logits or not own_beta
+        self.logits = logits or model._loss_reads_logits()  # computed once, when the loss or a regularizer reads them
 
     def forward(
         self, batch: SparseBatch, encoder_input: SparseBatch | torch.Tensor
@@ -283,17 +280,15 @@ class _InterruptGuard:
     checkpoint written. :func:`train` holds the guard from its first line, so
     a Ctrl-C during set-up or resume is kept as a request too: Python's own
     KeyboardInterrupt can be lost when it lands in a callback (e.g. during an
-    import), a request cannot. Entering again while held is a no-op.
+    import), a request cannot.
     """
 
     def __init__(self) -> None:
         self.requested = False
         self._previous: Any = None
-        self._depth = 0
 
     def __enter__(self) -> _InterruptGuard:
-        self._depth += 1
-        if self._depth == 1 and threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread():
             current = signal.getsignal(signal.SIGINT)
             if current is signal.default_int_handler:  # not when SIGINT is ignored or handled by the caller
                 self._previous = signal.signal(signal.SIGINT, self._handle)
@@ -306,9 +301,6 @@ class _InterruptGuard:
         logger.warning("interrupted: stopping after the current step (press Ctrl-C again to stop at once)")
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        self._depth -= 1
-        if self._depth:
-            return
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
@@ -412,7 +404,7 @@ class _Trainer:
                  on_batch_end: Callable[[int, int, float], None] | None = None,
                  on_epoch_end: Callable[[int, ETM, dict[str, Any]], None] | None = None,
                  regularizer: Callable[..., torch.Tensor | None] | None = None,
-                 guard: _InterruptGuard | None = None) -> None:
+                 guard: _InterruptGuard) -> None:
         config.validate()
         self.model, self.config, self.dev = model, config, torch.device(device)
         self.rank, self.world = rank_and_world()
@@ -442,7 +434,7 @@ class _Trainer:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_unsaved = False
         self.at_boundary = True  # the state is that of a completed step (safe to checkpoint)
-        self.guard = guard if guard is not None else _InterruptGuard()
+        self.guard = guard  # held by train() around set-up and the loop
         self.seconds = 0.0
         self.paused = 0.0  # seconds spent in on_epoch_end, not counted as training time
         self.t_epoch = time.perf_counter()
@@ -565,12 +557,11 @@ class _Trainer:
                         disable=not (self.verbose and self.main), unit="epoch", desc="ETM")
         t_start = time.perf_counter()
         try:
-            with self.guard:
-                while progress.epochs_completed < config.epochs and not progress.stopped_early:
-                    epoch = progress.epochs_completed
-                    self._run_epoch(epoch)
-                    self._end_epoch(epoch)
-                    self._stop_if_interrupted()
+            while progress.epochs_completed < config.epochs and not progress.stopped_early:
+                epoch = progress.epochs_completed
+                self._run_epoch(epoch)
+                self._end_epoch(epoch)
+                self._stop_if_interrupted()
         except KeyboardInterrupt:
             self._checkpoint_on_interrupt()
             raise
