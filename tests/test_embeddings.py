@@ -299,7 +299,7 @@ def test_estimator_embedding_errors(small_corpus) -> None:
         TopicModel(n_topics=3, embedding_size=300, embeddings=np.zeros((len(vocab), 8)), epochs=1).fit(small_corpus)
     with pytest.raises(ValueError, match=r"expected \(V=3072, E\)"):
         TopicModel(n_topics=3, embeddings=np.zeros((10, 8)), epochs=1).fit(small_corpus)
-    with pytest.raises(ValueError, match="fine_tune_embeddings=True needs pretrained"):
+    with pytest.raises(ValueError, match="fine_tune_embeddings=True needs embeddings to start from: pretrained"):
         TopicModel(n_topics=3, fine_tune_embeddings=True, epochs=1).fit(small_corpus)
 
 

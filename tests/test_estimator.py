@@ -85,8 +85,8 @@ def test_save_load_keeps_what_fit_resolved_the_automatic_settings_to(fitted: Top
     """kl_weight=None etc. are resolved at fit (``kl_weight_``...); a loaded model reports the same values."""
     fitted.save(tmp_path / "model")
     loaded = TopicModel.load(tmp_path / "model", device="cpu")
-    names = ("decoder_", "temperature_", "kl_weight_", "hidden_size_", "ecr_weight_", "batch_size_", "epochs_",
-             "training_seconds_", "collapse_", "best_epoch_", "valid_perplexity_")
+    names = ("decoder_", "temperature_", "kl_weight_", "hidden_size_", "ecr_weight_", "corpus_embeddings_",
+             "batch_size_", "epochs_", "training_seconds_", "collapse_", "best_epoch_", "valid_perplexity_")
     assert {n: getattr(loaded, n) for n in names} == {n: getattr(fitted, n) for n in names}
     assert fitted.kl_weight is None and fitted.kl_weight_ == 0.05 and fitted.decoder_ == "product"
     assert loaded.device_ == "cpu"
@@ -96,7 +96,7 @@ def test_save_load_keeps_what_fit_resolved_the_automatic_settings_to(fitted: Top
     path.write_text(json.dumps(config), encoding="utf-8")
     old = TopicModel.load(tmp_path / "model", device="cpu")
     assert (old.decoder_, old.temperature_, old.hidden_size_) == ("product", 0.5, 32)  # read off the network
-    assert old.kl_weight_ is None and old.ecr_weight_ is None
+    assert old.kl_weight_ is None and old.ecr_weight_ is None and old.corpus_embeddings_ is None
 
 
 def test_save_load_restores_the_preprocessor_parameter(fitted: TopicModel, tmp_path, caplog) -> None:

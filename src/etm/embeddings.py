@@ -37,6 +37,7 @@ __all__ = [
     "align_embeddings",
     "load_embeddings",
     "train_skipgram",
+    "corpus_skipgram",
     "save_word2vec",
 ]
 
@@ -44,6 +45,13 @@ __all__ = [
 #: ``fasttext`` are the same text layout (a ``count dim`` header line, then
 #: ``word v1 ... vE`` per line); ``glove`` is that layout without the header.
 EMBEDDING_FORMATS = ("auto", "word2vec", "word2vec-binary", "glove", "fasttext")
+
+#: :func:`corpus_skipgram`'s context: a document's words come as a bag, shuffled, so the window is wide enough to
+#: take in the whole of a short document.
+CORPUS_SKIPGRAM_WINDOW = 10
+#: :func:`corpus_skipgram` makes about this many passes over tokens in all (20 epochs on 100,000 tokens), between
+#: 5 and 50 epochs, so that a small corpus gets the passes it needs and a large one stays affordable.
+CORPUS_SKIPGRAM_TOKEN_PASSES = 2_000_000
 
 #: The authors' ``skipgram.py`` settings.
 SKIPGRAM_DEFAULTS = {"vector_size": 300, "window": 4, "negative": 10, "min_count": 2, "epochs": 50}
@@ -486,3 +494,43 @@ def save_word2vec(vectors: Any, path: str | os.PathLike[str], *, binary: bool = 
     target = Path(path)
     atomic_write_bytes(target, out.getvalue())
     return target
+
+
+def corpus_skipgram(
+    corpus: Any,
+    *,
+    vector_size: int = 300,
+    seed: int = 2019,
+    chunk_size: int = 10_000,
+) -> AlignedEmbeddings:
+    """Skip-gram vectors of a corpus's vocabulary, learned from its training documents (the labelled ETM's rho).
+
+    Why: on short documents (titles, posts) the word embeddings ETM learns
+    jointly see a handful of co-occurrences per step and topics drift to rare
+    words; skip-gram over the same documents, kept fixed, is the paper's own
+    labelled ETM without any outside vectors. A prepared corpus holds bags of
+    words, so each document's tokens are shuffled (seeded) and the window
+    (:data:`CORPUS_SKIPGRAM_WINDOW`) spans a short document. ``corpus`` is a
+    corpus source (``document_chunks``); only its "train" part is read.
+    Vocabulary words absent from training get seeded random vectors, as
+    in :func:`align_embeddings`.
+    """
+    vocab = [str(w) for w in corpus.vocabulary]
+    words = np.asarray(vocab, dtype=object)
+    rng = np.random.default_rng(seed)
+    sentences: list[list[str]] = []
+    for chunk, _, _ in corpus.document_chunks(chunk_size, parts=("train",)):
+        counts = chunk.counts.tocsr()
+        for d in range(counts.shape[0]):
+            lo, hi = counts.indptr[d], counts.indptr[d + 1]
+            tokens = np.repeat(counts.indices[lo:hi], counts.data[lo:hi].astype(np.int64))
+            if tokens.size:
+                sentences.append(words[rng.permutation(tokens)].tolist())
+    n_tokens = sum(len(s) for s in sentences)
+    if n_tokens == 0:
+        raise ValueError("the corpus has no training tokens to learn word embeddings from")
+    epochs = int(np.clip(round(CORPUS_SKIPGRAM_TOKEN_PASSES / n_tokens), 5, 50))
+    logger.info("skip-gram on %d training documents (%d tokens, %d epochs)", len(sentences), n_tokens, epochs)
+    vectors = train_skipgram(sentences, vector_size=vector_size, window=CORPUS_SKIPGRAM_WINDOW, min_count=1,
+                             epochs=epochs, workers=1, seed=seed)
+    return align_embeddings(vectors, vocab, random_state=seed, source="skip-gram on the training documents")

@@ -32,7 +32,7 @@ from etm.metrics import (
     topic_quality,
 )
 from etm.model import ETM, log_word_frequency
-from etm.options import DECODER_DEFAULTS, DEFAULTS, OPTIONS, check_value, validate_options
+from etm.options import DECODER_DEFAULTS, DEFAULTS, OPTIONS, SHORT_DOCUMENT_TOKENS, check_value, validate_options
 from etm.persistence import load_model, save_model
 from etm.preprocessing import Preprocessor
 from etm.regularizers import EmbeddingClustering, combine, word_mass
@@ -82,9 +82,19 @@ class TopicModel(TransformerMixin, BaseEstimator):
         :func:`etm.embeddings.read_embeddings` (word2vec text/binary, GloVe,
         fastText ``.vec``); a (V, E) array must follow the training
         vocabulary. Only the vocabulary's rows are kept and stored with the
-        model. None learns the embeddings (the unlabelled ETM).
+        model. None learns the embeddings (the unlabelled ETM), or takes them
+        from the corpus (``corpus_embeddings``).
+    corpus_embeddings : bool or None, default None
+        Without ``embeddings``: first learn skip-gram vectors (gensim) on the
+        training documents and keep ``rho`` fixed at them, the labelled ETM
+        with no outside vectors (:func:`etm.embeddings.corpus_skipgram`).
+        None turns it on when the mean training document has fewer than
+        ``etm.options.SHORT_DOCUMENT_TOKENS`` (32) tokens: on short texts
+        (titles, posts) the embeddings learned with the topics lead them to
+        rare words.
     fine_tune_embeddings : bool, default False
-        Start from ``embeddings`` and train them (otherwise they stay fixed).
+        Start from ``embeddings`` (or the corpus's) and train them (otherwise
+        they stay fixed).
     missing_embeddings : {"train", "fixed"}, default "train"
         Vocabulary words without a pretrained vector get a seeded random
         vector that is learned ("train") or kept as it is ("fixed").
@@ -221,8 +231,10 @@ class TopicModel(TransformerMixin, BaseEstimator):
         ``beta`` in Dieng et al. (with the product decoder: each topic's word
         distribution under the decoder, see :meth:`etm.ETM.get_beta`).
     decoder_, temperature_, kl_weight_, hidden_size_, ecr_weight_ : str, float, float, int, float
-        The decoder, temperature, KL weight, encoder width and
-        embedding-clustering weight used (resolved when None). Saved with
+    corpus_embeddings_ : bool
+        The decoder, temperature, KL weight, encoder width,
+        embedding-clustering weight and corpus-embeddings choice used
+        (resolved when None). Saved with
         the model and restored by :meth:`load` (for a model saved before
         they were recorded: what its network tells, else None).
     topic_embeddings_ : ndarray of shape (K, E)
@@ -263,6 +275,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         hidden_size: int | None = DEFAULTS["hidden_size"],
         embedding_size: int | None = DEFAULTS["embedding_size"],
         embeddings: Any = None,
+        corpus_embeddings: bool | None = DEFAULTS["corpus_embeddings"],
         fine_tune_embeddings: bool = DEFAULTS["fine_tune_embeddings"],
         missing_embeddings: str = DEFAULTS["missing_embeddings"],
         activation: str = DEFAULTS["activation"],
@@ -309,6 +322,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.hidden_size = hidden_size
         self.embedding_size = embedding_size
         self.embeddings = embeddings
+        self.corpus_embeddings = corpus_embeddings
         self.fine_tune_embeddings = fine_tune_embeddings
         self.missing_embeddings = missing_embeddings
         self.activation = activation
@@ -384,7 +398,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         per_token = recipe["ecr_weight_per_token"]
         if seeded or not per_token:
             return 0.0
-        return float(per_token * train_totals().sum() / max(corpus.n_docs("train"), 1))
+        return float(per_token * _mean_train_length(corpus, train_totals))
 
     def _check_is_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -498,43 +512,14 @@ class TopicModel(TransformerMixin, BaseEstimator):
                 "use fewer topics or a larger vocabulary (lower min_df)"
             )
         resolved = None if seeds is None else seeds.resolve(vocab)
-        self.decoder_ = self.decoder or "product"  # None: models saved before "product" was the table's default
-        recipe = DECODER_DEFAULTS[self.decoder_]
-        self.temperature_ = recipe["temperature"] if self.temperature is None else self.temperature
-        self.kl_weight_ = recipe["kl_weight"] if self.kl_weight is None else self.kl_weight
-        self.hidden_size_ = int(recipe["hidden_size"]) if self.hidden_size is None else self.hidden_size
         train_totals = functools.cache(lambda: _train_word_totals(corpus))  # one pass over sharded corpora
-        self.ecr_weight_ = self._ecr_weight(corpus, train_totals, recipe, seeded=seeds is not None)
-        n_train = corpus.n_docs("train")
-        self.batch_size_ = self.batch_size if self.batch_size is not None else auto_batch_size(n_train)
-        self.epochs_ = self.epochs if self.epochs is not None else auto_epochs(n_train, self.batch_size_)
+        self._resolve_settings(corpus, train_totals, seeded=seeds is not None)
         device = resolve_device(self.device)
         self.device_ = str(device)
         config = self._training_config()
-        aligned = self._aligned_embeddings(vocab)
+        aligned = self._aligned_embeddings(vocab, corpus)
         self.embedding_report_ = None if aligned is None else aligned.report()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.random_state_)
-            # the product decoder learns each word's shift itself (its batch normalisation's bias)
-            wants_background = self.background and self.decoder_ == "mixture"
-            background = log_word_frequency(train_totals()) if wants_background else None
-            common = {"theta_act": self.activation, "enc_drop": self.dropout, "background": background,
-                      "similarity": self.similarity, "temperature": self.temperature_, "decoder": self.decoder_}
-            if aligned is None:
-                size = 300 if self.embedding_size is None else self.embedding_size
-                model = ETM(n_topics, len(vocab), self.hidden_size_, size, **common)
-            else:
-                learn_missing = self.missing_embeddings == "train" and not self.fine_tune_embeddings
-                model = ETM(
-                    n_topics,
-                    len(vocab),
-                    self.hidden_size_,
-                    aligned.vectors.shape[1],
-                    embeddings=torch.from_numpy(aligned.vectors),
-                    train_embeddings=self.fine_tune_embeddings,
-                    trainable_rows=aligned.missing_rows if learn_missing else None,
-                    **common,
-                )
+        model = self._build_model(n_topics, len(vocab), aligned, train_totals)
         regularizer = None
         self.seed_report_ = None
         self.seed_words_ = None
@@ -562,8 +547,64 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.best_epoch_ = result.best_epoch
         self.valid_perplexity_ = result.best_valid_perplexity
         self.training_seconds_ = result.seconds
-        self._report_collapse(n_train)
+        self._report_collapse(corpus.n_docs("train"))
         return self
+
+    def _resolve_settings(self, corpus: CorpusSource, train_totals: Callable[[], np.ndarray], seeded: bool) -> None:
+        """Set ``decoder_``, ``temperature_``, ... (``_RESOLVED_SETTINGS``): each automatic (None) setting, resolved."""
+        self.decoder_ = self.decoder or "product"  # None: models saved before "product" was the table's default
+        recipe = DECODER_DEFAULTS[self.decoder_]
+        self.temperature_ = recipe["temperature"] if self.temperature is None else self.temperature
+        self.kl_weight_ = recipe["kl_weight"] if self.kl_weight is None else self.kl_weight
+        self.hidden_size_ = int(recipe["hidden_size"]) if self.hidden_size is None else self.hidden_size
+        self.ecr_weight_ = self._ecr_weight(corpus, train_totals, recipe, seeded=seeded)
+        self.corpus_embeddings_ = self._corpus_embeddings(corpus, train_totals)
+        n_train = corpus.n_docs("train")
+        self.batch_size_ = self.batch_size if self.batch_size is not None else auto_batch_size(n_train)
+        self.epochs_ = self.epochs if self.epochs is not None else auto_epochs(n_train, self.batch_size_)
+
+    def _corpus_embeddings(self, corpus: CorpusSource, train_totals: Callable[[], np.ndarray]) -> bool:
+        """``corpus_embeddings``, or by rule: on for short documents when no pretrained ``embeddings`` are given.
+
+        Why: on six-word titles (OCTIS M10) the jointly learned embeddings
+        put rare words at the top of topics (NPMI coherence -0.26 at K = 50)
+        and fixed skip-gram vectors of the same titles do not (-0.03, above
+        LDA's -0.09, with more diverse topics); on 82-token messages (the
+        authors' 20NG) the learned ones give the better topics (quality 0.31
+        against 0.25). See docs/benchmarks/recipe.md, "Short documents".
+        """
+        if self.embeddings is not None:
+            if self.corpus_embeddings:
+                raise ValueError("corpus_embeddings=True learns the word embeddings from the corpus; it cannot be "
+                                 "combined with pretrained `embeddings` (pass one or the other)")
+            return False
+        if self.corpus_embeddings is not None:
+            return bool(self.corpus_embeddings)
+        return _mean_train_length(corpus, train_totals) < SHORT_DOCUMENT_TOKENS
+
+    def _build_model(self, n_topics: int, n_words: int, aligned: Any, train_totals: Callable[[], np.ndarray]) -> ETM:
+        """The network for the resolved settings, seeded by ``random_state_``; on ``aligned`` vectors when given."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.random_state_)
+            # the product decoder learns each word's shift itself (its batch normalisation's bias)
+            wants_background = self.background and self.decoder_ == "mixture"
+            background = log_word_frequency(train_totals()) if wants_background else None
+            common = {"theta_act": self.activation, "enc_drop": self.dropout, "background": background,
+                      "similarity": self.similarity, "temperature": self.temperature_, "decoder": self.decoder_}
+            if aligned is None:
+                size = 300 if self.embedding_size is None else self.embedding_size
+                return ETM(n_topics, n_words, self.hidden_size_, size, **common)
+            learn_missing = self.missing_embeddings == "train" and not self.fine_tune_embeddings
+            return ETM(
+                n_topics,
+                n_words,
+                self.hidden_size_,
+                aligned.vectors.shape[1],
+                embeddings=torch.from_numpy(aligned.vectors),
+                train_embeddings=self.fine_tune_embeddings,
+                trainable_rows=aligned.missing_rows if learn_missing else None,
+                **common,
+            )
 
     def _report_collapse(self, n_train: int) -> None:
         """Warn, with cause and remedy, when the topics came out as copies of each other (``collapse_``)."""
@@ -612,14 +653,18 @@ class TopicModel(TransformerMixin, BaseEstimator):
         return SeedPrior(rows, train_totals, corpus.n_docs("train"), strength=self.seed_strength,
                          schedule=self.seed_schedule, doc_strength=self.seed_doc_prior)
 
-    def _aligned_embeddings(self, vocabulary: Sequence[str]) -> Any:
-        """``embeddings`` in the vocabulary's order, or None for the unlabelled ETM."""
-        from etm.embeddings import AlignedEmbeddings, align_embeddings, load_embeddings
+    def _aligned_embeddings(self, vocabulary: Sequence[str], corpus: CorpusSource) -> Any:
+        """``embeddings`` in the vocabulary's order, skip-gram vectors of ``corpus``, or None (the unlabelled ETM)."""
+        from etm.embeddings import AlignedEmbeddings, align_embeddings, corpus_skipgram, load_embeddings
 
         given = self.embeddings
         if given is None:
+            if self.corpus_embeddings_:
+                size = 300 if self.embedding_size is None else self.embedding_size
+                return corpus_skipgram(corpus, vector_size=size, seed=self.random_state_)
             if self.fine_tune_embeddings:
-                raise ValueError("fine_tune_embeddings=True needs pretrained `embeddings` to start from")
+                raise ValueError("fine_tune_embeddings=True needs embeddings to start from: pretrained `embeddings` "
+                                 "or corpus_embeddings=True")
             return None
         if isinstance(given, (str, os.PathLike)):
             aligned = load_embeddings(given, vocabulary, random_state=self.random_state_)
@@ -976,8 +1021,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
 
 
 #: Fitted attributes holding what ``fit`` resolved an automatic (None) setting to; saved and loaded.
-_RESOLVED_SETTINGS = ("decoder_", "temperature_", "kl_weight_", "hidden_size_", "ecr_weight_", "batch_size_",
-                      "epochs_")
+_RESOLVED_SETTINGS = ("decoder_", "temperature_", "kl_weight_", "hidden_size_", "ecr_weight_", "corpus_embeddings_",
+                      "batch_size_", "epochs_")
 
 
 def _topic_names(n_topics: int, seeds: Any) -> list[str]:
@@ -1015,6 +1060,11 @@ def _empty_rows(lengths: Any, n_rows: int) -> np.ndarray:
 
 def _copy_preprocessor(pre: Preprocessor) -> Preprocessor:
     return Preprocessor(**pre.get_params())
+
+
+def _mean_train_length(corpus: Any, train_totals: Callable[[], np.ndarray]) -> float:
+    """Mean training-document length in tokens (the length rules of ``ecr_weight`` and ``corpus_embeddings``)."""
+    return float(train_totals().sum() / max(corpus.n_docs("train"), 1))
 
 
 def _train_word_totals(corpus: Any) -> np.ndarray:

@@ -66,6 +66,7 @@ __all__ = [
     "DEFAULTS",
     "CONFIG_DEFAULTS",
     "DECODER_DEFAULTS",
+    "SHORT_DOCUMENT_TOKENS",
     "NON_OPTIONS",
     "LR_SCHEDULES",
     "SEED_SCHEDULES",
@@ -85,6 +86,9 @@ DECODER_DEFAULTS: dict[str, dict[str, float]] = {
     "product": {"temperature": 0.5, "kl_weight": 0.05, "hidden_size": 200, "ecr_weight_per_token": 0.125},
     "mixture": {"temperature": 0.1, "kl_weight": 0.1, "hidden_size": 800, "ecr_weight_per_token": 0.0},
 }
+#: Below this mean training-document length in tokens, ``corpus_embeddings=None`` trains skip-gram vectors on the
+#: corpus and keeps them fixed (``TopicModel.fit``; docs/benchmarks/recipe.md, "Short documents").
+SHORT_DOCUMENT_TOKENS = 32
 #: Learning-rate schedules of training (``lr_schedule``).
 LR_SCHEDULES = ("constant", "cosine")
 #: How the seed prior's strength changes over training (``seed_schedule``).
@@ -205,6 +209,11 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
        "the topics: proportional to the square root of its training count, or equal (ECRTM's: every topic takes "
        "1/K of the vocabulary)", group="model", choices=ECR_WORD_MASSES, flags=("--ecr-word-mass",)),
     # pretrained embeddings ---------------------------------------------------------
+    _o("corpus_embeddings", "bool", None, "without --embeddings: learn skip-gram vectors (gensim) on the training "
+       "documents first and keep the word embeddings fixed at them (the labelled ETM with no outside vectors); on "
+       "short documents, embeddings learned with the topics lead them to rare words", group="embeddings",
+       nullable=True, unset=f"on when the mean training document has fewer than {SHORT_DOCUMENT_TOKENS} tokens "
+       "(titles, short posts), off otherwise", flags=("--corpus-embeddings",), cli="01"),
     _o("fine_tune_embeddings", "bool", False, "train the pretrained embeddings too instead of keeping them fixed",
        group="embeddings", flags=("--fine-tune-embeddings",), cli="switch"),
     _o("missing_embeddings", "str", "train", "words without a pretrained vector get a seeded random one that is "
