@@ -2,8 +2,8 @@
 
 topmost, fastopic and tomotopy are benchmark-only packages (``make bench-peers``), so their adapters are run by
 the benchmark itself, not here; these tests cover the scoring, the data adapters the topmost models train on,
-the decoder likelihood used for ProdLDA / ECRTM, and the script end to end with the gensim LDA (gensim is in
-the ``embeddings`` extra).
+the decoder likelihood used for ProdLDA / ECRTM, and the script end to end with the gensim LDA (gensim is a
+dependency of etm).
 """
 
 from __future__ import annotations

@@ -105,3 +105,26 @@ def test_on_m10_titles_the_default_gives_more_coherent_topics_than_learned_embed
     coherence = {name: topic_coherence(top_word_indices(m.topic_word_, 10), corpus.train.counts)
                  for name, m in (("default", default), ("learned", learned))}
     assert coherence["default"] > coherence["learned"] + 0.1, coherence
+
+
+def test_etm_train_says_where_the_word_embeddings_came_from(tmp_path, capsys) -> None:
+    """`etm train` on short documents prints and records the choice; `--corpus-embeddings 0` turns it off."""
+    import json
+
+    from etm.cli import main
+
+    lines = [json.dumps({"text": " ".join(f"w{t}" for t in doc)}) for doc in
+             np.random.default_rng(0).integers(0, 40, size=(300, 5)).tolist()]
+    (tmp_path / "short.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["prepare", str(tmp_path / "short.jsonl"), "-o", str(tmp_path / "corpus"), "--quiet",
+                 "--token-pattern", r"\w+"]) == 0
+    capsys.readouterr()
+    small = ["--num-topics", "3", "--t-hidden-size", "16", "--rho-size", "8", "--epochs", "1", "--quiet",
+             "--device", "cpu"]
+    assert main(["train", str(tmp_path / "corpus"), "-o", str(tmp_path / "m1"), *small]) == 0
+    out = capsys.readouterr().out
+    assert "word embeddings skip-gram on the training documents (short documents; --corpus-embeddings 0" in out
+    assert main(["train", str(tmp_path / "corpus"), "-o", str(tmp_path / "m2"), "--corpus-embeddings", "0",
+                 "--json", *small]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["corpus_embeddings"] is False and summary["embeddings"] is None

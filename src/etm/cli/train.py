@@ -175,6 +175,7 @@ def _train_into(args: argparse.Namespace, device: str, plan: Any, *, lead: bool)
     summary = {
         "output": str(out),
         "embeddings": est.embedding_report_,
+        "corpus_embeddings": est.corpus_embeddings_,
         "epochs_run": est.n_iter_,
         "best_epoch": est.best_epoch_,
         "valid_perplexity": est.valid_perplexity_,
@@ -191,7 +192,10 @@ def _train_into(args: argparse.Namespace, device: str, plan: Any, *, lead: bool)
         ppl = "n/a" if est.valid_perplexity_ is None else f"{est.valid_perplexity_:.1f}"
         if est.embedding_report_:
             rep = est.embedding_report_
-            print(f"pretrained embeddings {rep['source']}: {rep['covered']} of {rep['vocabulary_size']} words "
+            kind = "word embeddings" if est.corpus_embeddings_ else "pretrained embeddings"
+            why = " (short documents; --corpus-embeddings 0 learns them with the topics)" \
+                if est.corpus_embeddings_ and args.corpus_embeddings is None else ""
+            print(f"{kind} {rep['source']}{why}: {rep['covered']} of {rep['vocabulary_size']} words "
                   f"({100 * rep['coverage']:.1f}%), {rep['dimension']} dimensions, "
                   f"{'fine-tuned' if args.fine_tune_embeddings else 'fixed'}")
         print(f"trained {est.n_iter_} epochs in {summary['seconds']} s on {est.device_}; best epoch "
