@@ -52,7 +52,7 @@ def test_learned_embeddings_change_in_training_and_the_switch_overrides_the_rule
     corpus = _themed_corpus(360, 6)
     learned = TopicModel(3, corpus_embeddings=False, **SMALL).fit(corpus)
     assert learned.corpus_embeddings_ is False and learned.embedding_report_ is None
-    forced = TopicModel(3, corpus_embeddings=True, **SMALL).fit(_themed_corpus(360, 40))
+    forced = TopicModel(3, corpus_embeddings=True, **SMALL).fit(_themed_corpus(360, 60))
     assert forced.corpus_embeddings_ is True
     tuned = TopicModel(3, corpus_embeddings=True, fine_tune_embeddings=True, **SMALL).fit(corpus)
     start = corpus_skipgram(corpus, vector_size=16, seed=5).vectors

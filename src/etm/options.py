@@ -88,7 +88,7 @@ DECODER_DEFAULTS: dict[str, dict[str, float]] = {
 }
 #: Below this mean training-document length in tokens, ``corpus_embeddings=None`` trains skip-gram vectors on the
 #: corpus and keeps them fixed (``TopicModel.fit``; docs/benchmarks/recipe.md, "Short documents").
-SHORT_DOCUMENT_TOKENS = 32
+SHORT_DOCUMENT_TOKENS = 50
 #: Learning-rate schedules of training (``lr_schedule``).
 LR_SCHEDULES = ("constant", "cosine")
 #: How the seed prior's strength changes over training (``seed_schedule``).
