@@ -230,8 +230,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
     topic_word_ : ndarray of shape (K, V)
         ``beta`` in Dieng et al. (with the product decoder: each topic's word
         distribution under the decoder, see :meth:`etm.ETM.get_beta`).
-    decoder_, temperature_, kl_weight_, hidden_size_, ecr_weight_ : str, float, float, int, float
-    corpus_embeddings_ : bool
+    decoder_, temperature_, kl_weight_, hidden_size_, ecr_weight_, corpus_embeddings_ : str, float, ..., bool
         The decoder, temperature, KL weight, encoder width,
         embedding-clustering weight and corpus-embeddings choice used
         (resolved when None). Saved with
