@@ -438,6 +438,28 @@ class _Sentences:
         return len(self._data)
 
 
+class _BagSentences:
+    """The training documents of a corpus as token lists, each bag shuffled; re-read (same order) on every pass.
+
+    Streams from ``corpus.document_chunks``, so memory does not grow with the
+    corpus's tokens (gensim reads the sentences once per epoch).
+    """
+
+    def __init__(self, corpus: Any, seed: int, chunk_size: int) -> None:
+        self._corpus, self._seed, self._chunk_size = corpus, seed, chunk_size
+        self._words = np.asarray([str(w) for w in corpus.vocabulary], dtype=object)
+
+    def __iter__(self) -> Iterator[list[str]]:
+        rng = np.random.default_rng(self._seed)  # the same shuffles on every pass
+        for chunk, _, _ in self._corpus.document_chunks(self._chunk_size, parts=("train",)):
+            counts = chunk.counts.tocsr()
+            for d in range(counts.shape[0]):
+                lo, hi = counts.indptr[d], counts.indptr[d + 1]
+                tokens = np.repeat(counts.indices[lo:hi], counts.data[lo:hi].astype(np.int64))
+                if tokens.size:
+                    yield self._words[rng.permutation(tokens)].tolist()
+
+
 def train_skipgram(
     sentences: Iterable[Sequence[str]],
     *,
@@ -457,7 +479,7 @@ def train_skipgram(
     """
     from gensim.models import Word2Vec
 
-    data = _Sentences(sentences)
+    data = sentences if isinstance(sentences, _BagSentences) else _Sentences(sentences)
     n_tokens = sum(len(s) for s in data)
     if n_tokens == 0:
         raise ValueError("no tokens to train word embeddings on")
@@ -511,26 +533,19 @@ def corpus_skipgram(
     labelled ETM without any outside vectors. A prepared corpus holds bags of
     words, so each document's tokens are shuffled (seeded) and the window
     (:data:`CORPUS_SKIPGRAM_WINDOW`) spans a short document. ``corpus`` is a
-    corpus source (``document_chunks``); only its "train" part is read.
+    corpus source (``document_chunks``); only its "train" part is read, in
+    chunks on every pass, so memory does not grow with its tokens.
     Vocabulary words absent from training get seeded random vectors, as
     in :func:`align_embeddings`.
     """
     vocab = [str(w) for w in corpus.vocabulary]
-    words = np.asarray(vocab, dtype=object)
-    rng = np.random.default_rng(seed)
-    sentences: list[list[str]] = []
-    for chunk, _, _ in corpus.document_chunks(chunk_size, parts=("train",)):
-        counts = chunk.counts.tocsr()
-        for d in range(counts.shape[0]):
-            lo, hi = counts.indptr[d], counts.indptr[d + 1]
-            tokens = np.repeat(counts.indices[lo:hi], counts.data[lo:hi].astype(np.int64))
-            if tokens.size:
-                sentences.append(words[rng.permutation(tokens)].tolist())
-    n_tokens = sum(len(s) for s in sentences)
+    sentences = _BagSentences(corpus, seed, chunk_size)
+    n_tokens = int(corpus.word_totals("train").sum())
     if n_tokens == 0:
         raise ValueError("the corpus has no training tokens to learn word embeddings from")
     epochs = int(np.clip(round(CORPUS_SKIPGRAM_TOKEN_PASSES / n_tokens), 5, 50))
-    logger.info("skip-gram on %d training documents (%d tokens, %d epochs)", len(sentences), n_tokens, epochs)
+    logger.info("skip-gram on %d training documents (%d tokens, %d epochs)", corpus.n_docs("train"), n_tokens,
+                epochs)
     vectors = train_skipgram(sentences, vector_size=vector_size, window=CORPUS_SKIPGRAM_WINDOW, min_count=1,
                              epochs=epochs, workers=1, seed=seed)
     return align_embeddings(vectors, vocab, random_state=seed, source="skip-gram on the training documents")

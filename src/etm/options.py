@@ -87,7 +87,7 @@ DECODER_DEFAULTS: dict[str, dict[str, float]] = {
     "mixture": {"temperature": 0.1, "kl_weight": 0.1, "hidden_size": 800, "ecr_weight_per_token": 0.0},
 }
 #: Below this mean training-document length in tokens, ``corpus_embeddings=None`` trains skip-gram vectors on the
-#: corpus and keeps them fixed (``TopicModel.fit``; docs/benchmarks/recipe.md, "Short documents").
+#: corpus and keeps them fixed (``TopicModel.fit``; docs/benchmarks/recipe.md, "Ninth session").
 SHORT_DOCUMENT_TOKENS = 50
 #: Learning-rate schedules of training (``lr_schedule``).
 LR_SCHEDULES = ("constant", "cosine")
