@@ -55,6 +55,15 @@ def epoch_curve(ev: Evaluator) -> Any:
     return hook
 
 
+def score(model: TopicModel, ev: Evaluator, theta: np.ndarray, seconds: float) -> Any:
+    """Topic and completion scores of a fitted ``TopicModel``; ``theta`` inferred from the test first halves."""
+    beta = np.asarray(model.topic_word_, dtype=np.float64)
+    if model.model_.decoder == "mixture":
+        return ev.fitted("etm", beta, theta, seconds).by_beta
+    # the product of experts is scored by its own predictive distribution, not theta @ beta
+    return ev.topics(beta, perplexity_per_document(decoder_loglik(model.model_, theta, ev.h2), ev.n_h2))
+
+
 def run(corpus_key: str, k: int, seed: int, params: dict[str, Any], data: Path, threads: int,
         curve: bool = False) -> dict[str, Any]:
     folder, reader = CORPORA[corpus_key]
@@ -67,11 +76,7 @@ def run(corpus_key: str, k: int, seed: int, params: dict[str, Any], data: Path, 
         model.fit(corpus, on_epoch_end=epoch_curve(ev) if curve else None)
         seconds = time.perf_counter() - t0
         theta = model.transform(corpus.test_halves[0])
-    beta = np.asarray(model.topic_word_, dtype=np.float64)
-    if model.model_.decoder == "mixture":
-        s = ev.fitted("etm", beta, theta, seconds).by_beta
-    else:  # the product of experts is scored by its own predictive distribution, not theta @ beta
-        s = ev.topics(beta, perplexity_per_document(decoder_loglik(model.model_, theta, ev.h2), ev.n_h2))
+    s = score(model, ev, theta, seconds)
     return {"corpus": corpus_key, "k": k, "seed": seed, "params": params, "coherence": s.coherence,
             "diversity": s.diversity, "quality": s.quality, "test_perplexity": s.perplexity,
             "valid_perplexity": model.valid_perplexity_, "best_epoch": model.best_epoch_,

@@ -37,13 +37,12 @@ from threadpoolctl import threadpool_limits
 
 from etm.corpus import Corpus, PreparedCorpus, RawDocuments, prepare_corpus
 from etm.estimator import TopicModel
-from etm.metrics import perplexity_per_document
 from etm.preprocessing import Preprocessor
 from etm.readers import read_authors_format, read_octis
-from etm.training.inference import decoder_loglik
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _baselines import Evaluator, default_data, fit_tomotopy  # noqa: E402
+from recipe import score  # noqa: E402
 
 CORPORA = ("subjects", "m10", "cut10", "cut25", "cut50", "20ng")
 
@@ -102,9 +101,7 @@ def fit_etm(corpus: PreparedCorpus, ev: Evaluator, k: int, seed: int, corpus_emb
     t0 = time.perf_counter()
     model.fit(corpus)
     seconds = time.perf_counter() - t0
-    theta = model.transform(corpus.test_halves[0])
-    ppl = perplexity_per_document(decoder_loglik(model.model_, theta, ev.h2), ev.n_h2)
-    s = ev.topics(np.asarray(model.topic_word_, dtype=np.float64), ppl)
+    s = score(model, ev, model.transform(corpus.test_halves[0]), seconds)
     name = "corpus skip-gram, fixed" if corpus_embeddings else "learned embeddings"
     return {"model": name, "coherence": s.coherence, "diversity": s.diversity, "quality": s.quality,
             "perplexity": s.perplexity, "seconds": seconds}

@@ -473,15 +473,17 @@ def train_skipgram(
 ) -> Any:
     """Skip-gram word2vec (gensim ``Word2Vec``, ``sg=1``) with the authors' defaults.
 
-    ``sentences`` are token lists in reading order. With ``workers=1`` the
+    ``sentences`` are token lists in reading order (an iterator is read into
+    memory; a re-iterable collection is read once per epoch). With ``workers=1`` the
     result is the same for the same seed and data; more workers are faster but
     their thread scheduling makes each run differ.
     """
     from gensim.models import Word2Vec
 
-    data = sentences if isinstance(sentences, _BagSentences) else _Sentences(sentences)
-    n_tokens = sum(len(s) for s in data)
-    if n_tokens == 0:
+    # gensim reads the sentences once per epoch: a one-shot iterator is kept in memory, a collection (a list,
+    # or a corpus that streams itself like corpus_skipgram's) is read again on each pass
+    data = _Sentences(sentences) if isinstance(sentences, Iterator) else sentences
+    if not any(len(s) for s in data):
         raise ValueError("no tokens to train word embeddings on")
     model = Word2Vec(
         sentences=data,

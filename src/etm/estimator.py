@@ -592,8 +592,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
             common = {"theta_act": self.activation, "enc_drop": self.dropout, "background": background,
                       "similarity": self.similarity, "temperature": self.temperature_, "decoder": self.decoder_}
             if aligned is None:
-                size = 300 if self.embedding_size is None else self.embedding_size
-                return ETM(n_topics, n_words, self.hidden_size_, size, **common)
+                return ETM(n_topics, n_words, self.hidden_size_, self._learned_embedding_size(), **common)
             learn_missing = self.missing_embeddings == "train" and not self.fine_tune_embeddings
             return ETM(
                 n_topics,
@@ -653,6 +652,10 @@ class TopicModel(TransformerMixin, BaseEstimator):
         return SeedPrior(rows, train_totals, corpus.n_docs("train"), strength=self.seed_strength,
                          schedule=self.seed_schedule, doc_strength=self.seed_doc_prior)
 
+    def _learned_embedding_size(self) -> int:
+        """E of embeddings etm makes itself (learned with the topics, or the corpus's skip-gram): 300 unless given."""
+        return 300 if self.embedding_size is None else int(self.embedding_size)
+
     def _aligned_embeddings(self, vocabulary: Sequence[str], corpus: CorpusSource) -> Any:
         """``embeddings`` in the vocabulary's order, skip-gram vectors of ``corpus``, or None (the unlabelled ETM)."""
         from etm.embeddings import AlignedEmbeddings, align_embeddings, corpus_skipgram, load_embeddings
@@ -660,8 +663,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         given = self.embeddings
         if given is None:
             if self.corpus_embeddings_:
-                size = 300 if self.embedding_size is None else self.embedding_size
-                return corpus_skipgram(corpus, vector_size=size, seed=self.random_state_)
+                return corpus_skipgram(corpus, vector_size=self._learned_embedding_size(), seed=self.random_state_)
             if self.fine_tune_embeddings:
                 raise ValueError("fine_tune_embeddings=True needs embeddings to start from: pretrained `embeddings` "
                                  "or corpus_embeddings=True")
