@@ -10,6 +10,13 @@ together), a reference none of the models trained on; diversity is the row's own
 
 Prints one line per row (model, K, seed, training-document coherence, held-out coherence, diversity, both
 qualities) and a table of means per model and K.
+
+``--subset N`` adds the question ``etm tune`` faces: scored over only N held-out documents (as a validation
+split is), does a coherence estimate still rank the rows as the whole held-out reference does? For the authors'
+NPMI (a pair never seen together scores -1) and for ``etm.metrics.topic_coherence``'s ``pseudo_count``
+estimates (``--pseudo-counts``), over ``--draws`` seeded random subsets of N test documents, it prints the
+Kendall tau of each estimate's quality (coherence x diversity) with the whole reference's authors' quality,
+the mean over draws, and each row's estimates.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.stats import kendalltau
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _baselines import default_data  # noqa: E402
@@ -61,6 +69,44 @@ def score(rows: list[dict[str, Any]], vocabulary: list[str], train: sp.csr_matri
     return out
 
 
+def subset_agreement(rows: list[dict[str, Any]], vocabulary: list[str], heldout: sp.csr_matrix, size: int,
+                     draws: int, pseudo_counts: list[float], seed: int = 0) -> dict[float, dict[str, Any]]:
+    """For each pseudo count (0: the authors' NPMI): Kendall tau of its quality over random ``size``-document
+    subsets of ``heldout`` with the authors' quality over all of ``heldout``, per draw, and each row's mean."""
+    if not 2 <= size <= heldout.shape[0]:
+        raise ValueError(f"--subset must be between 2 and the {heldout.shape[0]} held-out documents, got {size}")
+    index = {word: i for i, word in enumerate(vocabulary)}
+    tops = [np.array([[index[w] for w in topic] for topic in row["top10"]]) for row in rows]
+    diversity = np.array([float(row["diversity"]) for row in rows])
+    truth = np.array([topic_coherence(top, heldout) for top in tops]) * diversity
+    rng = np.random.default_rng(seed)
+    subsets = [heldout[np.sort(rng.choice(heldout.shape[0], size, replace=False))] for _ in range(draws)]
+    out = {}
+    for c in pseudo_counts:
+        quality = np.array([[topic_coherence(top, ref, pseudo_count=c) for top in tops] for ref in subsets])
+        quality *= diversity
+        taus = [float(kendalltau(q, truth)[0]) for q in quality]
+        out[c] = {"tau": taus, "row_quality": quality.mean(axis=0), "truth": truth}
+    return out
+
+
+def print_agreement(rows: list[dict[str, Any]], agreement: dict[float, dict[str, Any]], size: int) -> None:
+    print(f"\nRanking the rows by quality over {size} held-out documents against all of them (Kendall tau, "
+          "mean and range over the draws):")
+    for c, result in agreement.items():
+        name = "authors' NPMI" if c == 0 else f"pseudo_count={c:g}"
+        taus = result["tau"]
+        print(f"  {name:18s} tau {np.mean(taus):.3f} ({min(taus):.3f} .. {max(taus):.3f})")
+    names = [f"{row['model']} K={row['k']} seed={row['seed']}" for row in rows]
+    width = max(len(n) for n in names)
+    print("\n" + "row".ljust(width) + "  all docs  " + "  ".join(
+        ("authors" if c == 0 else f"c={c:g}").rjust(8) for c in agreement))
+    first = next(iter(agreement.values()))
+    for i, name in enumerate(names):
+        print(name.ljust(width) + f"  {first['truth'][i]:8.3f}  " + "  ".join(
+            f"{result['row_quality'][i]:8.3f}" for result in agreement.values()))
+
+
 def table(scored: list[dict[str, Any]]) -> str:
     """Markdown table of the means (± standard deviation over seeds) per model and K."""
     groups: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
@@ -85,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("rows", type=Path, nargs="+", help="JSON files written by peers.py --json-out")
     ap.add_argument("--corpus", choices=("20ng", "m10"), default="20ng")
     ap.add_argument("--data", type=Path, default=default_data())
+    ap.add_argument("--subset", type=int, help="also rank the rows over random subsets of this many test documents")
+    ap.add_argument("--draws", type=int, default=5, help="random subsets (with --subset)")
+    ap.add_argument("--pseudo-counts", default="0,0.5,1,2,5",
+                    help="comma list of topic_coherence pseudo counts to compare (0: the authors' NPMI)")
     args = ap.parse_args(argv)
     corpus = read_corpus(args.data, args.corpus)
     first, second = corpus.test_halves
@@ -96,6 +146,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{s['quality']:.3f}, held out {s['heldout_quality']:.3f}")
     print()
     print(table(scored))
+    if args.subset:
+        rows = load_rows(args.rows, args.corpus)
+        counts = [float(c) for c in args.pseudo_counts.split(",")]
+        agreement = subset_agreement(rows, list(corpus.vocabulary), sp.csr_matrix(first + second), args.subset,
+                                     args.draws, counts)
+        print_agreement(rows, agreement, args.subset)
     return 0
 
 

@@ -159,3 +159,36 @@ def test_heldout_coherence_scores_stored_top_words_over_the_test_documents(m10, 
     assert scored[1]["heldout_coherence"] < scored[0]["heldout_coherence"]  # rare words rarely share a title
     printed = capsys.readouterr().out
     assert "| 3 | frequent | 1 |" in printed and "other corpus" not in printed and "no words" not in printed
+
+
+def test_heldout_coherence_subset_agreement_ranks_rows_against_the_whole_reference(m10, shared_data, tmp_path,
+                                                                                   capsys) -> None:
+    """--subset: each estimate's quality over random subsets is ranked against the whole reference's quality."""
+    import heldout_coherence
+
+    from etm.metrics import topic_coherence
+
+    vocab = list(m10.vocabulary)
+    by_frequency = np.argsort(-np.asarray(m10.train.counts.sum(axis=0)).ravel(), kind="stable")
+    rows = [{"corpus": "m10", "model": f"band {b}", "k": 3, "seed": 1, "diversity": 1.0,
+             "top10": [[vocab[i] for i in by_frequency[30 * b + 10 * t:30 * b + 10 * t + 10]] for t in range(3)]}
+            for b in range(4)]  # four sets of topics, from the most frequent words down
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps({"rows": rows}))
+    heldout = sp.csr_matrix(m10.test_halves[0] + m10.test_halves[1])
+    result = heldout_coherence.subset_agreement(heldout_coherence.load_rows([path], "m10"), vocab, heldout,
+                                                size=400, draws=2, pseudo_counts=[0.0, 0.1])
+    index = {w: i for i, w in enumerate(vocab)}
+    whole = [topic_coherence(np.array([[index[w] for w in t] for t in r["top10"]]), heldout) for r in rows]
+    assert result[0.0]["truth"] == pytest.approx(whole)  # diversity 1: quality is coherence
+    for c in (0.0, 0.1):
+        assert len(result[c]["tau"]) == 2 and all(-1.0 <= t <= 1.0 for t in result[c]["tau"])
+        assert result[c]["row_quality"].shape == (4,)
+    assert not np.allclose(result[0.0]["row_quality"], result[0.1]["row_quality"])
+    with pytest.raises(ValueError, match="--subset must be between 2 and the"):
+        heldout_coherence.subset_agreement(rows, vocab, heldout, size=10 ** 6, draws=1, pseudo_counts=[0.0])
+    assert heldout_coherence.main([str(path), "--corpus", "m10", "--data", str(shared_data), "--subset", "300",
+                                   "--draws", "2", "--pseudo-counts", "0,0.1"]) == 0
+    printed = capsys.readouterr().out
+    assert "Ranking the rows by quality over 300 held-out documents" in printed
+    assert "authors' NPMI" in printed and "pseudo_count=0.1" in printed

@@ -76,6 +76,66 @@ def test_coherence_extremes() -> None:
     assert topic_coherence([[0, 2]], counts) == pytest.approx(-1.0)
 
 
+def _loop_shrunk_npmi(topics: np.ndarray, docs: list[set[int]], c: float) -> float:
+    """The pseudo-count estimate, pair by pair (the formula of ``topic_coherence_per_topic``'s docstring)."""
+    n = len(docs)
+    per_topic = []
+    for words in topics:
+        scores = []
+        for i in range(len(words)):
+            for j in range(i + 1, len(words)):
+                d_i = sum(words[i] in d for d in docs)
+                d_j = sum(words[j] in d for d in docs)
+                d_ij = sum(words[i] in d and words[j] in d for d in docs)
+                pmi = math.log((d_ij + c) / (d_i * d_j / n + c))
+                denom = -math.log(min((d_ij + c) / n, 1.0))
+                scores.append(1.0 if denom == 0 else min(1.0, max(-1.0, pmi / denom)))
+        per_topic.append(np.mean(scores))
+    return float(np.mean(per_topic))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n_docs=st.integers(3, 60), density=st.floats(0.02, 0.9),
+       c=st.sampled_from([0.1, 0.5, 1.0, 3.0]))
+def test_pseudo_count_coherence_equals_pairwise_loop(seed: int, n_docs: int, density: float, c: float) -> None:
+    rng = np.random.default_rng(seed)
+    counts = sp.random(n_docs, 30, density=density, format="csr", random_state=rng)
+    topics = np.stack([rng.choice(30, size=10, replace=False) for _ in range(4)])
+    docs = [set(counts[d].indices.tolist()) for d in range(n_docs)]
+    got = topic_coherence(topics, counts, pseudo_count=c)
+    assert got == pytest.approx(_loop_shrunk_npmi(topics, docs, c), abs=1e-9)
+    assert -1.0 <= got <= 1.0
+
+
+def test_pseudo_count_scores_rare_unseen_pairs_near_zero_and_tends_to_npmi() -> None:
+    """No evidence is not -1; strong evidence keeps its sign; many documents give back the authors' NPMI."""
+    rng = np.random.default_rng(0)
+    # words 0, 1: each in 1 of 1,000 documents, never together (expected together 0.001 times)
+    # words 2, 3: each in half of the documents, never together (expected 250 times)
+    # words 4, 5: always together in a tenth of the documents
+    n = 1000
+    dense = np.zeros((n, 6))
+    dense[0, 0] = dense[1, 1] = 1
+    dense[: n // 2, 2] = 1
+    dense[n // 2:, 3] = 1
+    dense[rng.choice(n, n // 10, replace=False), 4:6] = 1
+    counts = sp.csr_matrix(dense)
+    assert topic_coherence([[0, 1]], counts) == -1.0
+    assert abs(topic_coherence([[0, 1]], counts, pseudo_count=1.0)) < 0.01
+    assert topic_coherence([[2, 3]], counts, pseudo_count=1.0) < -0.6
+    assert topic_coherence([[4, 5]], counts, pseudo_count=1.0) > 0.9
+    # the same proportions over 100x the documents: the estimate approaches the authors' NPMI where the pair
+    # meets (the -1 of a pair that never does is only reached in the limit)
+    big = sp.csr_matrix(np.repeat(dense, 100, axis=0))
+    for pair in ([2, 4], [3, 4], [4, 5]):
+        small_gap = abs(topic_coherence([pair], counts, pseudo_count=1.0) - topic_coherence([pair], counts))
+        big_gap = abs(topic_coherence([pair], big, pseudo_count=1.0) - topic_coherence([pair], big))
+        assert big_gap < 0.005 and big_gap <= small_gap
+    assert topic_coherence([[2, 3]], big, pseudo_count=1.0) < topic_coherence([[2, 3]], counts, pseudo_count=1.0)
+    with pytest.raises(ValueError, match="pseudo_count must be a finite number >= 0"):
+        topic_coherence([[0, 1]], counts, pseudo_count=-1)
+
+
 def test_coherence_input_errors() -> None:
     counts = sp.csr_matrix(np.ones((3, 5)))
     with pytest.raises(ValueError, match=r"word indices must be in \[0, 5\)"):

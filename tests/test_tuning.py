@@ -358,3 +358,26 @@ def test_valid_size_carves_validation_documents_from_training(authors_corpus):
                        small.word_totals("train") + small.word_totals("valid"))
     again = carve_validation(small, 0.2, seed=1)
     assert (again.train.counts != carved.train.counts).nnz == 0  # the same documents every time
+
+
+def test_validation_quality_scores_coherence_with_the_pseudo_count_estimate(authors_corpus):
+    """The tuner's coherence is the pseudo-count NPMI over the validation documents, not the authors' -1 rule,
+    which over 20NG's 100 validation documents scores most pairs of rarer words -1."""
+    from etm.metrics import top_word_indices, topic_coherence
+    from etm.tuning.objective import VALIDATION_PSEUDO_COUNT
+
+    valid = authors_corpus.valid.counts
+    totals = authors_corpus.word_totals("train")
+    order = np.argsort(-totals)
+    rng = np.random.default_rng(0)
+    topic_word = rng.random((6, valid.shape[1]))
+    topic_word[:3, order[:30].reshape(3, 10)] += 10  # three topics of the most frequent words
+    topic_word[3:, order[1000:1030].reshape(3, 10)] += 10  # three of words ranked 1,000-1,030
+    scores = validation_quality(topic_word, valid)
+    top = top_word_indices(topic_word, 10)
+    assert VALIDATION_PSEUDO_COUNT > 0
+    assert scores["coherence"] == pytest.approx(topic_coherence(top, valid, pseudo_count=VALIDATION_PSEUDO_COUNT))
+    assert scores["quality"] == pytest.approx(scores["coherence"] * scores["diversity"])
+    # rare words seldom meet in 100 documents: the authors' rule scores those pairs -1, the estimate near 0
+    assert topic_coherence(top[3:], valid) < -0.5
+    assert abs(topic_coherence(top[3:], valid, pseudo_count=VALIDATION_PSEUDO_COUNT)) < 0.2

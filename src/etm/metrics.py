@@ -90,6 +90,7 @@ def _as_indices(topics: np.ndarray | Sequence[Sequence[int]], n_words: int) -> n
 def topic_coherence_per_topic(
     topics: np.ndarray | Sequence[Sequence[int]],
     reference: sp.spmatrix,
+    pseudo_count: float = 0.0,
 ) -> np.ndarray:
     """NPMI coherence of each topic over document co-occurrence.
 
@@ -98,18 +99,33 @@ def topic_coherence_per_topic(
     document frequencies in ``reference``; a pair that never co-occurs scores
     -1 and one that co-occurs in every document scores 1, as the authors did.
 
+    That convention needs a large reference: over a few thousand documents
+    most pairs of specific words never meet by chance alone, so it punishes
+    specific topics and ranks sets of topics differently than a large
+    reference does. ``pseudo_count`` c > 0 scores by how far the observed
+    co-document count departs from the count independence predicts, both
+    shrunk by c pseudo-documents:
+    ``log((d_ij + c) / (d_i d_j / D + c)) / -log((d_ij + c) / D)``, clipped to
+    [-1, 1]. A pair expected to meet far less than c times scores about 0 (no
+    evidence either way) instead of -1; as the counts grow it tends to NPMI.
+
     Parameters
     ----------
     topics : array-like of int of shape (K, n)
         Word indices of each topic's top words (``n`` = 10 gives 45 pairs).
     reference : sparse matrix of shape (D, V)
         Reference corpus counts; only presence per document matters.
+    pseudo_count : float, default 0.0
+        0: the authors' NPMI. > 0: the shrunk estimate above, for small
+        references (``etm tune`` scores its validation documents with 0.1).
 
     Returns
     -------
     ndarray of shape (K,)
         Mean NPMI over each topic's pairs.
     """
+    if not (math.isfinite(pseudo_count) and pseudo_count >= 0):
+        raise ValueError(f"pseudo_count must be a finite number >= 0, got {pseudo_count!r}")
     ref = sp.csr_matrix(reference)
     n_docs = ref.shape[0]
     if n_docs == 0:
@@ -128,6 +144,8 @@ def topic_coherence_per_topic(
     a, b = inverse[:, ii], inverse[:, jj]  # (K, pairs)
     d_ij = co[a, b]
     d_i, d_j = df[a], df[b]
+    if pseudo_count > 0:
+        return _shrunk_npmi(d_ij, d_i, d_j, n_docs, pseudo_count).mean(axis=1)
     log_d = math.log(n_docs)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_dij = np.log(d_ij)
@@ -138,12 +156,24 @@ def topic_coherence_per_topic(
     return npmi.mean(axis=1)
 
 
+def _shrunk_npmi(d_ij: np.ndarray, d_i: np.ndarray, d_j: np.ndarray, n_docs: int, c: float) -> np.ndarray:
+    """NPMI with c pseudo-documents on the observed and the expected co-document counts (see the caller)."""
+    observed = d_ij + c
+    pmi = np.log(observed / (d_i * d_j / n_docs + c))
+    # observed >= D only when a pair is in (almost) every document: NPMI's +1 end
+    denom = -np.log(np.minimum(observed / n_docs, 1.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        npmi = np.where(denom > 0, pmi / denom, 1.0)
+    return np.clip(npmi, -1.0, 1.0)
+
+
 def topic_coherence(
     topics: np.ndarray | Sequence[Sequence[int]],
     reference: sp.spmatrix,
+    pseudo_count: float = 0.0,
 ) -> float:
     """Mean NPMI coherence over topics; see :func:`topic_coherence_per_topic`."""
-    return float(topic_coherence_per_topic(topics, reference).mean())
+    return float(topic_coherence_per_topic(topics, reference, pseudo_count).mean())
 
 
 def topic_diversity(topics: np.ndarray | Sequence[Sequence[int]]) -> float:
