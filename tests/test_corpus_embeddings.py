@@ -14,6 +14,20 @@ from etm.options import SHORT_DOCUMENT_TOKENS
 SMALL = dict(hidden_size=32, embedding_size=16, epochs=2, batch_size=100, lr=0.01, device="cpu", random_state=5)
 
 
+@pytest.fixture(autouse=True)
+def _no_kept_vectors(monkeypatch) -> None:
+    """Each test starts without corpus_skipgram's kept result, so it trains the vectors it checks."""
+    import etm.embeddings
+
+    monkeypatch.setattr(etm.embeddings, "_last_corpus_vectors", None)
+
+
+def _forget_vectors() -> None:
+    import etm.embeddings
+
+    etm.embeddings._last_corpus_vectors = None
+
+
 def _themed_corpus(n_docs: int, length: int, seed: int = 0) -> PreparedCorpus:
     """Documents of ``length`` tokens, each drawn from one of three disjoint word groups (30 words in all)."""
     rng = np.random.default_rng(seed)
@@ -31,6 +45,7 @@ def test_short_documents_get_fixed_skipgram_vectors_of_their_own_corpus() -> Non
     corpus = _themed_corpus(360, 6)
     model = TopicModel(3, **SMALL).fit(corpus)
     assert model.corpus_embeddings is None and model.corpus_embeddings_ is True
+    _forget_vectors()
     expected = corpus_skipgram(corpus, vector_size=16, seed=5)
     np.testing.assert_array_equal(model.word_embeddings_, expected.vectors)  # fixed during training
     assert model.embedding_report_["source"] == "skip-gram on the training documents"
@@ -71,7 +86,9 @@ def test_pretrained_embeddings_win_and_both_at_once_is_an_error() -> None:
 
 def test_the_vectors_are_deterministic_by_seed_and_read_only_training_documents() -> None:
     corpus = _themed_corpus(360, 6)
-    a, b = corpus_skipgram(corpus, vector_size=8, seed=3), corpus_skipgram(corpus, vector_size=8, seed=3)
+    a = corpus_skipgram(corpus, vector_size=8, seed=3)
+    _forget_vectors()
+    b = corpus_skipgram(corpus, vector_size=8, seed=3)
     np.testing.assert_array_equal(a.vectors, b.vectors)
     assert not np.allclose(a.vectors, corpus_skipgram(corpus, vector_size=8, seed=4).vectors)
     # a word that occurs only in validation documents has no skip-gram vector: it gets a seeded random one
@@ -83,6 +100,38 @@ def test_the_vectors_are_deterministic_by_seed_and_read_only_training_documents(
                                                                                        corpus.vocabulary), None)
     aligned = corpus_skipgram(moved, vector_size=8, seed=3)
     assert not aligned.found[0] and aligned.found[1:].all()
+
+
+def test_a_second_fit_on_the_same_documents_reuses_the_vectors(monkeypatch) -> None:
+    """Another K (or the next ``etm tune`` trial) on the same corpus does not train the same skip-gram again."""
+    import etm.embeddings as embeddings
+
+    calls = []
+    real = embeddings.train_skipgram
+    monkeypatch.setattr(embeddings, "train_skipgram", lambda *a, **k: calls.append(k) or real(*a, **k))
+    corpus = _themed_corpus(360, 6)
+    first = TopicModel(3, **SMALL).fit(corpus)
+    second = TopicModel(4, **SMALL).fit(corpus)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(first.word_embeddings_, second.word_embeddings_)
+    # what it returns is a copy: changing it does not change the next result
+    again = corpus_skipgram(corpus, vector_size=16, seed=5)
+    again.vectors[:] = 0
+    np.testing.assert_array_equal(corpus_skipgram(corpus, vector_size=16, seed=5).vectors, first.word_embeddings_)
+    assert len(calls) == 1
+    # another seed, size or a changed training document trains again (an equal copy of the corpus does not)
+    corpus_skipgram(corpus, vector_size=16, seed=6)
+    corpus_skipgram(corpus, vector_size=8, seed=6)
+    assert len(calls) == 3
+    changed = corpus.train.counts.tolil()
+    changed[0, 0] += 1
+    other = PreparedCorpus.from_splits(Corpus(changed.tocsr(), corpus.vocabulary), corpus.valid, None)
+    corpus_skipgram(other, vector_size=8, seed=6)
+    assert len(calls) == 4
+    copy = PreparedCorpus.from_splits(Corpus(corpus.train.counts.copy(), list(corpus.vocabulary)), corpus.valid, None)
+    corpus_skipgram(copy, vector_size=8, seed=6)
+    corpus_skipgram(corpus, vector_size=8, seed=6)
+    assert len(calls) == 5
 
 
 def test_empty_training_documents_are_a_clear_error() -> None:

@@ -15,6 +15,7 @@ multi-gigabyte file costs memory in proportion to the vocabulary; gensim's own
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import logging
 import os
@@ -539,15 +540,52 @@ def corpus_skipgram(
     chunks on every pass, so memory does not grow with its tokens.
     Vocabulary words absent from training get seeded random vectors, as
     in :func:`align_embeddings`.
+
+    The last result is kept (one, in this process) under a digest of the
+    vocabulary, the training documents and the settings: fitting again on
+    the same corpus (another K, the next ``etm tune`` trial) reuses it
+    instead of training the same vectors again; a copy is returned.
     """
+    global _last_corpus_vectors
     vocab = [str(w) for w in corpus.vocabulary]
-    sentences = _BagSentences(corpus, seed, chunk_size)
-    n_tokens = int(corpus.word_totals("train").sum())
+    digest, n_tokens = _training_digest(corpus, chunk_size, (vector_size, seed, CORPUS_SKIPGRAM_WINDOW,
+                                                             CORPUS_SKIPGRAM_TOKEN_PASSES))
     if n_tokens == 0:
         raise ValueError("the corpus has no training tokens to learn word embeddings from")
+    if _last_corpus_vectors is not None and _last_corpus_vectors[0] == digest:
+        logger.info("skip-gram vectors of these training documents: reused from the previous fit")
+        return _copy_aligned(_last_corpus_vectors[1])
     epochs = int(np.clip(round(CORPUS_SKIPGRAM_TOKEN_PASSES / n_tokens), 5, 50))
     logger.info("skip-gram on %d training documents (%d tokens, %d epochs)", corpus.n_docs("train"), n_tokens,
                 epochs)
-    vectors = train_skipgram(sentences, vector_size=vector_size, window=CORPUS_SKIPGRAM_WINDOW, min_count=1,
-                             epochs=epochs, workers=1, seed=seed)
-    return align_embeddings(vectors, vocab, random_state=seed, source="skip-gram on the training documents")
+    vectors = train_skipgram(_BagSentences(corpus, seed, chunk_size), vector_size=vector_size,
+                             window=CORPUS_SKIPGRAM_WINDOW, min_count=1, epochs=epochs, workers=1, seed=seed)
+    aligned = align_embeddings(vectors, vocab, random_state=seed, source="skip-gram on the training documents")
+    _last_corpus_vectors = (digest, _copy_aligned(aligned))
+    return aligned
+
+
+#: :func:`corpus_skipgram`'s last result, under the digest of what made it.
+_last_corpus_vectors: tuple[str, AlignedEmbeddings] | None = None
+
+
+def _copy_aligned(aligned: AlignedEmbeddings) -> AlignedEmbeddings:
+    return AlignedEmbeddings(aligned.vectors.copy(), aligned.found.copy(), aligned.source, list(aligned.vocabulary))
+
+
+def _training_digest(corpus: Any, chunk_size: int, settings: tuple[Any, ...]) -> tuple[str, int]:
+    """A digest of the vocabulary, the training documents and ``settings``, and the training tokens, in one pass."""
+    h = hashlib.blake2b(digest_size=20)
+    h.update(repr(settings).encode())
+    h.update("\0".join(str(w) for w in corpus.vocabulary).encode("utf-8", "surrogatepass"))
+    n_tokens = 0
+    for chunk, _, _ in corpus.document_chunks(chunk_size, parts=("train",)):
+        counts = chunk.counts.tocsr()
+        if not counts.has_sorted_indices:
+            counts = counts.sorted_indices()  # a copy: the corpus's own matrix is left as it is
+        for array in (counts.indptr.astype(np.int64), counts.indices.astype(np.int64),
+                      counts.data.astype(np.float64)):
+            h.update(array.tobytes())
+        h.update(b"|")
+        n_tokens += int(counts.data.sum())
+    return h.hexdigest(), n_tokens
