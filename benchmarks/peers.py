@@ -97,6 +97,7 @@ import torch  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from etm.corpus import PreparedCorpus  # noqa: E402
+from etm.embeddings import clear_corpus_skipgram_cache  # noqa: E402
 from etm.estimator import TopicModel  # noqa: E402
 from etm.readers import read_authors_format, read_octis  # noqa: E402
 from etm.training.inference import decoder_loglik  # noqa: E402
@@ -157,6 +158,7 @@ def fit_etm(corpus: PreparedCorpus, ev: Evaluator, k: int, seed: int, args: argp
     if args.etm_epochs is not None:
         params["epochs"] = args.etm_epochs
     model = TopicModel(n_topics=k, random_state=seed, device="cpu", **params)
+    clear_corpus_skipgram_cache()  # every row pays for its own corpus vectors (short documents), as a user's first fit
     model.fit(corpus)
     theta = model.transform(ev.h1)
     beta = np.asarray(model.topic_word_, dtype=np.float64)

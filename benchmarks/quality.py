@@ -73,7 +73,14 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from etm.corpus import PreparedCorpus
-from etm.embeddings import AlignedEmbeddings, align_embeddings, read_embeddings, save_word2vec, train_skipgram
+from etm.embeddings import (
+    AlignedEmbeddings,
+    align_embeddings,
+    clear_corpus_skipgram_cache,
+    read_embeddings,
+    save_word2vec,
+    train_skipgram,
+)
 from etm.estimator import TopicModel
 from etm.preprocessing import Preprocessor
 from etm.readers import read_authors_format, read_jsonl
@@ -152,6 +159,7 @@ def fit_etm(
     **params: Any,
 ) -> tuple[Fitted, dict[str, Any]]:
     model = TopicModel(n_topics=k, epochs=epochs, embeddings=embeddings, random_state=SEED, device="cpu", **params)
+    clear_corpus_skipgram_cache()  # every run pays for its own corpus vectors (short documents)
     model.fit(corpus)
     theta = model.transform(corpus.test_halves[0])
     fitted = ev.fitted(name, np.asarray(model.topic_word_, dtype=np.float64), theta, model.training_seconds_,

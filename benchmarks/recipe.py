@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from etm.embeddings import clear_corpus_skipgram_cache
 from etm.estimator import TopicModel
 from etm.metrics import perplexity_per_document
 from etm.readers import read_authors_format, read_octis
@@ -72,6 +73,7 @@ def run(corpus_key: str, k: int, seed: int, params: dict[str, Any], data: Path, 
     torch.set_num_threads(threads)
     with threadpool_limits(threads):
         model = TopicModel(n_topics=k, random_state=seed, device="cpu", **params)
+        clear_corpus_skipgram_cache()  # every run pays for its own corpus vectors (short documents)
         t0 = time.perf_counter()
         model.fit(corpus, on_epoch_end=epoch_curve(ev) if curve else None)
         seconds = time.perf_counter() - t0

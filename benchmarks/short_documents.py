@@ -36,6 +36,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from etm.corpus import Corpus, PreparedCorpus, RawDocuments, prepare_corpus
+from etm.embeddings import clear_corpus_skipgram_cache
 from etm.estimator import TopicModel
 from etm.preprocessing import Preprocessor
 from etm.readers import read_authors_format, read_octis
@@ -98,6 +99,7 @@ def load(name: str, data: Path) -> PreparedCorpus:
 
 def fit_etm(corpus: PreparedCorpus, ev: Evaluator, k: int, seed: int, corpus_embeddings: bool) -> dict[str, Any]:
     model = TopicModel(n_topics=k, random_state=seed, device="cpu", corpus_embeddings=corpus_embeddings)
+    clear_corpus_skipgram_cache()  # every run pays for its own corpus vectors
     t0 = time.perf_counter()
     model.fit(corpus)
     seconds = time.perf_counter() - t0

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 from etm import TopicModel
 from etm.corpus import Corpus, PreparedCorpus
-from etm.embeddings import corpus_skipgram
+from etm.embeddings import clear_corpus_skipgram_cache, corpus_skipgram
 from etm.options import SHORT_DOCUMENT_TOKENS
 
 SMALL = dict(hidden_size=32, embedding_size=16, epochs=2, batch_size=100, lr=0.01, device="cpu", random_state=5)
@@ -20,12 +20,6 @@ def _no_kept_vectors(monkeypatch) -> None:
     import etm.embeddings
 
     monkeypatch.setattr(etm.embeddings, "_last_corpus_vectors", None)
-
-
-def _forget_vectors() -> None:
-    import etm.embeddings
-
-    etm.embeddings._last_corpus_vectors = None
 
 
 def _themed_corpus(n_docs: int, length: int, seed: int = 0) -> PreparedCorpus:
@@ -45,7 +39,7 @@ def test_short_documents_get_fixed_skipgram_vectors_of_their_own_corpus() -> Non
     corpus = _themed_corpus(360, 6)
     model = TopicModel(3, **SMALL).fit(corpus)
     assert model.corpus_embeddings is None and model.corpus_embeddings_ is True
-    _forget_vectors()
+    clear_corpus_skipgram_cache()
     expected = corpus_skipgram(corpus, vector_size=16, seed=5)
     np.testing.assert_array_equal(model.word_embeddings_, expected.vectors)  # fixed during training
     assert model.embedding_report_["source"] == "skip-gram on the training documents"
@@ -87,7 +81,7 @@ def test_pretrained_embeddings_win_and_both_at_once_is_an_error() -> None:
 def test_the_vectors_are_deterministic_by_seed_and_read_only_training_documents() -> None:
     corpus = _themed_corpus(360, 6)
     a = corpus_skipgram(corpus, vector_size=8, seed=3)
-    _forget_vectors()
+    clear_corpus_skipgram_cache()
     b = corpus_skipgram(corpus, vector_size=8, seed=3)
     np.testing.assert_array_equal(a.vectors, b.vectors)
     assert not np.allclose(a.vectors, corpus_skipgram(corpus, vector_size=8, seed=4).vectors)

@@ -39,6 +39,7 @@ __all__ = [
     "load_embeddings",
     "train_skipgram",
     "corpus_skipgram",
+    "clear_corpus_skipgram_cache",
     "save_word2vec",
 ]
 
@@ -567,6 +568,12 @@ def corpus_skipgram(
 
 #: :func:`corpus_skipgram`'s last result, under the digest of what made it.
 _last_corpus_vectors: tuple[str, AlignedEmbeddings] | None = None
+
+
+def clear_corpus_skipgram_cache() -> None:
+    """Forget :func:`corpus_skipgram`'s kept vectors: the next call trains them (e.g. to time a whole fit)."""
+    global _last_corpus_vectors
+    _last_corpus_vectors = None
 
 
 def _copy_aligned(aligned: AlignedEmbeddings) -> AlignedEmbeddings:
