@@ -554,7 +554,7 @@ def corpus_skipgram(
     if n_tokens == 0:
         raise ValueError("the corpus has no training tokens to learn word embeddings from")
     if _last_corpus_vectors is not None and _last_corpus_vectors[0] == digest:
-        logger.info("skip-gram vectors of these training documents: reused from the previous fit")
+        logger.debug("skip-gram vectors of these training documents: reused from the previous fit")
         return _copy_aligned(_last_corpus_vectors[1])
     epochs = int(np.clip(round(CORPUS_SKIPGRAM_TOKEN_PASSES / n_tokens), 5, 50))
     logger.info("skip-gram on %d training documents (%d tokens, %d epochs)", corpus.n_docs("train"), n_tokens,
