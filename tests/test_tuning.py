@@ -29,7 +29,7 @@ from etm.corpus import PreparedCorpus
 from etm.estimator import TopicModel
 from etm.options import DECODER_DEFAULTS, DEFAULTS
 from etm.tuning import Choice, Range, default_space, parse_spec, tune, validation_quality
-from etm.tuning.space import default_trial
+from etm.tuning.space import default_trial, edge_settings
 
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 import postgres  # noqa: E402
@@ -155,6 +155,9 @@ def test_a_small_study_end_to_end(corpus_dir, tmp_path, capsys, caplog, authors_
         assert (study_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     assert summary["chosen"]
+    for chosen in summary["chosen"]:  # K of 3:8 at either end is reported as an edge of the space
+        k = chosen["settings"]["n_topics"]
+        assert chosen["at_edge"].get("n_topics") == {3: "low", 8: "high"}.get(k)
     valid = authors_corpus.valid.counts
     corpus = PreparedCorpus.load(corpus_dir)
     for chosen in summary["chosen"]:
@@ -381,3 +384,17 @@ def test_validation_quality_scores_coherence_with_the_pseudo_count_estimate(auth
     # rare words seldom meet in 100 documents: the authors' rule scores those pairs -1, the estimate near 0
     assert topic_coherence(top[3:], valid) < -0.5
     assert abs(topic_coherence(top[3:], valid, pseudo_count=VALIDATION_PSEUDO_COUNT)) < 0.2
+
+
+def test_settings_at_the_edge_of_their_range_are_named_unless_the_option_cannot_pass_it():
+    space = {"n_topics": Range(10, 100, log=True), "kl_weight": Range(0.01, 0.25, log=True),
+             "encoder_token_drop": Range(0.0, 0.7), "lr": Range(0.001, 0.02, log=True), "hidden_size": 200,
+             "background": Choice((True, False))}
+    # the tuning benchmark's best trial: K at the lowest, the KL weight near the highest (within 5% of the log span)
+    best = {"n_topics": 10, "kl_weight": 0.245, "encoder_token_drop": 0.35, "lr": 0.015, "background": True}
+    assert edge_settings(best, space) == {"n_topics": "low", "kl_weight": "high"}
+    assert edge_settings({"n_topics": 13, "kl_weight": 0.2, "lr": 0.0011}, space) == {"lr": "low"}
+    # no token drop is the option's own limit, not an edge; 0.7 is not the option's limit (it allows up to 1)
+    assert edge_settings({"encoder_token_drop": 0.0}, space) == {}
+    assert edge_settings({"encoder_token_drop": 0.69}, space) == {"encoder_token_drop": "high"}
+    assert edge_settings({"hidden_size": 200, "background": False}, space) == {}  # fixed values and choices

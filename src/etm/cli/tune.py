@@ -118,6 +118,7 @@ def _space(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from etm.options import DEFAULTS
     from etm.tuning import tune
+    from etm.tuning.search import edge_text
     from etm.tuning.storage import optuna_module
 
     try:
@@ -139,7 +140,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
               "--resume", file=sys.stderr)
         raise
     chosen = [{"trial": t.number, "settings": t.params, "values": list(t.values),
-               **{k: t.user_attrs.get(k) for k in ("quality", "coherence", "diversity", "perplexity", "model")}}
+               **{k: t.user_attrs.get(k) for k in ("quality", "coherence", "diversity", "perplexity", "model")},
+               "at_edge": result.edges.get(t.number, {})}
               for t in result.chosen]
     summary = {"study_dir": args.output, "study": args.study_name, "trials": result.counts, "chosen": chosen,
                "files": {k: str(v) for k, v in result.files.items()}}
@@ -153,6 +155,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             settings = " ".join(f"{k}={_short(v)}" for k, v in row["settings"].items())
             print(f"  trial {row['trial']}: {settings}\n    validation quality {row['quality']:.4f}, perplexity "
                   f"{row['perplexity']:.1f}; model {row['model'] or '(saved on another machine)'}")
+            if row["at_edge"]:
+                print(f"    at the edge of the search space: {edge_text(row['at_edge'], result.space)}; "
+                      "the best may lie beyond: widen those ranges and --resume")
     return summary
 
 

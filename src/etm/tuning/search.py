@@ -28,7 +28,7 @@ from etm.tuning.runner import (
     run_workers,
     trial_epochs,
 )
-from etm.tuning.space import Choice, Range, check_space, default_space, default_trial, describe
+from etm.tuning.space import Choice, Range, check_space, default_space, default_trial, describe, edge_settings
 from etm.tuning.storage import (
     StorageSpec,
     check_same_corpus,
@@ -61,6 +61,12 @@ class TuneResult:
         ``trials_csv``, ``trials_json``, ``pareto``, ``quality_by_k``.
     counts : dict of str -> int
         Trials by state: ``complete``, ``pruned``, ``failed``, ``running``, ``waiting``.
+    edges : dict of int -> dict of str -> str
+        For each chosen trial (by number), its searched settings at an end of
+        their range, ``"low"`` or ``"high"`` (:func:`~etm.tuning.space.edge_settings`):
+        the best may lie beyond, so widen those ranges.
+    space : dict of str -> spec
+        The searched space (the defaults with ``space``'s changes).
     """
 
     study: Any
@@ -68,6 +74,8 @@ class TuneResult:
     rows: list[dict[str, Any]]
     files: dict[str, Path] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    edges: dict[int, dict[str, str]] = field(default_factory=dict)
+    space: dict[str, Any] = field(default_factory=dict)
 
     def chosen_models(self) -> list[str]:
         """Directories of the chosen trials' models saved on this machine."""
@@ -348,4 +356,16 @@ def _finish(spec: WorkerSpec, study: Any, pruning: Any, objective: str, keep_mod
     counts = _counts(study)
     logger.info("study %r: %d complete, %d pruned, %d failed; chosen: %s", spec.study_name, counts["complete"],
                 counts["pruned"], counts["failed"], ", ".join(f"#{t.number}" for t in chosen) or "none yet")
-    return TuneResult(study=study, chosen=chosen, rows=rows, files=files, counts=counts)
+    edges = {t.number: edge_settings(t.params, spec.trial.space) for t in chosen}
+    for number, edge in edges.items():
+        if edge:
+            logger.info("chosen trial #%d is at the edge of the search space (%s): the best may lie beyond; "
+                           "widen those ranges (--num-topics, --param NAME=LOW:HIGH) and --resume", number,
+                           edge_text(edge, spec.trial.space))
+    return TuneResult(study=study, chosen=chosen, rows=rows, files=files, counts=counts, edges=edges,
+                      space=dict(spec.trial.space))
+
+
+def edge_text(edge: Mapping[str, str], space: Mapping[str, Any]) -> str:
+    """``n_topics at the low end of 10:100:log, ...``: :attr:`TuneResult.edges` of one trial, in words."""
+    return ", ".join(f"{name} at the {end} end of {space[name]}" for name, end in edge.items())

@@ -30,10 +30,13 @@ from typing import Any
 
 from etm.options import DECODER_DEFAULTS, DEFAULTS, OPTIONS
 
-__all__ = ["Range", "Choice", "default_space", "parse_spec", "check_space", "describe", "default_trial"]
+__all__ = ["Range", "Choice", "default_space", "parse_spec", "check_space", "describe", "default_trial",
+           "edge_settings"]
 
 #: Options a search may not touch: settings of where and how a trial runs, or of the validation split.
 NOT_SEARCHABLE = ("checkpoint_every", "valid_size", "lazy_updates")
+#: Within this share of a searched range (of its logarithm on a log scale) from an end, a value is at that edge.
+EDGE_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,30 @@ def default_trial(space: Mapping[str, Any]) -> dict[str, Any]:
             out[name] = int(value) if OPTIONS[name].kind == "int" else float(value)
         elif isinstance(spec, Choice):
             out[name] = default if default in spec.values else spec.values[0]
+    return out
+
+
+def edge_settings(params: Mapping[str, Any], space: Mapping[str, Any]) -> dict[str, str]:
+    """The searched numbers of ``params`` at an end of their :class:`Range`: ``{name: "low" or "high"}``.
+
+    Why: when a chosen trial sits at the edge of its range, the best setting
+    may lie beyond it (a study on 20 Newsgroups put K at the lowest it could
+    try), so the user should widen that range rather than read the edge as
+    the answer. An end the option itself cannot pass (``encoder_token_drop``
+    at 0) is not an edge.
+    """
+    out: dict[str, str] = {}
+    for name, spec in space.items():
+        if not isinstance(spec, Range) or name not in params or not spec.low < spec.high:
+            continue
+        option = OPTIONS[name]
+        scale = math.log if spec.log and spec.low > 0 else float
+        low, high, value = scale(spec.low), scale(spec.high), scale(float(params[name]))
+        share = (value - low) / (high - low)
+        if share <= EDGE_SHARE and not (option.low is not None and spec.low <= option.low):
+            out[name] = "low"
+        elif share >= 1 - EDGE_SHARE and not (option.high is not None and spec.high >= option.high):
+            out[name] = "high"
     return out
 
 
