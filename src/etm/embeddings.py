@@ -545,7 +545,9 @@ def corpus_skipgram(
     The last result is kept (one, in this process) under a digest of the
     vocabulary, the training documents and the settings: fitting again on
     the same corpus (another K, the next ``etm tune`` trial) reuses it
-    instead of training the same vectors again; a copy is returned.
+    instead of training the same vectors again; a copy is returned. It
+    holds V x E floats until the next call trains others or
+    :func:`clear_corpus_skipgram_cache` frees them.
     """
     global _last_corpus_vectors
     vocab = [str(w) for w in corpus.vocabulary]
