@@ -9,7 +9,8 @@ together), a reference none of the models trained on; diversity is the row's own
     python benchmarks/heldout_coherence.py runs/peers/20ng.json [more.json ...] [--corpus 20ng]
 
 Prints one line per row (model, K, seed, training-document coherence, held-out coherence, diversity, both
-qualities) and a table of means per model and K.
+qualities) and a table of means per model and K. ``--pseudo-count c`` scores both coherence columns with
+``etm.metrics.topic_coherence``'s small-reference estimate instead of the authors' NPMI.
 
 ``--subset N`` adds the question ``etm tune`` faces: scored over only N held-out documents (as a validation
 split is), does a coherence estimate still rank the rows as the whole held-out reference does? For the authors'
@@ -55,13 +56,14 @@ def load_rows(paths: list[Path], corpus: str) -> list[dict[str, Any]]:
 
 
 def score(rows: list[dict[str, Any]], vocabulary: list[str], train: sp.csr_matrix,
-          heldout: sp.csr_matrix) -> list[dict[str, Any]]:
+          heldout: sp.csr_matrix, pseudo_count: float = 0.0) -> list[dict[str, Any]]:
     """Each row's coherence over the training and the held-out documents, and the qualities they give."""
     index = {word: i for i, word in enumerate(vocabulary)}
     out = []
     for row in rows:
         top = np.array([[index[w] for w in topic] for topic in row["top10"]])
-        train_coherence, heldout_coherence = topic_coherence(top, train), topic_coherence(top, heldout)
+        train_coherence = topic_coherence(top, train, pseudo_count=pseudo_count)
+        heldout_coherence = topic_coherence(top, heldout, pseudo_count=pseudo_count)
         out.append({"model": row["model"], "k": int(row["k"]), "seed": int(row["seed"]),
                     "coherence": train_coherence, "heldout_coherence": heldout_coherence,
                     "diversity": float(row["diversity"]), "quality": train_coherence * float(row["diversity"]),
@@ -131,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("rows", type=Path, nargs="+", help="JSON files written by peers.py --json-out")
     ap.add_argument("--corpus", choices=("20ng", "m10"), default="20ng")
     ap.add_argument("--data", type=Path, default=default_data())
+    ap.add_argument("--pseudo-count", type=float, default=0.0,
+                    help="score both coherence columns with topic_coherence's small-reference estimate (0: the "
+                         "authors' NPMI)")
     ap.add_argument("--subset", type=int, help="also rank the rows over random subsets of this many test documents")
     ap.add_argument("--draws", type=int, default=5, help="random subsets (with --subset)")
     ap.add_argument("--pseudo-counts", default="0,0.5,1,2,5",
@@ -139,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     corpus = read_corpus(args.data, args.corpus)
     first, second = corpus.test_halves
     scored = score(load_rows(args.rows, args.corpus), list(corpus.vocabulary), sp.csr_matrix(corpus.train.counts),
-                   sp.csr_matrix(first + second))
+                   sp.csr_matrix(first + second), args.pseudo_count)
     for s in scored:
         print(f"{s['model']:40s} K={s['k']:3d} seed={s['seed']:5d}: coherence {s['coherence']:.3f} over training "
               f"documents, {s['heldout_coherence']:.3f} held out; diversity {s['diversity']:.3f}; quality "

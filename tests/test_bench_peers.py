@@ -185,6 +185,12 @@ def test_heldout_coherence_subset_agreement_ranks_rows_against_the_whole_referen
         assert len(result[c]["tau"]) == 2 and all(-1.0 <= t <= 1.0 for t in result[c]["tau"])
         assert result[c]["row_quality"].shape == (4,)
     assert not np.allclose(result[0.0]["row_quality"], result[0.1]["row_quality"])
+    # --pseudo-count scores the main table's two coherence columns with the estimate
+    train = sp.csr_matrix(m10.train.counts)
+    scored = heldout_coherence.score(heldout_coherence.load_rows([path], "m10"), vocab, train, heldout, 0.1)
+    top = np.array([[index[w] for w in t] for t in rows[0]["top10"]])
+    assert scored[0]["coherence"] == pytest.approx(topic_coherence(top, train, pseudo_count=0.1))
+    assert scored[0]["heldout_coherence"] == pytest.approx(topic_coherence(top, heldout, pseudo_count=0.1))
     with pytest.raises(ValueError, match="--subset must be between 2 and the"):
         heldout_coherence.subset_agreement(rows, vocab, heldout, size=10 ** 6, draws=1, pseudo_counts=[0.0])
     assert heldout_coherence.main([str(path), "--corpus", "m10", "--data", str(shared_data), "--subset", "300",
