@@ -56,7 +56,8 @@ def add_parser(sub: Any) -> None:
         "tune", help="search the number of topics and the training settings with Optuna",
         description="Train many models with settings drawn by Optuna (K, KL weight, temperature, encoder token "
                     "drop, learning rate by default) and score each on the corpus's validation split: topic quality "
-                    "(NPMI coherence over the validation documents x diversity) and document-completion perplexity. "
+                    "(NPMI coherence over the validation documents, estimated for a small reference, x diversity) and "
+                    "document-completion perplexity. "
                     "Poor trials are pruned from their per-epoch validation curves. Writes the chosen models (the "
                     "Pareto front, or the best trial of one objective), trials.csv/json and two figures to "
                     "STUDY_DIR; Ctrl-C keeps every finished trial, --resume continues.")
@@ -80,8 +81,8 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--objective", default="both", choices=["both", "quality", "perplexity"],
                    help="both: the Pareto front of validation quality and perplexity; or one of them (default both)")
     g.add_argument("--pruner", default="halving", choices=["halving", "median", "none"],
-                   help="Optuna pruner on the per-epoch validation curve (perplexity with both objectives, else the "
-                        "objective): successive halving, or the median rule (default halving)")
+                   help="Optuna pruner on the per-epoch validation curve (validation quality with both objectives, "
+                        "else the objective): successive halving, or the median rule (default halving)")
     g.add_argument("--valid-size", "--valid_size", type=_positive(float), default=None, metavar="F",
                    help="move this share of the training documents to the validation split first (for corpora with "
                         "few validation documents, e.g. the authors' 20NG's 100)")
