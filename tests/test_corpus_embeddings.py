@@ -108,6 +108,10 @@ def test_a_second_fit_on_the_same_documents_reuses_the_vectors(monkeypatch) -> N
     second = TopicModel(4, **SMALL).fit(corpus)
     assert len(calls) == 1
     np.testing.assert_array_equal(first.word_embeddings_, second.word_embeddings_)
+    # a fit on reused vectors is the same model as one that trained them (same seed, same numbers)
+    again_fit = TopicModel(3, **SMALL).fit(corpus)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(again_fit.topic_word_, first.topic_word_)
     # what it returns is a copy: changing it does not change the next result
     again = corpus_skipgram(corpus, vector_size=16, seed=5)
     again.vectors[:] = 0
