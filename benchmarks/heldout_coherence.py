@@ -55,13 +55,17 @@ def load_rows(paths: list[Path], corpus: str) -> list[dict[str, Any]]:
     return [rows[key] for key in sorted(rows)]
 
 
+def top_indices(rows: list[dict[str, Any]], vocabulary: list[str]) -> list[np.ndarray]:
+    """Each row's stored top words as (K, 10) vocabulary indices."""
+    index = {word: i for i, word in enumerate(vocabulary)}
+    return [np.array([[index[w] for w in topic] for topic in row["top10"]]) for row in rows]
+
+
 def score(rows: list[dict[str, Any]], vocabulary: list[str], train: sp.csr_matrix,
           heldout: sp.csr_matrix, pseudo_count: float = 0.0) -> list[dict[str, Any]]:
     """Each row's coherence over the training and the held-out documents, and the qualities they give."""
-    index = {word: i for i, word in enumerate(vocabulary)}
     out = []
-    for row in rows:
-        top = np.array([[index[w] for w in topic] for topic in row["top10"]])
+    for row, top in zip(rows, top_indices(rows, vocabulary)):
         train_coherence = topic_coherence(top, train, pseudo_count=pseudo_count)
         heldout_coherence = topic_coherence(top, heldout, pseudo_count=pseudo_count)
         out.append({"model": row["model"], "k": int(row["k"]), "seed": int(row["seed"]),
@@ -77,8 +81,7 @@ def subset_agreement(rows: list[dict[str, Any]], vocabulary: list[str], heldout:
     subsets of ``heldout`` with the authors' quality over all of ``heldout``, per draw, and each row's mean."""
     if not 2 <= size <= heldout.shape[0]:
         raise ValueError(f"--subset must be between 2 and the {heldout.shape[0]} held-out documents, got {size}")
-    index = {word: i for i, word in enumerate(vocabulary)}
-    tops = [np.array([[index[w] for w in topic] for topic in row["top10"]]) for row in rows]
+    tops = top_indices(rows, vocabulary)
     diversity = np.array([float(row["diversity"]) for row in rows])
     truth = np.array([topic_coherence(top, heldout) for top in tops]) * diversity
     rng = np.random.default_rng(seed)
@@ -143,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     corpus = read_corpus(args.data, args.corpus)
     first, second = corpus.test_halves
-    scored = score(load_rows(args.rows, args.corpus), list(corpus.vocabulary), sp.csr_matrix(corpus.train.counts),
-                   sp.csr_matrix(first + second), args.pseudo_count)
+    rows, heldout = load_rows(args.rows, args.corpus), sp.csr_matrix(first + second)
+    scored = score(rows, list(corpus.vocabulary), sp.csr_matrix(corpus.train.counts), heldout, args.pseudo_count)
     for s in scored:
         print(f"{s['model']:40s} K={s['k']:3d} seed={s['seed']:5d}: coherence {s['coherence']:.3f} over training "
               f"documents, {s['heldout_coherence']:.3f} held out; diversity {s['diversity']:.3f}; quality "
@@ -152,10 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(scored))
     if args.subset:
-        rows = load_rows(args.rows, args.corpus)
         counts = [float(c) for c in args.pseudo_counts.split(",")]
-        agreement = subset_agreement(rows, list(corpus.vocabulary), sp.csr_matrix(first + second), args.subset,
-                                     args.draws, counts)
+        agreement = subset_agreement(rows, list(corpus.vocabulary), heldout, args.subset, args.draws, counts)
         print_agreement(rows, agreement, args.subset)
     return 0
 

@@ -23,8 +23,8 @@ from etm.metrics import (
 )
 
 
-def _loop_npmi(topics: np.ndarray, docs: list[set[int]]) -> float:
-    """The authors' algorithm, pair by pair over document sets (slow, obviously right)."""
+def _loop_coherence(topics: np.ndarray, docs: list[set[int]], pair_score) -> float:
+    """Mean over topics of the mean ``pair_score(d_i, d_j, d_ij, n)`` over each topic's word pairs (slow, plain)."""
     n = len(docs)
     per_topic = []
     for words in topics:
@@ -34,15 +34,23 @@ def _loop_npmi(topics: np.ndarray, docs: list[set[int]]) -> float:
                 d_i = sum(words[i] in d for d in docs)
                 d_j = sum(words[j] in d for d in docs)
                 d_ij = sum(words[i] in d and words[j] in d for d in docs)
-                if d_ij == 0:
-                    scores.append(-1.0)
-                elif d_ij == n:
-                    scores.append(1.0)
-                else:
-                    num = math.log(d_i) + math.log(d_j) - 2 * math.log(n)
-                    scores.append(-1 + num / (math.log(d_ij) - math.log(n)))
+                scores.append(pair_score(d_i, d_j, d_ij, n))
         per_topic.append(np.mean(scores))
     return float(np.mean(per_topic))
+
+
+def _authors_npmi(d_i: int, d_j: int, d_ij: int, n: int) -> float:
+    """The authors' NPMI of one pair: -1 when it never co-occurs, 1 when it is in every document."""
+    if d_ij == 0:
+        return -1.0
+    if d_ij == n:
+        return 1.0
+    return -1 + (math.log(d_i) + math.log(d_j) - 2 * math.log(n)) / (math.log(d_ij) - math.log(n))
+
+
+def _loop_npmi(topics: np.ndarray, docs: list[set[int]]) -> float:
+    """The authors' algorithm, pair by pair over document sets (slow, obviously right)."""
+    return _loop_coherence(topics, docs, _authors_npmi)
 
 
 @settings(max_examples=30, deadline=None)
@@ -78,20 +86,12 @@ def test_coherence_extremes() -> None:
 
 def _loop_shrunk_npmi(topics: np.ndarray, docs: list[set[int]], c: float) -> float:
     """The pseudo-count estimate, pair by pair (the formula of ``topic_coherence_per_topic``'s docstring)."""
-    n = len(docs)
-    per_topic = []
-    for words in topics:
-        scores = []
-        for i in range(len(words)):
-            for j in range(i + 1, len(words)):
-                d_i = sum(words[i] in d for d in docs)
-                d_j = sum(words[j] in d for d in docs)
-                d_ij = sum(words[i] in d and words[j] in d for d in docs)
-                pmi = math.log((d_ij + c) / (d_i * d_j / n + c))
-                denom = -math.log(min((d_ij + c) / n, 1.0))
-                scores.append(1.0 if denom == 0 else min(1.0, max(-1.0, pmi / denom)))
-        per_topic.append(np.mean(scores))
-    return float(np.mean(per_topic))
+    def pair_score(d_i: int, d_j: int, d_ij: int, n: int) -> float:
+        pmi = math.log((d_ij + c) / (d_i * d_j / n + c))
+        denom = -math.log(min((d_ij + c) / n, 1.0))
+        return 1.0 if denom == 0 else min(1.0, max(-1.0, pmi / denom))
+
+    return _loop_coherence(topics, docs, pair_score)
 
 
 @settings(max_examples=30, deadline=None)

@@ -551,8 +551,8 @@ def corpus_skipgram(
     """
     global _last_corpus_vectors
     vocab = [str(w) for w in corpus.vocabulary]
-    digest, n_tokens = _training_digest(corpus, chunk_size, (vector_size, seed, CORPUS_SKIPGRAM_WINDOW,
-                                                             CORPUS_SKIPGRAM_TOKEN_PASSES))
+    digest, n_tokens = _training_digest(corpus, vocab, chunk_size, (vector_size, seed, CORPUS_SKIPGRAM_WINDOW,
+                                                                    CORPUS_SKIPGRAM_TOKEN_PASSES))
     if n_tokens == 0:
         raise ValueError("the corpus has no training tokens to learn word embeddings from")
     if _last_corpus_vectors is not None and _last_corpus_vectors[0] == digest:
@@ -582,11 +582,11 @@ def _copy_aligned(aligned: AlignedEmbeddings) -> AlignedEmbeddings:
     return AlignedEmbeddings(aligned.vectors.copy(), aligned.found.copy(), aligned.source, list(aligned.vocabulary))
 
 
-def _training_digest(corpus: Any, chunk_size: int, settings: tuple[Any, ...]) -> tuple[str, int]:
-    """A digest of the vocabulary, the training documents and ``settings``, and the training tokens, in one pass."""
+def _training_digest(corpus: Any, vocab: list[str], chunk_size: int, settings: tuple[Any, ...]) -> tuple[str, int]:
+    """A digest of ``vocab``, the training documents and ``settings``, and the training tokens, in one pass."""
     h = hashlib.blake2b(digest_size=20)
     h.update(repr(settings).encode())
-    h.update("\0".join(str(w) for w in corpus.vocabulary).encode("utf-8", "surrogatepass"))
+    h.update("\0".join(vocab).encode("utf-8", "surrogatepass"))
     n_tokens = 0
     for chunk, _, _ in corpus.document_chunks(chunk_size, parts=("train",)):
         counts = chunk.counts.tocsr()
