@@ -187,7 +187,7 @@ SPELLINGS = [
     (["--encoder-token-drop", "0.5"], "encoder_token_drop", 0.5),
     (["--encoder_token_drop", "0.5"], "encoder_token_drop", 0.5),
     (["--lazy-updates"], "lazy_updates", True), (["--lazy_updates"], "lazy_updates", True),
-    (["--seed", "7"], "random_state", 7),
+    (["--seed", "7"], "random_state", 7), (["--n-init", "3"], "n_init", 3), (["--n_init", "3"], "n_init", 3),
     (["--checkpoint-every", "2"], "checkpoint_every", 2), (["--checkpoint_every", "2"], "checkpoint_every", 2),
     # not in the table, on the command line only
     (["--embeddings", "v.txt"], "embeddings", "v.txt"), (["--emb-path", "v.txt"], "embeddings", "v.txt"),
@@ -286,7 +286,7 @@ def test_the_cli_hands_every_option_to_the_estimator() -> None:
               "lr": 0.01, "optimizer": "adam", "weight_decay": 1e-5, "clip": 1.0, "bow_norm": False,
               "anneal_lr": True, "nonmono": 4, "lr_factor": 2.0, "patience": 3, "kl_warmup": 2, "kl_weight": 0.1,
               "lr_schedule": "constant", "ema_decay": 0.9, "encoder_token_drop": 0.5, "lazy_updates": True,
-              "random_state": 7, "checkpoint_every": 2}
+              "random_state": 7, "n_init": 3, "checkpoint_every": 2}
     assert set(values) == {o.name for o in FLAGGED}
     for name, value in values.items():
         option = OPTIONS[name]
@@ -305,7 +305,7 @@ def test_the_estimator_hands_every_training_option_to_training_config() -> None:
               "lr_schedule": "constant", "ema_decay": 0.9, "encoder_token_drop": 0.5, "lazy_updates": False,
               "checkpoint_every": 2}
     model = TopicModel(**values, batch_size=None, random_state=None)
-    model.batch_size_, model.random_state_, model.epochs_, model.kl_weight_ = 64, 11, 3, 0.1  # what fit resolves
+    model.batch_size_, model.init_seed_, model.epochs_, model.kl_weight_ = 64, 11, 3, 0.1  # what fit resolves
     config = model._training_config()
     for name, value in values.items():
         assert getattr(config, OPTIONS[name].config) == value, name

@@ -361,6 +361,11 @@ def test_valid_size_carves_validation_documents_from_training(authors_corpus):
                        small.word_totals("train") + small.word_totals("valid"))
     again = carve_validation(small, 0.2, seed=1)
     assert (again.train.counts != carved.train.counts).nnz == 0  # the same documents every time
+    with_test = PreparedCorpus(train=small.train, valid=pc.valid, valid_halves=pc.valid_halves, test=pc.test,
+                               test_halves=pc.test_halves)
+    kept = carve_validation(with_test, 0.2, seed=1)  # the test split, halves included, is left as it was
+    assert kept.test is pc.test
+    assert all((a != b).nnz == 0 for a, b in zip(kept.test_halves, pc.test_halves))
 
 
 def test_validation_quality_scores_coherence_with_the_pseudo_count_estimate(authors_corpus):

@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,8 @@ from etm.persistence import load_model, save_model
 from etm.preprocessing import Preprocessor
 from etm.regularizers import EmbeddingClustering, combine, word_mass
 from etm.training import TrainingConfig, evaluate_completion_chunks, get_topic_word, infer_theta, train
+from etm.training.checkpoint import run_checkpoints
+from etm.validation import validation_quality, validation_reference
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +217,14 @@ class TopicModel(TransformerMixin, BaseEstimator):
         "auto", "cpu", "cuda", "cuda:N" or "mps".
     random_state : int or None, default 2019
         Seed of splitting, initialisation and training.
+    n_init : int, default 1
+        Train this many networks from different seeds (the first from
+        ``random_state``) and keep the one whose topics score best on the
+        validation documents (:func:`etm.validation.validation_quality`, the
+        estimate ``etm tune`` optimises; the test split is never read). At
+        small K a seed moves topic quality by up to a third; n times the
+        training time. Needs a validation split. With ``checkpoint_dir``,
+        run i checkpoints into ``checkpoint_dir/init-i``.
     checkpoint_dir : path or None
         Where to keep resumable checkpoints and the best model.
     checkpoint_every : int, default 5
@@ -250,7 +261,18 @@ class TopicModel(TransformerMixin, BaseEstimator):
     valid_perplexity_ : float or None
         Best validation document-completion perplexity (per document).
     random_state_ : int
-        The seed actually used.
+        The seed actually used (of the split when fit is given texts, of the
+        embeddings, and of the first run).
+    init_seed_ : int
+        The seed of the network kept: its initialisation and training noise
+        (``random_state_`` unless ``n_init > 1`` kept another run).
+    restarts_ : list of dict or None
+        With ``n_init > 1``, each run in order: ``seed``, validation
+        ``quality``, ``coherence``, ``diversity``, ``valid_perplexity``,
+        ``best_epoch``, ``epochs`` and ``seconds`` (of this fit: a run a
+        resumed fit found complete took none); None with ``n_init=1``.
+    training_seconds_ : float
+        Seconds spent training (all runs with ``n_init > 1``).
     epochs_ : int
         The maximum number of epochs used (``epochs``, or the one chosen for the corpus).
     batch_size_ : int
@@ -313,6 +335,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         preprocessor: Preprocessor | None = None,
         device: str = "auto",
         random_state: int | None = DEFAULTS["random_state"],
+        n_init: int = DEFAULTS["n_init"],
         checkpoint_dir: str | os.PathLike[str] | None = None,
         checkpoint_every: int = DEFAULTS["checkpoint_every"],
         verbose: bool = False,
@@ -360,6 +383,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.preprocessor = preprocessor
         self.device = device
         self.random_state = random_state
+        self.n_init = n_init
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
         self.verbose = verbose
@@ -377,7 +401,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         """The training loop's settings: every option of the table that feeds one, then the resolved ones."""
         settings = {o.config: getattr(self, o.name) for o in OPTIONS.values() if o.config and o.estimator}
         settings.update(epochs=self.epochs_, batch_size=self.batch_size_, kl_weight=self.kl_weight_,
-                        eval_batch_size=max(self.batch_size_, 1000), seed=self.random_state_)
+                        eval_batch_size=max(self.batch_size_, 1000), seed=self.init_seed_)
         return TrainingConfig(**settings)
 
     def _ecr_weight(self, corpus: Any, train_totals: Callable[[], np.ndarray], recipe: dict[str, Any],
@@ -515,10 +539,33 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self._resolve_settings(corpus, train_totals, seeded=seeds is not None)
         device = resolve_device(self.device)
         self.device_ = str(device)
-        config = self._training_config()
         aligned = self._aligned_embeddings(vocab, corpus)
         self.embedding_report_ = None if aligned is None else aligned.report()
-        model = self._build_model(n_topics, len(vocab), aligned, train_totals)
+        self.topic_names_ = _topic_names(n_topics, seeds)
+        run = functools.partial(self._train_once, corpus, n_topics, aligned, train_totals, resolved, device,
+                                resume=resume, on_epoch_end=on_epoch_end)
+        self._check_checkpoint_layout(resume)
+        if self.n_init == 1:
+            result, self.restarts_ = run(self.random_state_, self.checkpoint_dir), None
+            seconds = result.seconds
+        else:
+            result, self.restarts_ = self._best_of_restarts(run, corpus)
+            seconds = sum(r["seconds"] for r in self.restarts_)
+        self._set_fitted(result.model.to("cpu"), list(vocab))
+        self.history_ = result.history
+        self.n_iter_ = len(result.history)
+        self.best_epoch_ = result.best_epoch
+        self.valid_perplexity_ = result.best_valid_perplexity
+        self.training_seconds_ = seconds
+        self._report_collapse(corpus.n_docs("train"))
+        return self
+
+    def _train_once(self, corpus: CorpusSource, n_topics: int, aligned: Any, train_totals: Callable[[], np.ndarray],
+                    resolved: Any, device: torch.device, seed: int, checkpoint_dir: Any, *, resume: bool,
+                    on_epoch_end: Callable[[int, ETM, dict[str, Any]], None] | None) -> Any:
+        """Build and train one network from ``seed`` (its initialisation and training noise; ``init_seed_``)."""
+        self.init_seed_ = int(seed)
+        model = self._build_model(n_topics, len(corpus.vocabulary), aligned, train_totals)
         regularizer = None
         self.seed_report_ = None
         self.seed_words_ = None
@@ -527,27 +574,75 @@ class TopicModel(TransformerMixin, BaseEstimator):
         if self.ecr_weight_ > 0:
             mass = word_mass(train_totals(), self.ecr_word_mass)
             regularizer = combine(regularizer, EmbeddingClustering(self.ecr_weight_, self.ecr_alpha, word_mass=mass))
-        self.topic_names_ = _topic_names(n_topics, seeds)
-        result = train(
+        return train(
             model,
             corpus,
-            config,
+            self._training_config(),
             device=device,
-            checkpoint_dir=self.checkpoint_dir,
+            checkpoint_dir=checkpoint_dir,
             resume=resume,
             verbose=self.verbose,
             extra_metadata=self._metadata(),
             on_epoch_end=on_epoch_end,
             regularizer=regularizer,
         )
-        self._set_fitted(result.model.to("cpu"), list(vocab))
-        self.history_ = result.history
-        self.n_iter_ = len(result.history)
-        self.best_epoch_ = result.best_epoch
-        self.valid_perplexity_ = result.best_valid_perplexity
-        self.training_seconds_ = result.seconds
-        self._report_collapse(corpus.n_docs("train"))
-        return self
+
+    def _restart_checkpoints(self, i: int) -> Path | None:
+        return None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / f"init-{i}"
+
+    def _best_of_restarts(self, run: Callable[..., Any], corpus: CorpusSource) -> tuple[Any, list[dict[str, Any]]]:
+        """Train ``n_init`` runs and keep the one of best validation quality; every run's scores, in order.
+
+        Each run checkpoints into ``checkpoint_dir/init-i``, so a resumed fit
+        finds the finished runs complete (they load, nothing retrains) and
+        continues the interrupted one where it stopped.
+        """
+        reference = validation_reference(corpus, purpose=f"n_init={self.n_init} chooses among its runs")
+        best, restarts = None, []
+        for i in range(self.n_init):
+            seed = restart_seed(self.random_state_, i)
+            result = run(seed, self._restart_checkpoints(i))
+            scores = validation_quality(get_topic_word(result.model), reference)
+            restarts.append({"seed": seed, **scores, "valid_perplexity": result.best_valid_perplexity,
+                             "best_epoch": result.best_epoch, "epochs": len(result.history),
+                             "seconds": result.seconds})
+            logger.info("run %d of %d (seed %d): validation quality %.4f (coherence %.4f, diversity %.3f), "
+                        "perplexity %s", i + 1, self.n_init, seed, scores["quality"], scores["coherence"],
+                        scores["diversity"], "n/a" if result.best_valid_perplexity is None
+                        else f"{result.best_valid_perplexity:.1f}")
+            if best is None or scores["quality"] > restarts[best[0]]["quality"]:
+                best = (i, result)
+            else:
+                del result
+        assert best is not None
+        self.init_seed_ = restarts[best[0]]["seed"]
+        logger.info("kept run %d of %d (seed %d)", best[0] + 1, self.n_init, self.init_seed_)
+        return best[1], restarts
+
+    def _check_checkpoint_layout(self, resume: bool) -> None:
+        """Refuse checkpoints of another ``n_init`` layout, or any to overwrite, rather than start afresh silently.
+
+        ``n_init=1`` checkpoints into ``checkpoint_dir/last``, ``n_init > 1``
+        into ``checkpoint_dir/init-i/last``.
+        """
+        if self.checkpoint_dir is None:
+            return
+        root = Path(self.checkpoint_dir)
+        found = run_checkpoints(root)
+        runs, single = [name for name in found if name != "last"], "last" in found
+        if not resume:
+            if runs and not (single and self.n_init == 1):  # a lone last/ is refused by the training loop itself
+                raise ValueError(f"{root} already holds training checkpoints ({', '.join(runs)} of n_init > 1); "
+                                 "pass resume=True (etm train --resume) to continue them, or another checkpoint "
+                                 "directory to start afresh")
+            return
+        if self.n_init == 1 and runs and not single:
+            raise ValueError(f"{root} holds the checkpoints of {len(runs)} runs of n_init > 1 ({', '.join(runs)}); "
+                             f"resume with n_init={len(runs)} or more (etm train --n-init), or use another "
+                             "checkpoint directory")
+        if self.n_init > 1 and single:
+            raise ValueError(f"{root / 'last'} is the checkpoint of a single run (n_init=1); resume it with n_init=1, "
+                             "or use another checkpoint directory")
 
     def _resolve_settings(self, corpus: CorpusSource, train_totals: Callable[[], np.ndarray], seeded: bool) -> None:
         """Set ``decoder_``, ``temperature_``, ... (``_RESOLVED_SETTINGS``): each automatic (None) setting, resolved."""
@@ -583,9 +678,9 @@ class TopicModel(TransformerMixin, BaseEstimator):
         return _mean_train_length(corpus, train_totals) < SHORT_DOCUMENT_TOKENS
 
     def _build_model(self, n_topics: int, n_words: int, aligned: Any, train_totals: Callable[[], np.ndarray]) -> ETM:
-        """The network for the resolved settings, seeded by ``random_state_``; on ``aligned`` vectors when given."""
+        """The network for the resolved settings, seeded by ``init_seed_``; on ``aligned`` vectors when given."""
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.random_state_)
+            torch.manual_seed(self.init_seed_)
             # the product decoder learns each word's shift itself (its batch normalisation's bias)
             wants_background = self.background and self.decoder_ == "mixture"
             background = log_word_frequency(train_totals()) if wants_background else None
@@ -723,6 +818,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
                 "seed_words": self.seed_words_, "report": self.seed_report_},
             "embeddings": getattr(self, "embedding_report_", None),
             "random_state": self.random_state_,
+            "init_seed": getattr(self, "init_seed_", None),
+            "restarts": getattr(self, "restarts_", None),
             "preprocessing": None if pre is None else pre.settings(),
         }
 
@@ -991,6 +1088,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         params["device"] = device
         est = cls(**params)
         est.random_state_ = int(config.get("random_state") or 0)
+        est.init_seed_ = int(config["init_seed"]) if config.get("init_seed") is not None else est.random_state_
+        est.restarts_ = config.get("restarts")
         pre = config.get("preprocessing")
         est.preprocessor_ = None if pre is None else Preprocessor.from_settings(pre, vocabulary=vocab)
         est._set_fitted(model, vocab)
@@ -1025,6 +1124,23 @@ class TopicModel(TransformerMixin, BaseEstimator):
 #: Fitted attributes holding what ``fit`` resolved an automatic (None) setting to; saved and loaded.
 _RESOLVED_SETTINGS = ("decoder_", "temperature_", "kl_weight_", "hidden_size_", "ecr_weight_", "corpus_embeddings_",
                       "batch_size_", "epochs_")
+
+
+def restart_seed(random_state: int, i: int) -> int:
+    """Seed of run ``i`` of ``n_init``: the first is ``random_state`` itself, so ``n_init=1`` changes nothing.
+
+    It seeds the run's network (initialisation, dropout, noise, batch order);
+    the split of texts into training and validation documents and the word
+    embeddings (corpus skip-gram vectors, random rows for words missing from
+    pretrained ones) keep ``random_state``'s, so every run sees the same
+    documents and vectors. With embeddings learned with the topics (no
+    ``embeddings``, no corpus vectors) on a prepared corpus,
+    ``TopicModel(random_state=restart_seed(r, i))`` trains exactly run ``i`` of
+    ``TopicModel(random_state=r, n_init=n)``.
+    """
+    if i == 0:
+        return int(random_state)
+    return int(np.random.SeedSequence([int(random_state), i]).generate_state(1)[0] % (2**31))
 
 
 def _topic_names(n_topics: int, seeds: Any) -> list[str]:

@@ -272,6 +272,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
        flags=("--lazy-updates",), cli="switch", config="lazy_updates"),
     _o("random_state", "int", 2019, "random seed", low=0, nullable=True, flags=("--seed",),
        config="seed"),
+    _o("n_init", "int", 1, "train this many times from different seeds and keep the run whose topics score best on "
+       "the validation documents (coherence x diversity, the estimate etm tune uses); n times the training time, "
+       "and it needs a validation split", low=1, flags=("--n-init",)),
     _o("valid_size", "float", 0.1, "share of training documents held out for validation when fit is given texts "
        "or a single corpus (0 = none; etm train takes it from the corpus or --valid-size)", low=0.0, high=0.9),
     # checkpoints ---------------------------------------------------------------------

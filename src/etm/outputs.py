@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from etm._io import recover_directory, replace_directory
-from etm.training.checkpoint import checkpoint_progress
+from etm.training.checkpoint import latest_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,11 @@ def _describe_model(directory: Path, checkpoint: dict | None) -> str:
         parts.append("a trained model")
     if checkpoint is not None:
         step = f", step {checkpoint['steps_completed']}" if checkpoint.get("steps_completed") else ""
-        parts.append(f"a resumable checkpoint after epoch {checkpoint['epochs_completed']}{step}")
+        if checkpoint.get("runs"):
+            parts.append(f"the resumable checkpoints of {checkpoint['runs']} runs of --n-init (the last after epoch "
+                         f"{checkpoint['epochs_completed']}{step})")
+        else:
+            parts.append(f"a resumable checkpoint after epoch {checkpoint['epochs_completed']}{step}")
     return " and ".join(parts)
 
 
@@ -111,12 +115,12 @@ def plan_model_output(output: str | os.PathLike[str], *, checkpoint_dir: str | o
     staging = final.with_name(f".{final.name}.etm-replacing")
     explicit_ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     ckpt = explicit_ckpt or final / "checkpoints"
-    found = checkpoint_progress(ckpt / "last")
+    found = latest_checkpoint(ckpt)
     has_model = (final / "config.json").is_file()
     if final.is_dir():
         _refuse_foreign(final, MODEL_ENTRIES, "an etm model")
     if resume:
-        if explicit_ckpt is None and checkpoint_progress(staging / "checkpoints" / "last") is not None:
+        if explicit_ckpt is None and latest_checkpoint(staging / "checkpoints") is not None:
             logger.info("resuming the replacement of %s being trained in %s", final, staging)
             return OutputPlan(final, staging, replaces=True)
         if found is None and has_model:
@@ -131,7 +135,7 @@ def plan_model_output(output: str | os.PathLike[str], *, checkpoint_dir: str | o
             shutil.rmtree(staging)
         if explicit_ckpt is not None and found is not None:
             logger.warning("--force: the old checkpoint in %s is replaced by this run's", explicit_ckpt)
-            for name in ("last", "best"):
+            for name in ("last", "best", *(p.name for p in explicit_ckpt.glob("init-*"))):
                 shutil.rmtree(explicit_ckpt / name, ignore_errors=True)
         _probe_writable(staging, "-o")
         logger.info("--force: training into %s; it replaces %s when complete", staging, final)

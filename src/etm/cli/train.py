@@ -156,7 +156,8 @@ def _train_into(args: argparse.Namespace, device: str, plan: Any, *, lead: bool)
         est.fit(corpus, resume=args.resume)
     except KeyboardInterrupt:
         if lead:
-            print(f"\ninterrupted: a resumable checkpoint is in {ckpt / 'last'}; continue with the same "
+            where = ckpt / "last" if args.n_init == 1 else ckpt
+            print(f"\ninterrupted: a resumable checkpoint is in {where}; continue with the same "
                   f"command{' with --resume instead of --force' if args.force else ' plus --resume'}",
                   file=sys.stderr)
         raise
@@ -187,6 +188,8 @@ def _train_into(args: argparse.Namespace, device: str, plan: Any, *, lead: bool)
         "batch_size": est.batch_size_,
         "max_epochs": est.epochs_,
         "collapse": est.collapse_,
+        "init_seed": est.init_seed_,
+        "restarts": est.restarts_,
     }
     if not args.json:
         ppl = "n/a" if est.valid_perplexity_ is None else f"{est.valid_perplexity_:.1f}"
@@ -198,10 +201,24 @@ def _train_into(args: argparse.Namespace, device: str, plan: Any, *, lead: bool)
             print(f"{kind} {rep['source']}{why}: {rep['covered']} of {rep['vocabulary_size']} words "
                   f"({100 * rep['coverage']:.1f}%), {rep['dimension']} dimensions, "
                   f"{'fine-tuned' if args.fine_tune_embeddings else 'fixed'}")
+        _print_restarts(est.restarts_, est.init_seed_)
         print(f"trained {est.n_iter_} epochs in {summary['seconds']} s on {est.device_}; best epoch "
               f"{est.best_epoch_}, validation perplexity {ppl}; model saved to {out}")
         print_topics(summary["topics"], args.topics, est.topic_names_ if est.n_seeded_topics_ else None)
     return summary
+
+
+def _print_restarts(restarts: list[dict[str, Any]] | None, kept_seed: int) -> None:
+    """One line per run of --n-init, the kept one marked: its validation scores, what it was chosen on."""
+    if not restarts:
+        return
+    print(f"{len(restarts)} runs, kept the best validation quality (coherence over the validation documents x "
+          "diversity):")
+    for i, r in enumerate(restarts, start=1):
+        ppl = "n/a" if r["valid_perplexity"] is None else f"{r['valid_perplexity']:.1f}"
+        mark = "  <- kept" if r["seed"] == kept_seed else ""
+        print(f"  run {i} (seed {r['seed']}): quality {r['quality']:.4f} (coherence {r['coherence']:.4f}, "
+              f"diversity {r['diversity']:.3f}), validation perplexity {ppl}, {r['epochs']} epochs{mark}")
 
 
 def _read_embeddings_arg(args: argparse.Namespace, vocabulary: Sequence[str]) -> Any:

@@ -37,7 +37,8 @@ from etm._io import (
 from etm.model import ETM
 from etm.persistence import _read_tensors, load_model, save_model
 
-__all__ = ["write_checkpoint", "read_checkpoint", "restore_optimizer", "checkpoint_progress"]
+__all__ = ["write_checkpoint", "read_checkpoint", "restore_optimizer", "checkpoint_progress", "run_checkpoints",
+           "latest_checkpoint"]
 
 _TRAINER = "trainer.json"
 _TENSORS = "optimizer.safetensors"
@@ -124,6 +125,36 @@ def checkpoint_progress(directory: str | os.PathLike[str]) -> dict[str, Any] | N
         "steps_completed": trainer.get("steps_completed", 0) if isinstance(trainer, dict) else None,
         "num_topics": (config.get("model") or {}).get("num_topics") if isinstance(config, dict) else None,
     }
+
+
+def run_checkpoints(root: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """The resumable checkpoints under a checkpoint directory, name -> :func:`checkpoint_progress`.
+
+    ``"last"`` is a single run's; ``"init-0"``, ``"init-1"``, ... (in run
+    order) are the runs of ``TopicModel(n_init > 1)``, each in ``init-i/last``.
+    """
+    root = Path(root)
+    found: dict[str, dict[str, Any]] = {}
+    single = checkpoint_progress(root / "last")
+    if single is not None:
+        found["last"] = single
+    runs = [p for p in root.glob("init-*") if p.name[5:].isdigit()] if root.is_dir() else []
+    for run in sorted(runs, key=lambda p: int(p.name[5:])):
+        progress = checkpoint_progress(run / "last")
+        if progress is not None:
+            found[run.name] = progress
+    return found
+
+
+def latest_checkpoint(root: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The progress of the checkpoint a resume continues (the last run's with ``n_init``), with ``runs``: how many."""
+    found = run_checkpoints(root)
+    if not found:
+        return None
+    runs = [name for name in found if name != "last"]
+    latest = dict(found["last"] if "last" in found else found[runs[-1]])
+    latest["runs"] = len(runs)
+    return latest
 
 
 def restore_optimizer(optimizer: Any, trainer: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:

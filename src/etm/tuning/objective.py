@@ -7,13 +7,9 @@ split is never read):
   validation documents' co-occurrences, times the diversity of the top 25
   words (:mod:`etm.metrics`), of the model the training loop selects (the
   epoch with the best validation perplexity); maximised. The coherence is
-  :func:`~etm.metrics.topic_coherence`'s estimate with
-  :data:`VALIDATION_PSEUDO_COUNT` pseudo-documents: a validation split holds
-  a few thousand documents at most, too few for the authors' convention (a
-  pair never seen together scores -1), which punishes specific topics: over
-  1,221 of 20NG's test documents it ranks sixteen models' quality in no
-  relation to their order over all 7,531 (Kendall tau 0.06; the estimate
-  0.93, docs/guide/tuning.md);
+  the small-reference estimate of :mod:`etm.validation`
+  (:data:`VALIDATION_PSEUDO_COUNT`), the same score ``n_init`` chooses
+  restarts by;
 * ``perplexity``: that epoch's document-completion perplexity on the
   validation halves (per document, the authors' form); minimised.
 
@@ -44,13 +40,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import scipy.sparse as sp
 
 from etm.corpus import CorpusSource
-from etm.metrics import top_word_indices, topic_coherence, topic_diversity, topic_quality
 from etm.tuning.space import describe, suggest
 from etm.tuning.storage import process_tag, quiet_optuna_warnings
+from etm.validation import VALIDATION_PSEUDO_COUNT, validation_quality, validation_reference
 
 logger = logging.getLogger(__name__)
 
@@ -62,27 +57,6 @@ OBJECTIVES: dict[str, tuple[str, ...]] = {"both": ("quality", "perplexity"), "qu
                                           "perplexity": ("perplexity",)}
 #: metric -> Optuna direction.
 DIRECTIONS = {"quality": "maximize", "perplexity": "minimize"}
-#: Pseudo-documents of the validation coherence estimate (``topic_coherence(..., pseudo_count=)``), chosen by how
-#: well quality over a few thousand held-out documents ranks models as all 7,531 of 20NG's test documents do
-#: (``benchmarks/heldout_coherence.py --subset``; docs/guide/tuning.md).
-VALIDATION_PSEUDO_COUNT = 0.1
-
-
-def validation_reference(corpus: CorpusSource) -> sp.csr_matrix:
-    """The validation documents' counts (D_valid, V), the reference corpus of validation coherence."""
-    pieces = [chunk.counts for chunk, _, _ in corpus.document_chunks(100_000, parts=("valid",))]
-    if not pieces or sum(p.shape[0] for p in pieces) == 0:
-        raise ValueError("the corpus has no validation documents; tuning scores trials on held-out validation "
-                         "documents: prepare the corpus with a validation split (etm prepare --valid-size), or "
-                         "carve one from the training documents with valid_size= (etm tune --valid-size)")
-    return sp.vstack(pieces, format="csr")
-
-
-def validation_quality(topic_word: np.ndarray, reference: sp.spmatrix) -> dict[str, float]:
-    """Coherence (pseudo-count NPMI of the top 10 over ``reference``), diversity (top 25) and their product."""
-    coherence = topic_coherence(top_word_indices(topic_word, 10), reference, pseudo_count=VALIDATION_PSEUDO_COUNT)
-    diversity = topic_diversity(top_word_indices(topic_word, 25))
-    return {"coherence": coherence, "diversity": diversity, "quality": topic_quality(coherence, diversity)}
 
 
 @dataclass

@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +103,12 @@ def carve_validation(corpus: CorpusSource, valid_size: float, seed: int) -> Prep
     carved = prepared.train.subset(np.sort(order[:n_valid]))
     valid = carved if prepared.valid is None or prepared.valid.n_docs == 0 else Corpus(
         sp.vstack([prepared.valid.counts, carved.counts], format="csr"), prepared.vocabulary)
-    return PreparedCorpus.from_splits(prepared.train.subset(np.sort(order[n_valid:])), valid, prepared.test,
-                                      random_state=seed, settings=prepared.settings)
+    carved_corpus = PreparedCorpus.from_splits(prepared.train.subset(np.sort(order[n_valid:])), valid, None,
+                                               random_state=seed, settings=prepared.settings)
+    # the test split is untouched, halves included (the authors' 20NG ships its own): test scores stay comparable
+    test_skipped = {k: v for k, v in prepared.n_unsplittable.items() if k == "test"}
+    return replace(carved_corpus, test=prepared.test, test_halves=prepared.test_halves,
+                   n_unsplittable={**carved_corpus.n_unsplittable, **test_skipped})
 
 
 def load_corpus(path: str, valid_size: float | None = None, seed: int = 0) -> CorpusSource:
