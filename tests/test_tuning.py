@@ -114,6 +114,7 @@ def test_specs_parse_to_ranges_choices_and_fixed_values():
     ("background", "0:1", r"background is bool, not a number"),
     ("kl_weight", "abc", r"'abc' is not a number"),
     ("no_such_option", "1:2", r"'no_such_option' is not an option a search can set; choose from \["),
+    ("n_init", "3", r"'n_init' is not an option a search can set"),
 ])
 def test_bad_specs_are_refused_naming_the_option(name, text, message):
     with pytest.raises(ValueError, match=message):

@@ -542,6 +542,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         aligned = self._aligned_embeddings(vocab, corpus)
         self.embedding_report_ = None if aligned is None else aligned.report()
         self.topic_names_ = _topic_names(n_topics, seeds)
+        self.restarts_ = None  # the checkpoints' metadata must not carry a previous fit's runs
         run = functools.partial(self._train_once, corpus, n_topics, aligned, train_totals, resolved, device,
                                 resume=resume, on_epoch_end=on_epoch_end)
         self._check_checkpoint_layout(resume)
@@ -598,6 +599,10 @@ class TopicModel(TransformerMixin, BaseEstimator):
         continues the interrupted one where it stopped.
         """
         reference = validation_reference(corpus, purpose=f"n_init={self.n_init} chooses among its runs")
+        if reference.shape[0] < FEW_VALIDATION_DOCUMENTS:
+            logger.warning("n_init=%d chooses on %d validation documents; with fewer than %d the choice is little "
+                           "better than chance (docs/guide/training.md): give the corpus a larger validation split",
+                           self.n_init, reference.shape[0], FEW_VALIDATION_DOCUMENTS)
         best, restarts = None, []
         for i in range(self.n_init):
             seed = restart_seed(self.random_state_, i)
@@ -1120,6 +1125,11 @@ class TopicModel(TransformerMixin, BaseEstimator):
             setattr(self, name, resolved.get(key, from_model.get(key)))
         self.device_ = str(resolve_device(self.device))
 
+
+#: Below this many validation documents ``n_init``'s choice is noisy: over 300 of 20NG's test documents the
+#: validation estimate ranks models with Kendall tau 0.70 against all 7,531, over 600 with 0.85
+#: (docs/guide/tuning.md).
+FEW_VALIDATION_DOCUMENTS = 500
 
 #: Fitted attributes holding what ``fit`` resolved an automatic (None) setting to; saved and loaded.
 _RESOLVED_SETTINGS = ("decoder_", "temperature_", "kl_weight_", "hidden_size_", "ecr_weight_", "corpus_embeddings_",

@@ -33,8 +33,10 @@ from etm.options import DECODER_DEFAULTS, DEFAULTS, OPTIONS
 __all__ = ["Range", "Choice", "default_space", "parse_spec", "check_space", "describe", "default_trial",
            "edge_settings"]
 
-#: Options a search may not touch: settings of where and how a trial runs, or of the validation split.
-NOT_SEARCHABLE = ("checkpoint_every", "valid_size", "lazy_updates")
+#: Options a search may not touch: settings of where and how a trial runs, or of the validation split, and
+#: ``n_init`` (a study already chooses among its runs on validation; restarts inside a trial would report
+#: every epoch number once per run to the pruner).
+NOT_SEARCHABLE = ("checkpoint_every", "valid_size", "lazy_updates", "n_init")
 #: Within this share of a searched range (of its logarithm on a log scale) from an end, a value is at that edge.
 EDGE_SHARE = 0.05
 
