@@ -67,6 +67,14 @@ def main(argv: list[str] | None = None) -> int:
             found[g] = top
     print(f"\nunseeded groups found by a free topic: {len(found)} of {len(unseeded)} "
           f"({len(set(found.values()))} distinct free topics)")
+    own = []
+    for g in seeded:
+        rows = [i for i, label in enumerate(labels) if label == g]
+        own.append(sum(model.topic_names_[b] == g for b in best[rows]) / len(rows))
+    unseeded_rows = [i for i, label in enumerate(labels) if label in unseeded]
+    to_free = sum(model.topic_names_[b].startswith("free_") for b in best[unseeded_rows]) / len(unseeded_rows)
+    print(f"seeded groups' documents whose most probable topic is their own: {sum(own) / len(own):.3f} (mean over "
+          f"the {len(own)} groups); unseeded groups' documents whose most probable topic is a free one: {to_free:.3f}")
     return 0
 
 

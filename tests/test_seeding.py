@@ -98,6 +98,32 @@ def test_document_prior_is_the_kl_to_a_shifted_prior() -> None:
     assert float(prior(None, 0.0, batch, mu)) == pytest.approx(float(kl(m) - kl(torch.zeros_like(mu))), rel=1e-5)
 
 
+def test_the_centred_document_prior_is_the_kl_to_a_prior_shifted_by_the_count_above_the_mean() -> None:
+    import scipy.sparse as sp
+
+    from etm.model import SparseBatch
+
+    rng = np.random.default_rng(0)
+    counts = sp.csr_matrix(rng.poisson(0.4, size=(30, 6)).astype(np.float32))
+    topics = [[0, 1], [2], [1, 4]]  # word 1 is a seed word of two topics
+    prior = SeedPrior(topics, np.ones(6), 30, strength=0.0, doc_strength=0.7)
+    centres = prior.centre_on([counts[:11], counts[11:]])  # in two row blocks, as a corpus streams them
+    dense = counts.toarray()
+    direct = np.stack([np.log1p(dense[:, t].sum(axis=1)) for t in topics], axis=1)  # (D, S)
+    np.testing.assert_allclose(centres, direct.mean(axis=0), rtol=1e-6)
+    mu = torch.from_numpy(rng.normal(size=(30, 5)).astype(np.float32))  # 3 seeded topics + 2 free
+    m = torch.zeros_like(mu)
+    m[:, :3] = 0.7 * torch.from_numpy((direct - direct.mean(axis=0)).astype(np.float32))
+    def kl(mean: torch.Tensor) -> torch.Tensor:
+        q = torch.distributions.Normal(mu, 1.0)
+        return torch.distributions.kl_divergence(q, torch.distributions.Normal(mean, 1.0)).sum(1).mean()
+    term = float(prior(None, 0.0, SparseBatch.from_scipy(counts), mu))
+    assert term == pytest.approx(float(kl(m) - kl(torch.zeros_like(mu))), rel=1e-5)
+    assert (m[:, :3] < 0).any() and (m[:, :3] > 0).any()  # documents without seed words are pushed down
+    with pytest.raises(ValueError, match="no training documents"):
+        SeedPrior(topics, np.ones(6), 30, doc_strength=0.7).centre_on([])
+
+
 SEEDS = {"space": ["space", "nasa", "orbit", "launch"], "religion": ["god", "jesus", "church", "bible"],
          "hardware": ["drive", "card", "scsi", "disk"]}
 

@@ -210,6 +210,11 @@ class TopicModel(TransformerMixin, BaseEstimator):
         In training, centre the prior of a document's seeded-topic weights at
         ``seed_doc_prior * log(1 + count of that topic's seed words)``
         (keyATM-style; see :class:`etm.seeding.SeedPrior`).
+    seed_doc_centered : bool, default True
+        Take that log count relative to its mean over the training
+        documents: the prior then decides which documents a seeded topic
+        takes, without drawing every document that mentions a seed word in
+        passing away from the free topics.
     preprocessor : Preprocessor or None
         Tokenisation and vocabulary for text input; None uses
         ``Preprocessor()``. Ignored for bag-of-words input.
@@ -332,6 +337,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         seed_schedule: str = DEFAULTS["seed_schedule"],
         seed_init: bool = DEFAULTS["seed_init"],
         seed_doc_prior: float = DEFAULTS["seed_doc_prior"],
+        seed_doc_centered: bool = DEFAULTS["seed_doc_centered"],
         preprocessor: Preprocessor | None = None,
         device: str = "auto",
         random_state: int | None = DEFAULTS["random_state"],
@@ -380,6 +386,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.seed_schedule = seed_schedule
         self.seed_init = seed_init
         self.seed_doc_prior = seed_doc_prior
+        self.seed_doc_centered = seed_doc_centered
         self.preprocessor = preprocessor
         self.device = device
         self.random_state = random_state
@@ -749,8 +756,11 @@ class TopicModel(TransformerMixin, BaseEstimator):
                 model.alphas.weight[: len(rows)] = torch.as_tensor(centroids, dtype=model.alphas.weight.dtype)
         self.seed_words_ = {name: [str(corpus.vocabulary[i]) for i in r] for name, r in zip(resolved.seeds.names, rows)}
         self.seed_report_ = resolved.report()
-        return SeedPrior(rows, train_totals, corpus.n_docs("train"), strength=self.seed_strength,
-                         schedule=self.seed_schedule, doc_strength=self.seed_doc_prior)
+        prior = SeedPrior(rows, train_totals, corpus.n_docs("train"), strength=self.seed_strength,
+                          schedule=self.seed_schedule, doc_strength=self.seed_doc_prior)
+        if self.seed_doc_centered and self.seed_doc_prior > 0:
+            prior.centre_on(chunk.counts for chunk, _, _ in corpus.document_chunks(100_000, parts=("train",)))
+        return prior
 
     def _learned_embedding_size(self) -> int:
         """E of embeddings etm makes itself (learned with the topics, or the corpus's skip-gram): 300 unless given."""

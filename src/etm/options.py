@@ -230,6 +230,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     _o("seed_doc_prior", "float", 3.0, "in training, raise the prior of a document's seeded topics by this times "
        "log(1 + count of their seed words in it), keyATM-style (0 = off)", group="seeding", low=0.0,
        flags=("--seed-doc-prior",)),
+    _o("seed_doc_centered", "bool", True, "take that log count relative to its mean over the training documents, so "
+       "the prior picks which documents a seeded topic takes without drawing every document that mentions a seed "
+       "word away from the free topics (0 = raise only)", group="seeding", flags=("--seed-doc-centered",),
+       cli="01"),
     # optimisation ------------------------------------------------------------------
     _o("epochs", "int", None, "maximum epochs", low=1, nullable=True,
        unset="about 2,000 steps, between 20 and 100 epochs", flags=("--epochs",), config="epochs",

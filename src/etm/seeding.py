@@ -27,7 +27,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,6 +251,15 @@ class SeedPrior:
     where keywords occur. The KL to ``N(m_d, I)`` differs from the model's KL to
     ``N(0, I)`` by ``sum_k (m_dk^2 / 2 - mu_dk m_dk)``, the term added here. It
     shapes training only; inference uses the encoder as usual.
+
+    After :meth:`centre_on`, ``log(1 + c_dk)`` is taken relative to its mean
+    over the training documents (``doc_centers``, (S,)). Centred, the prior
+    decides *which* documents a seeded topic takes (those with more of its
+    seed words than the average document) but no longer how much of the
+    corpus the seeded topics take together: raised only, it lifted every
+    seeded topic in the many documents that hold a seed word or two in
+    passing, and the documents of themes nobody seeded went to a seeded topic
+    instead of a free one (docs/benchmarks/seeded.md).
     """
 
     def __init__(
@@ -294,6 +303,23 @@ class SeedPrior:
                 if weight >= 1.0:
                     indicator[int(w), k] = 1.0
         self.indicator = indicator
+        self.doc_centers: torch.Tensor | None = None  # set by centre_on
+
+    def centre_on(self, chunks: Iterable[sp.spmatrix]) -> np.ndarray:
+        """Centre the document prior on the training documents, given in row blocks; the centres, (S,).
+
+        Each centre is the mean over the documents of ``log(1 + count of
+        that topic's seed words)``, counted as the prior counts them.
+        """
+        indicator = sp.csr_matrix(self.indicator.cpu().numpy().astype(np.float64))
+        total, n_docs = np.zeros(self.n_seeded), 0
+        for counts in chunks:
+            total += np.log1p(np.asarray((sp.csr_matrix(counts, dtype=np.float64) @ indicator).todense())).sum(axis=0)
+            n_docs += counts.shape[0]
+        if n_docs == 0:
+            raise ValueError("no training documents to centre the seeded document prior on")
+        self.doc_centers = torch.as_tensor(total / n_docs, dtype=torch.float32, device=self.indicator.device)
+        return self.doc_centers.cpu().numpy()
 
     def strength_at(self, progress: float) -> float:
         if self.schedule == "decay":
@@ -305,6 +331,8 @@ class SeedPrior:
         if self.eta.device != device:
             self.topics, self.words = self.topics.to(device), self.words.to(device)
             self.eta, self.indicator = self.eta.to(device), self.indicator.to(device)
+            if self.doc_centers is not None:
+                self.doc_centers = self.doc_centers.to(device)
 
     def __call__(self, model: Any, progress: float, batch: Any = None, mu: torch.Tensor | None = None,
                  beta: torch.Tensor | None = None) -> torch.Tensor | None:
@@ -317,7 +345,10 @@ class SeedPrior:
             log_beta = torch.log(beta[self.topics, self.words] + 1e-10)
             terms.append(-(s * self.eta * log_beta).sum())
         if self.doc_strength > 0.0 and batch is not None and mu is not None:
-            m = self.doc_strength * torch.log1p(self.seed_counts(batch).to(mu.device))  # (B, S)
+            m = torch.log1p(self.seed_counts(batch).to(mu.device))  # (B, S)
+            if self.doc_centers is not None:
+                m = m - self.doc_centers.to(m.device)
+            m = self.doc_strength * m
             mu_s = mu[:, : self.n_seeded]
             terms.append((0.5 * m.pow(2) - mu_s * m).sum(dim=1).mean())
         return sum(terms) if terms else None
