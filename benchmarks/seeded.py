@@ -211,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     etm_row("seeded ETM: prior 1 + raised doc prior 3", **seeded, seed_strength=1.0, seed_doc_prior=3.0,
             seed_doc_centered=False)
     etm_row("seeded ETM: prior 1 + doc prior 6", **seeded, seed_strength=1.0, seed_doc_prior=6.0)
+    etm_row("seeded ETM: prior 1 + doc prior 10", **seeded, seed_strength=1.0, seed_doc_prior=10.0)
     etm_row("seeded ETM: prior 1, decaying + doc prior 3", **seeded, seed_strength=1.0, seed_schedule="decay",
             seed_doc_prior=3.0)
     etm_row("seeded ETM mixture: init only", **mixture, seed_strength=0.0, seed_doc_prior=0.0)

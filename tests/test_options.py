@@ -80,7 +80,7 @@ def test_the_defaults_that_matter() -> None:
     assert DEFAULTS["hidden_size"] is None and DEFAULTS["ecr_weight"] is None
     assert DEFAULTS["ecr_word_mass"] == "sqrt-frequency"
     assert DEFAULTS["encoder_token_drop"] == 0.5 and CONFIG_DEFAULTS["encoder_token_drop"] == 0.0
-    assert DEFAULTS["seed_doc_prior"] == 3.0 and DEFAULTS["dropout"] == 0.0 and DEFAULTS["n_topics"] == 50
+    assert DEFAULTS["seed_doc_prior"] == 6.0 and DEFAULTS["dropout"] == 0.0 and DEFAULTS["n_topics"] == 50
     assert OPTIONS["encoder_token_drop"].high == 1.0 and OPTIONS["encoder_token_drop"].high_open
 
 
@@ -97,7 +97,7 @@ def test_seed_prior_defaults_are_the_tables() -> None:
     from etm.seeding import SeedPrior
 
     parameters = inspect.signature(SeedPrior.__init__).parameters
-    assert parameters["doc_strength"].default == DEFAULTS["seed_doc_prior"] == 3.0
+    assert parameters["doc_strength"].default == DEFAULTS["seed_doc_prior"] == 6.0
     assert parameters["strength"].default == DEFAULTS["seed_strength"]
     assert parameters["schedule"].default == DEFAULTS["seed_schedule"]
 
@@ -283,7 +283,8 @@ def test_the_cli_hands_every_option_to_the_estimator() -> None:
               "ecr_weight": 250.0, "ecr_alpha": 10.0, "ecr_word_mass": "sqrt-frequency",
               "fine_tune_embeddings": True, "corpus_embeddings": True,
               "missing_embeddings": "fixed", "n_free_topics": 2,
-              "seed_strength": 0.5, "seed_schedule": "decay", "seed_doc_prior": 1.5, "seed_doc_centered": False, "epochs": 3, "batch_size": 64,
+              "seed_strength": 0.5, "seed_schedule": "decay", "seed_doc_prior": 1.5, "seed_doc_centered": False,
+              "epochs": 3, "batch_size": 64,
               "lr": 0.01, "optimizer": "adam", "weight_decay": 1e-5, "clip": 1.0, "bow_norm": False,
               "anneal_lr": True, "nonmono": 4, "lr_factor": 2.0, "patience": 3, "kl_warmup": 2, "kl_weight": 0.1,
               "lr_schedule": "constant", "ema_decay": 0.9, "encoder_token_drop": 0.5, "lazy_updates": True,

@@ -206,7 +206,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         Keep the prior's strength, or decay it linearly to zero.
     seed_init : bool, default True
         Start each seeded topic's embedding at its seed words' mean embedding.
-    seed_doc_prior : float, default 3.0
+    seed_doc_prior : float, default 6.0
         In training, centre the prior of a document's seeded-topic weights at
         ``seed_doc_prior * log(1 + count of that topic's seed words)``
         (keyATM-style; see :class:`etm.seeding.SeedPrior`).

@@ -227,7 +227,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
        group="seeding", choices=SEED_SCHEDULES, flags=("--seed-schedule",)),
     _o("seed_init", "bool", True, "start each seeded topic's embedding at its seed words' mean embedding",
        group="seeding"),
-    _o("seed_doc_prior", "float", 3.0, "in training, raise the prior of a document's seeded topics by this times "
+    _o("seed_doc_prior", "float", 6.0, "in training, raise the prior of a document's seeded topics by this times "
        "log(1 + count of their seed words in it), keyATM-style (0 = off)", group="seeding", low=0.0,
        flags=("--seed-doc-prior",)),
     _o("seed_doc_centered", "bool", True, "take that log count relative to its mean over the training documents, so "

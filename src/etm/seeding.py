@@ -243,7 +243,7 @@ class SeedPrior:
     an epoch's batches (each a per-document mean) it adds the prior once.
 
     *Document prior* (``doc_strength`` > 0; by default ``TopicModel``'s
-    ``seed_doc_prior``, 3.0, from :mod:`etm.options`, like ``strength`` and
+    ``seed_doc_prior``, 6.0, from :mod:`etm.options`, like ``strength`` and
     ``schedule``; 0 turns it off): a document that contains seed
     words of topic k gets a logistic-normal prior centred at
     ``m_dk = doc_strength * log(1 + c_dk)`` instead of 0, ``c_dk`` being its
