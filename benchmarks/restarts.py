@@ -24,6 +24,8 @@ Usage::
                                   [--threads 1] [--json-out runs/restarts.jsonl]
 
 Rows already in ``--json-out`` (same K and seed) are read back instead of retrained, so a stopped run continues.
+Each row also keeps the run's validation quality and perplexity after every epoch (``curve``), to study how
+early a run's final standing shows.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from etm.embeddings import clear_corpus_skipgram_cache  # noqa: E402
 from etm.estimator import TopicModel, restart_seed  # noqa: E402
 from etm.metrics import top_word_indices, topic_coherence, topic_diversity  # noqa: E402
 from etm.readers import read_authors_format  # noqa: E402
+from etm.training import get_topic_word  # noqa: E402
 from etm.tuning import carve_validation  # noqa: E402
 from etm.validation import validation_quality, validation_reference  # noqa: E402
 
@@ -69,10 +72,17 @@ def pool_rows(corpus: Any, k: int, seeds: list[int], references: dict[str, Any],
             continue
         clear_corpus_skipgram_cache()
         est = TopicModel(k, random_state=seed, device="cpu")
+        curve: list[list[float]] = []
+
+        def record(epoch: int, model: Any, record: dict[str, Any], curve: list = curve) -> None:  # not timed
+            curve.append([epoch, validation_quality(get_topic_word(model), references["valid"])["quality"],
+                          record.get("valid_perplexity", float("nan"))])
+
         start = time.perf_counter()
-        est.fit(corpus)
+        est.fit(corpus, on_epoch_end=record)
         row = {"k": k, "run": i, "seed": seed, **score(est, corpus, references),
-               "seconds": time.perf_counter() - start, "epochs": est.n_iter_}
+               "seconds": time.perf_counter() - start, "epochs": est.n_iter_, "best_epoch": est.best_epoch_,
+               "curve": curve}
         print(f"  K={k} run {i} (seed {seed}): validation {row['valid_quality']:.4f}, quality {row['quality']:.4f}, "
               f"held-out {row['heldout_quality']:.4f}, test perplexity {row['test_perplexity']:.0f}, "
               f"{row['seconds']:.0f} s", flush=True)
