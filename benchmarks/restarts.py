@@ -1,4 +1,4 @@
-"""What ``n_init`` buys: the topic quality of the restart chosen on validation, against one run, on 20NG.
+"""What ``n_init`` buys: the topic quality of the restart chosen on validation, against one run.
 
 Why this script exists: ``TopicModel(n_init=n)`` / ``etm train --n-init n`` trains n networks from different
 seeds and keeps the one whose topics score best on the validation documents (:mod:`etm.validation`); it costs
@@ -16,12 +16,13 @@ Then, over every ``--n-init``-subset of the pool (all C(pool, n) of them), the r
 the table gives one run's mean quality, the mean quality of the kept run (what ``n_init`` gives in expectation),
 and the best of each subset by quality itself (what a perfect choice would give). The authors' corpus has only
 100 validation documents; ``--valid-size`` (default 0.1) moves a seeded 10% of the training documents to the
-validation split first, as ``benchmarks/tune.py`` does.
+validation split first, as ``benchmarks/tune.py`` does. ``--corpus DIR`` runs on a corpus ``etm prepare`` wrote
+instead (e.g. ``make demo``'s ``runs/20ng-corpus``), with its own validation split.
 
 Usage::
 
     python benchmarks/restarts.py [--data ../shared/data] [--k 10,25,50] [--pool 6] [--n-init 3] [--seed 2019]
-                                  [--threads 1] [--json-out runs/restarts.jsonl]
+                                  [--threads 1] [--json-out runs/restarts.jsonl] [--corpus DIR]
 
 Rows already in ``--json-out`` (same K and seed) are read back instead of retrained, so a stopped run continues.
 Each row also keeps the run's validation quality and perplexity after every epoch (``curve``), to study how
@@ -44,6 +45,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _baselines import default_data  # noqa: E402
 
+from etm.corpus import open_corpus  # noqa: E402
 from etm.embeddings import clear_corpus_skipgram_cache  # noqa: E402
 from etm.estimator import TopicModel, restart_seed  # noqa: E402
 from etm.metrics import top_word_indices, topic_coherence, topic_diversity  # noqa: E402
@@ -117,11 +119,18 @@ def main() -> None:
     parser.add_argument("--valid-size", type=float, default=0.1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json-out", type=Path, default=None, help="append each run here; read back on restart")
+    parser.add_argument("--corpus", type=Path, default=None,
+                        help="a corpus directory from etm prepare, with its own validation split (default: the "
+                             "authors' 20NG with --valid-size carved)")
     args = parser.parse_args()
     if not 1 < args.n_init <= args.pool:
         parser.error("--n-init must be more than 1 and at most --pool")
     torch.set_num_threads(args.threads)
-    corpus = carve_validation(read_authors_format(args.data / "20ng-etm"), args.valid_size, args.seed)
+    if args.corpus is None:
+        corpus = carve_validation(read_authors_format(args.data / "20ng-etm"), args.valid_size, args.seed)
+        name = "20NG"
+    else:
+        corpus, name = open_corpus(args.corpus).to_prepared(), str(args.corpus)
     first, second = corpus.test_halves
     references = {"valid": validation_reference(corpus), "train": corpus.train.counts.tocsr(),
                   "test": (first + second).tocsr()}
@@ -132,7 +141,7 @@ def main() -> None:
             done[(row["k"], row["seed"])] = row
     seeds = [restart_seed(args.seed, i) for i in range(args.pool)]
     ks = [int(k) for k in args.k.split(",")]
-    print(f"20NG, {corpus.n_docs('valid')} validation documents; the defaults, {args.pool} runs per K, n_init = "
+    print(f"{name}, {corpus.n_docs('valid')} validation documents; the defaults, {args.pool} runs per K, n_init = "
           f"{args.n_init}; {args.threads} thread(s)", flush=True)
     results = {k: summarise(pool_rows(corpus, k, seeds, references, done, args.json_out), args.n_init) for k in ks}
     print(f"\n| K | one run: quality ± sd | n_init = {args.n_init}, kept on validation | best of {args.n_init} by "
