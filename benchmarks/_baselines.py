@@ -113,16 +113,19 @@ def _rows_as_words(counts: sp.csr_matrix, vocabulary: Sequence[str]) -> list[lis
     return out
 
 
-def fit_tomotopy(
-    corpus: PreparedCorpus, ev: Evaluator, iterations: int, threads: int, n_topics: int = 50, *, seed: int = SEED
-) -> Fitted:
-    """Collapsed Gibbs LDA (tomotopy defaults: alpha 0.1 optimised every 10 iterations, eta 0.01)."""
+def train_tomotopy(counts: sp.spmatrix, vocab: Sequence[str], n_topics: int, iterations: int, threads: int,
+                   seed: int) -> tuple[Any, np.ndarray, float]:
+    """Collapsed Gibbs LDA (tomotopy defaults: alpha 0.1 optimised every 10 iterations, eta 0.01) on bags of words.
+
+    Returns the model, its (K, V) topic-word matrix in ``vocab``'s order and the training seconds. (tomotopy
+    ignores an empty document.)
+    """
     import tomotopy as tp
 
-    vocab = list(corpus.vocabulary)
+    vocab = list(vocab)
     t0 = time.perf_counter()
     model = tp.LDAModel(k=n_topics, seed=seed)
-    for words in _rows_as_words(sp.csr_matrix(corpus.train.counts), vocab):
+    for words in _rows_as_words(sp.csr_matrix(counts), vocab):
         model.add_doc(words)
     model.train(iterations, workers=threads)
     seconds = time.perf_counter() - t0
@@ -131,6 +134,15 @@ def fit_tomotopy(
     beta = np.zeros((n_topics, len(vocab)))
     for k in range(n_topics):
         beta[k, cols] = model.get_topic_word_dist(k)
+    return model, beta, seconds
+
+
+def fit_tomotopy(
+    corpus: PreparedCorpus, ev: Evaluator, iterations: int, threads: int, n_topics: int = 50, *, seed: int = SEED
+) -> Fitted:
+    """Collapsed Gibbs LDA (:func:`train_tomotopy`), theta of the test first halves from 100 inference iterations."""
+    vocab = list(corpus.vocabulary)
+    model, beta, seconds = train_tomotopy(corpus.train.counts, vocab, n_topics, iterations, threads, seed)
     docs = [model.make_doc(words) for words in _rows_as_words(ev.h1, vocab)]
     inferred, _ = model.infer(docs, iterations=100, workers=threads)
     theta = np.asarray(inferred, dtype=np.float64)  # one topic distribution per document

@@ -44,6 +44,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _baselines import default_data  # noqa: E402
+from tune import test_reference  # noqa: E402
 
 from etm.corpus import open_corpus  # noqa: E402
 from etm.embeddings import clear_corpus_skipgram_cache  # noqa: E402
@@ -131,9 +132,8 @@ def main() -> None:
         name = "20NG"
     else:
         corpus, name = open_corpus(args.corpus).to_prepared(), str(args.corpus)
-    first, second = corpus.test_halves
     references = {"valid": validation_reference(corpus), "train": corpus.train.counts.tocsr(),
-                  "test": (first + second).tocsr()}
+                  "test": test_reference(corpus)}
     done: dict[tuple[int, int], dict] = {}
     if args.json_out is not None and args.json_out.is_file():
         for line in args.json_out.read_text(encoding="utf-8").splitlines():

@@ -18,15 +18,18 @@ import argparse
 import gzip
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import scipy.sparse as sp
 import torch
 
-from etm import Preprocessor, TopicModel
-from etm.metrics import top_word_indices, topic_coherence, topic_diversity, topic_quality
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _baselines import train_tomotopy  # noqa: E402
+
+from etm import Preprocessor, TopicModel  # noqa: E402
+from etm.metrics import top_word_indices, topic_coherence, topic_diversity, topic_quality  # noqa: E402
 
 
 def read_texts(data: Path, n: int) -> list[str]:
@@ -53,22 +56,7 @@ def run(texts: list[str], seed: int, batch_size: int | None) -> tuple[dict, Topi
 
 def run_lda(counts: sp.csr_matrix, vocabulary: list[str], seed: int, iterations: int) -> dict:
     """tomotopy's LDA (its defaults: alpha 0.1, eta 0.01) on the same bags of words, scored like ``evaluate``."""
-    import tomotopy as tp
-
-    t0 = time.perf_counter()
-    lda = tp.LDAModel(k=20, seed=seed)
-    for d in range(counts.shape[0]):
-        lo, hi = counts.indptr[d], counts.indptr[d + 1]
-        words = [vocabulary[w] for w, c in zip(counts.indices[lo:hi], counts.data[lo:hi]) for _ in range(int(c))]
-        if words:
-            lda.add_doc(words)
-    lda.train(iterations, workers=1)
-    seconds = time.perf_counter() - t0
-    position = {w: i for i, w in enumerate(vocabulary)}
-    beta = np.zeros((20, len(vocabulary)))
-    cols = np.array([position[w] for w in lda.used_vocabs])
-    for k in range(20):
-        beta[k, cols] = lda.get_topic_word_dist(k)
+    _, beta, seconds = train_tomotopy(counts, vocabulary, 20, iterations, 1, seed)
     coherence = topic_coherence(top_word_indices(beta, 10), counts)
     diversity = topic_diversity(top_word_indices(beta, 25))
     return {"model": "LDA (tomotopy)", "seed": seed, "batch": "-", "epochs": f"{iterations} it.",

@@ -545,6 +545,9 @@ class TopicModel(TransformerMixin, BaseEstimator):
             )
         resolved = None if seeds is None else seeds.resolve(vocab)
         train_totals = functools.cache(lambda: _train_word_totals(corpus))  # one pass over sharded corpora
+        # the seed prior holds no training state: n_init's runs share it (its centring is a pass over the corpus)
+        seed_prior = None if resolved is None else functools.cache(lambda: self._seed_prior(resolved, corpus,
+                                                                                           train_totals()))
         self._resolve_settings(corpus, train_totals, seeded=seeds is not None)
         device = resolve_device(self.device)
         self.device_ = str(device)
@@ -552,8 +555,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.embedding_report_ = None if aligned is None else aligned.report()
         self.topic_names_ = _topic_names(n_topics, seeds)
         self.restarts_ = None  # the checkpoints' metadata must not carry a previous fit's runs
-        run = functools.partial(self._train_once, corpus, n_topics, aligned, train_totals, resolved, device,
-                                resume=resume, on_epoch_end=on_epoch_end)
+        run = functools.partial(self._train_once, corpus, n_topics, aligned, train_totals, resolved, seed_prior,
+                                device, resume=resume, on_epoch_end=on_epoch_end)
         if self.n_init == 1:
             result, self.restarts_ = run(self.random_state_, self.checkpoint_dir), None
             seconds = result.seconds
@@ -570,7 +573,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         return self
 
     def _train_once(self, corpus: CorpusSource, n_topics: int, aligned: Any, train_totals: Callable[[], np.ndarray],
-                    resolved: Any, device: torch.device, seed: int, checkpoint_dir: Any, *, resume: bool,
+                    resolved: Any, seed_prior: Callable[[], Any] | None, device: torch.device, seed: int,
+                    checkpoint_dir: Any, *, resume: bool,
                     on_epoch_end: Callable[[int, ETM, dict[str, Any]], None] | None) -> Any:
         """Build and train one network from ``seed`` (its initialisation and training noise; ``init_seed_``)."""
         self.init_seed_ = int(seed)
@@ -578,8 +582,9 @@ class TopicModel(TransformerMixin, BaseEstimator):
         regularizer = None
         self.seed_report_ = None
         self.seed_words_ = None
-        if resolved is not None:
-            regularizer = self._prepare_seeding(model, resolved, corpus, train_totals())
+        if resolved is not None and seed_prior is not None:
+            self._prepare_seeding(model, resolved, corpus)
+            regularizer = seed_prior()
         if self.ecr_weight_ > 0:
             mass = word_mass(train_totals(), self.ecr_word_mass)
             regularizer = combine(regularizer, EmbeddingClustering(self.ecr_weight_, self.ecr_alpha, word_mass=mass))
@@ -750,9 +755,9 @@ class TopicModel(TransformerMixin, BaseEstimator):
             logger.warning("every topic is seeded: no free topic is left to catch other themes")
         return int(self.n_topics)
 
-    def _prepare_seeding(self, model: ETM, resolved: Any, corpus: CorpusSource, train_totals: np.ndarray) -> Any:
-        """Initialise seeded topic embeddings and build the seed prior (see :mod:`etm.seeding`)."""
-        from etm.seeding import SeedPrior, seed_centroids
+    def _prepare_seeding(self, model: ETM, resolved: Any, corpus: CorpusSource) -> None:
+        """Initialise a network's seeded topic embeddings; record the seed words and report."""
+        from etm.seeding import seed_centroids
 
         rows = resolved.indices
         if self.seed_init:
@@ -761,7 +766,12 @@ class TopicModel(TransformerMixin, BaseEstimator):
                 model.alphas.weight[: len(rows)] = torch.as_tensor(centroids, dtype=model.alphas.weight.dtype)
         self.seed_words_ = {name: [str(corpus.vocabulary[i]) for i in r] for name, r in zip(resolved.seeds.names, rows)}
         self.seed_report_ = resolved.report()
-        prior = SeedPrior(rows, train_totals, corpus.n_docs("train"), strength=self.seed_strength,
+
+    def _seed_prior(self, resolved: Any, corpus: CorpusSource, train_totals: np.ndarray) -> Any:
+        """The seed prior (see :mod:`etm.seeding`), its document prior centred on the training documents."""
+        from etm.seeding import SeedPrior
+
+        prior = SeedPrior(resolved.indices, train_totals, corpus.n_docs("train"), strength=self.seed_strength,
                           schedule=self.seed_schedule, doc_strength=self.seed_doc_prior)
         if self.seed_doc_centered and self.seed_doc_prior > 0:
             prior.centre_on(chunk.counts for chunk, _, _ in corpus.document_chunks(100_000, parts=("train",)))

@@ -309,12 +309,14 @@ class SeedPrior:
         """Centre the document prior on the training documents, given in row blocks; the centres, (S,).
 
         Each centre is the mean over the documents of ``log(1 + count of
-        that topic's seed words)``, counted as the prior counts them.
+        that topic's seed words)``, counted by :meth:`seed_counts`, as in training.
         """
-        indicator = sp.csr_matrix(self.indicator.cpu().numpy().astype(np.float64))
+        from etm.model import SparseBatch
+
         total, n_docs = np.zeros(self.n_seeded), 0
         for counts in chunks:
-            total += np.log1p(np.asarray((sp.csr_matrix(counts, dtype=np.float64) @ indicator).todense())).sum(axis=0)
+            batch = SparseBatch.from_scipy(sp.csr_matrix(counts), device=self.indicator.device)
+            total += torch.log1p(self.seed_counts(batch).double()).sum(dim=0).cpu().numpy()
             n_docs += counts.shape[0]
         if n_docs == 0:
             raise ValueError("no training documents to centre the seeded document prior on")
