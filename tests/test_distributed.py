@@ -46,6 +46,8 @@ def test_two_processes_train_resume_and_reproduce(corpora: Path) -> None:
     run = _etm("train", str(corpora / "sharded"), "-o", str(straight), "--epochs", "3", "--nproc", "2", *TRAIN)
     assert run.returncode == 0, run.stderr
     assert "2 processes" in run.stderr  # logged by rank 0 only once
+    assert run.stderr.count("INFO etm.training: training ETM:") == 1  # the worker logs only its warnings
+    assert "Warning" not in run.stderr and "OMP_NUM_THREADS" not in run.stderr, run.stderr  # no torch noise
     history = _history(straight)
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert all(np.isfinite(h["valid_perplexity"]) for h in history)

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "list topics and infer topic proportions.",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug, from every process of etm train --nproc)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         command(name).add_parser(sub)
@@ -85,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(args.verbose + 1, 2) if args.verbose else logging.WARNING
     if args.command in ("train", "tune") and not args.verbose:
         level = logging.INFO if not getattr(args, "json", False) else logging.WARNING
+    if args.command == "train" and _worker_rank() > 0 and args.verbose < 2:
+        level = max(level, logging.WARNING)  # --nproc: the main process tells the progress; a worker only its problems
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.command == "train" and args.nproc > 1:
         from etm.training.distributed import launch, launched_by_torchrun
@@ -115,6 +117,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `etm topics M --json | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+def _worker_rank() -> int:
+    """This process's rank when torchrun started it (``etm train --nproc``), else 0."""
+    try:
+        return int(os.environ.get("RANK", "0")) if "WORLD_SIZE" in os.environ else 0
+    except ValueError:
+        return 0
 
 
 def _without_option(argv: list[str], name: str) -> list[str]:

@@ -79,6 +79,11 @@ def launch(argv: Sequence[str], nproc: int) -> int:
 
     args = ["--standalone", f"--nproc_per_node={nproc}", "-m", "etm", *argv]
     logger.info("launching: torchrun %s", " ".join(args))
+    # torchrun sets OMP_NUM_THREADS=1 with a warning when it is unset; each process sets its own share of the
+    # cores (init_from_environment), so it starts from that share instead, and the warning goes
+    omp = os.environ.get("OMP_NUM_THREADS")
+    if omp is None:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(nproc, 1)))
     try:
         torchrun_main(args)
     except SystemExit as exit_:  # torchrun exits on failure with the failing worker's code
@@ -86,6 +91,9 @@ def launch(argv: Sequence[str], nproc: int) -> int:
     except Exception as err:  # torch.distributed.elastic's ChildFailedError: report, do not dump a traceback
         print(f"etm train: a training process failed: {err}", file=sys.stderr)
         return 1
+    finally:
+        if omp is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
     return 0
 
 

@@ -13,6 +13,7 @@ both are re-exported here.
 from __future__ import annotations
 
 import json
+import inspect
 import logging
 import math
 import os
@@ -448,10 +449,15 @@ class _Trainer:
         if self.config.batch_size % self.world:
             logger.warning("batch size %d is not a multiple of %d processes: each takes %d documents a step",
                            self.config.batch_size, self.world, self.config.batch_size // self.world)
-        # buffers (fixed embeddings, background) never change: no need to broadcast them every step;
+        # buffers (fixed embeddings, background) never change and the decoder's running statistics are averaged at
+        # the end of each epoch: no need to broadcast them every step (torch 2.13 renamed the switch; every rank
+        # holds the same buffers when training starts, so its sync at set-up changes nothing);
         # gradients live in the all-reduce buckets instead of being copied there and back
+        no_step_sync = ({"forward_sync_buffers": False}
+                        if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                        else {"broadcast_buffers": False})
         return DistributedDataParallel(runner, device_ids=[self.dev.index] if self.dev.type == "cuda" else None,
-                                       broadcast_buffers=False, gradient_as_bucket_view=True)
+                                       gradient_as_bucket_view=True, **no_step_sync)
 
     def _make_optimizer(self) -> Any:
         config = self.config
