@@ -3,8 +3,9 @@
 Why: the default keeps ``rho`` fixed at skip-gram vectors of the training documents when the mean training
 document has fewer than ``etm.options.SHORT_DOCUMENT_TOKENS`` tokens (``corpus_embeddings=None``). This script
 shows where that threshold comes from: for corpora of known document length it trains etm with
-``corpus_embeddings=False`` (learned embeddings) and ``True`` (the corpus's vectors), everything else at the
-defaults, and tomotopy's LDA, and prints coherence (NPMI of the top 10 words over the training documents),
+``corpus_embeddings=False`` (learned embeddings) and ``True`` (the corpus's vectors, by skip-gram and by
+``corpus_embedding_method="ppmi"``; ``--vectors`` chooses the rows), everything else at the defaults, and
+tomotopy's LDA, and prints coherence (NPMI of the top 10 words over the training documents),
 diversity (top 25), quality and document-completion perplexity on the test halves.
 
 Corpora (``--corpora``), all from ``../shared/data``:
@@ -16,7 +17,8 @@ Corpora (``--corpora``), all from ``../shared/data``:
   most 10 / 25 / 50 of its tokens, drawn at random (seed 0); the test halves are the authors' own;
 * ``20ng``: the authors' 20NG as it is.
 
-    python benchmarks/short_documents.py --corpora subjects,m10,cut10,cut25,cut50,20ng --k 50 --seeds 2019
+    python benchmarks/short_documents.py --corpora subjects,m10,cut10,cut25,cut50,20ng --k 50 --seeds 2019 \
+        [--vectors learned,skipgram,ppmi]
 """
 
 from __future__ import annotations
@@ -97,15 +99,20 @@ def load(name: str, data: Path) -> PreparedCorpus:
     return cut(data, int(name[3:]))
 
 
-def fit_etm(corpus: PreparedCorpus, ev: Evaluator, k: int, seed: int, corpus_embeddings: bool) -> dict[str, Any]:
-    model = TopicModel(n_topics=k, random_state=seed, device="cpu", corpus_embeddings=corpus_embeddings)
+NAMES = {"learned": "learned embeddings", "skipgram": "corpus skip-gram, fixed", "ppmi": "corpus PPMI, fixed"}
+
+
+def fit_etm(corpus: PreparedCorpus, ev: Evaluator, k: int, seed: int, vectors: str) -> dict[str, Any]:
+    """etm at the defaults but for its word embeddings: ``vectors`` is "learned" or a corpus embedding method."""
+    method = {"corpus_embedding_method": vectors} if vectors != "learned" else {}
+    model = TopicModel(n_topics=k, random_state=seed, device="cpu", corpus_embeddings=vectors != "learned",
+                       **method)
     clear_corpus_skipgram_cache()  # every run pays for its own corpus vectors
     t0 = time.perf_counter()
     model.fit(corpus)
     seconds = time.perf_counter() - t0
     s = score(model, ev, model.transform(corpus.test_halves[0]), seconds)
-    name = "corpus skip-gram, fixed" if corpus_embeddings else "learned embeddings"
-    return {"model": name, "coherence": s.coherence, "diversity": s.diversity, "quality": s.quality,
+    return {"model": NAMES[vectors], "coherence": s.coherence, "diversity": s.diversity, "quality": s.quality,
             "perplexity": s.perplexity, "seconds": seconds}
 
 
@@ -114,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpora", default=",".join(CORPORA))
     ap.add_argument("--k", type=int, default=50)
     ap.add_argument("--seeds", default="2019")
+    ap.add_argument("--vectors", default="learned,skipgram,ppmi",
+                    help="etm rows: learned embeddings and/or fixed corpus vectors by method (skipgram, ppmi)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lda-iterations", type=int, default=1000)
     ap.add_argument("--data", type=Path, default=default_data())
@@ -133,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             ev = Evaluator(corpus)
             length = corpus.train.n_tokens / corpus.train.n_docs
             for seed in [int(s) for s in args.seeds.split(",")]:
-                rows = [fit_etm(corpus, ev, args.k, seed, False), fit_etm(corpus, ev, args.k, seed, True)]
+                rows = [fit_etm(corpus, ev, args.k, seed, vectors) for vectors in args.vectors.split(",")]
                 lda = fit_tomotopy(corpus, ev, args.lda_iterations, args.threads, n_topics=args.k, seed=seed)
                 rows.append({"model": "LDA (tomotopy)", "coherence": lda.by_beta.coherence,
                              "diversity": lda.by_beta.diversity, "quality": lda.by_beta.quality,

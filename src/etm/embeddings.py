@@ -28,6 +28,7 @@ from typing import IO, Any
 import numpy as np
 
 from etm._io import atomic_write_bytes
+from etm.options import CORPUS_EMBEDDING_METHODS
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ __all__ = [
     "load_embeddings",
     "train_skipgram",
     "corpus_skipgram",
+    "corpus_ppmi",
+    "corpus_vectors",
     "clear_corpus_skipgram_cache",
     "save_word2vec",
 ]
@@ -54,6 +57,13 @@ CORPUS_SKIPGRAM_WINDOW = 10
 #: :func:`corpus_skipgram` makes about this many passes over tokens in all (20 epochs on 100,000 tokens), between
 #: 5 and 50 epochs, so that a small corpus gets the passes it needs and a large one stays affordable.
 CORPUS_SKIPGRAM_TOKEN_PASSES = 2_000_000
+
+#: :func:`corpus_ppmi` counts each word's co-occurrences with at most this many context words, the most frequent in
+#: training, so that its (V, contexts) matrix stays bounded on a large vocabulary.
+PPMI_MAX_CONTEXTS = 10_000
+#: :func:`corpus_ppmi`'s context-distribution smoothing: context counts are raised to this power (Levy, Goldberg and
+#: Dagan 2015), which keeps rare contexts from getting the largest PMI.
+PPMI_CONTEXT_SMOOTHING = 0.75
 
 #: The authors' ``skipgram.py`` settings.
 SKIPGRAM_DEFAULTS = {"vector_size": 300, "window": 4, "negative": 10, "min_count": 2, "epochs": 50}
@@ -568,12 +578,107 @@ def corpus_skipgram(
     return aligned
 
 
-#: :func:`corpus_skipgram`'s last result, under the digest of what made it.
+def corpus_ppmi(
+    corpus: Any,
+    *,
+    vector_size: int = 300,
+    seed: int = 2019,
+    chunk_size: int = 10_000,
+) -> AlignedEmbeddings:
+    """Word vectors of a corpus's vocabulary from the SVD of its training documents' positive PMI matrix.
+
+    Why: the same use as :func:`corpus_skipgram` (fixed word embeddings
+    learned from the corpus itself), computed in a second or so instead of
+    skip-gram's epochs, deterministic for the same seed and data. Two words
+    co-occur when they share a training document (bags of words have no
+    order); PMI uses context-distribution smoothing
+    (:data:`PPMI_CONTEXT_SMOOTHING`) and negative values are cut to 0, after
+    Levy, Goldberg and Dagan (TACL 2015); the vectors are ``U S`` of a
+    truncated randomised SVD (scikit-learn): on CiteSeer-M10 the full
+    singular values gave more coherent and more diverse topics than their
+    square root (docs/benchmarks/recipe.md, "Twelfth session"). Contexts are the
+    :data:`PPMI_MAX_CONTEXTS` most frequent training words, so memory grows
+    with the distinct co-occurring pairs, at most V x that many. A word that
+    shares no training document with a context word gets a seeded random
+    vector, as in :func:`align_embeddings`; when the SVD has fewer than
+    ``vector_size`` components (a vocabulary smaller than that), the rest are 0.
+    The last result is kept as :func:`corpus_skipgram`'s is.
+    """
+    global _last_corpus_vectors
+    from sklearn.utils.extmath import randomized_svd
+
+    vocab = [str(w) for w in corpus.vocabulary]
+    settings = ("ppmi", vector_size, seed, PPMI_MAX_CONTEXTS, PPMI_CONTEXT_SMOOTHING)
+    digest, n_tokens = _training_digest(corpus, vocab, chunk_size, settings)
+    if n_tokens == 0:
+        raise ValueError("the corpus has no training tokens to learn word embeddings from")
+    if _last_corpus_vectors is not None and _last_corpus_vectors[0] == digest:
+        logger.debug("PPMI vectors of these training documents: reused from the previous fit")
+        return _copy_aligned(_last_corpus_vectors[1])
+    totals = np.asarray(corpus.word_totals("train"), dtype=np.float64)
+    contexts = np.sort(np.argsort(-totals, kind="stable")[:min(len(vocab), PPMI_MAX_CONTEXTS)])
+    pairs = _cooccurrences(corpus, contexts, chunk_size)
+    ppmi = _positive_pmi(pairs, contexts)
+    rank = int(min(vector_size, *ppmi.shape))
+    vectors = np.zeros((len(vocab), vector_size), dtype=np.float32)
+    if rank > 0 and ppmi.nnz:
+        u, singular, _ = randomized_svd(ppmi, rank, n_iter=7, random_state=seed)
+        vectors[:, :rank] = u * singular
+    found = ppmi.getnnz(axis=1) > 0  # a word with no positive PMI has no vector (U's row is 0 up to rounding)
+    if not found.any():
+        raise ValueError("no two vocabulary words share a training document: there is nothing to learn word "
+                         "embeddings from (use corpus_embeddings=False)")
+    logger.info("PPMI vectors of %d training documents (%d tokens, %d contexts, %d components)",
+                corpus.n_docs("train"), n_tokens, len(contexts), rank)
+    found_words = {w: vectors[i] for i, w in enumerate(vocab) if found[i]}
+    aligned = align_embeddings(found_words, vocab, random_state=seed, source="PPMI of the training documents")
+    _last_corpus_vectors = (digest, _copy_aligned(aligned))
+    return aligned
+
+
+def _cooccurrences(corpus: Any, contexts: np.ndarray, chunk_size: int) -> Any:
+    """(V, contexts) counts of training documents holding both words; a word is not its own context."""
+    import scipy.sparse as sp
+
+    total = None
+    for chunk, _, _ in corpus.document_chunks(chunk_size, parts=("train",)):
+        present = sp.csr_matrix(chunk.counts, dtype=np.float64, copy=True)
+        present.data[:] = 1.0
+        part = (present.T @ present[:, contexts]).tocsr()
+        total = part if total is None else total + part
+    total = total.tocoo()
+    own = contexts[total.col] == total.row
+    return sp.csr_matrix((total.data[~own], (total.row[~own], total.col[~own])), shape=total.shape)
+
+
+def _positive_pmi(pairs: Any, contexts: np.ndarray) -> Any:
+    """``max(0, log(#(w, c) / (#(w) P_a(c))))`` with ``P_a(c)`` the smoothed context distribution, sparse."""
+    import scipy.sparse as sp
+
+    coo = pairs.tocoo()
+    word = np.asarray(pairs.sum(axis=1)).ravel()
+    context = np.asarray(pairs.sum(axis=0)).ravel() ** PPMI_CONTEXT_SMOOTHING
+    with np.errstate(divide="ignore"):
+        pmi = np.log(coo.data) + np.log(context.sum()) - np.log(word[coo.row]) - np.log(context[coo.col])
+    keep = pmi > 0
+    return sp.csr_matrix((pmi[keep], (coo.row[keep], coo.col[keep])), shape=pairs.shape)
+
+
+def corpus_vectors(corpus: Any, method: str = "skipgram", **kwargs: Any) -> AlignedEmbeddings:
+    """The corpus's own word vectors by ``method``, one of :data:`CORPUS_EMBEDDING_METHODS`."""
+    if method == "skipgram":
+        return corpus_skipgram(corpus, **kwargs)
+    if method == "ppmi":
+        return corpus_ppmi(corpus, **kwargs)
+    raise ValueError(f"unknown corpus embedding method {method!r}; choose from {', '.join(CORPUS_EMBEDDING_METHODS)}")
+
+
+#: The last result of :func:`corpus_skipgram` or :func:`corpus_ppmi`, under the digest of what made it.
 _last_corpus_vectors: tuple[str, AlignedEmbeddings] | None = None
 
 
 def clear_corpus_skipgram_cache() -> None:
-    """Forget :func:`corpus_skipgram`'s kept vectors: the next call trains them (e.g. to time a whole fit)."""
+    """Forget the kept corpus vectors (skip-gram or PPMI): the next call computes them (e.g. to time a whole fit)."""
     global _last_corpus_vectors
     _last_corpus_vectors = None
 

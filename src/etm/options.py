@@ -71,6 +71,7 @@ __all__ = [
     "LR_SCHEDULES",
     "SEED_SCHEDULES",
     "MISSING_EMBEDDINGS",
+    "CORPUS_EMBEDDING_METHODS",
     "check_option",
     "check_value",
     "validate_options",
@@ -89,6 +90,9 @@ DECODER_DEFAULTS: dict[str, dict[str, float]] = {
 #: Below this mean training-document length in tokens, ``corpus_embeddings=None`` trains skip-gram vectors on the
 #: corpus and keeps them fixed (``TopicModel.fit``; docs/benchmarks/recipe.md, "Ninth session").
 SHORT_DOCUMENT_TOKENS = 50
+#: How ``corpus_embeddings`` makes the corpus's own word vectors (``corpus_embedding_method``;
+#: etm.embeddings.corpus_vectors).
+CORPUS_EMBEDDING_METHODS = ("skipgram", "ppmi")
 #: Learning-rate schedules of training (``lr_schedule``).
 LR_SCHEDULES = ("constant", "cosine")
 #: How the seed prior's strength changes over training (``seed_schedule``).
@@ -214,6 +218,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
        "short documents, embeddings learned with the topics lead them to rare words", group="embeddings",
        nullable=True, unset=f"on when the mean training document has fewer than {SHORT_DOCUMENT_TOKENS} tokens "
        "(titles, short posts), off otherwise", flags=("--corpus-embeddings",), cli="01"),
+    _o("corpus_embedding_method", "str", "skipgram", "how those corpus vectors are made: skip-gram (gensim), or "
+       "the SVD of the training documents' positive PMI matrix, computed in about a second (on titles: faster "
+       "training and more diverse topics at many topics, a little less coherent at 50)", group="embeddings",
+       choices=CORPUS_EMBEDDING_METHODS, flags=("--corpus-embedding-method",)),
     _o("fine_tune_embeddings", "bool", False, "train the pretrained embeddings too instead of keeping them fixed",
        group="embeddings", flags=("--fine-tune-embeddings",), cli="switch"),
     _o("missing_embeddings", "str", "train", "words without a pretrained vector get a seeded random one that is "
