@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "list topics and infer topic proportions.",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug, from every process of etm train --nproc)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output (-vv for debug, from every process of etm train --nproc)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         command(name).add_parser(sub)

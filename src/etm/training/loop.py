@@ -12,8 +12,8 @@ both are re-exported here.
 
 from __future__ import annotations
 
-import json
 import inspect
+import json
 import logging
 import math
 import os
