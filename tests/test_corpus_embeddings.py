@@ -1,4 +1,7 @@
-"""Skip-gram vectors of the corpus itself, kept fixed: the default for short documents (``corpus_embeddings``)."""
+"""Word vectors of the corpus itself, kept fixed, on short documents (``corpus_embeddings``): the rule, skip-gram's.
+
+The default method, PPMI, has its own tests (test_corpus_ppmi.py); these ask for skip-gram where they check it.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,11 @@ import scipy.sparse as sp
 
 from etm import TopicModel
 from etm.corpus import Corpus, PreparedCorpus
-from etm.embeddings import clear_corpus_skipgram_cache, corpus_skipgram
+from etm.embeddings import clear_corpus_skipgram_cache, corpus_ppmi, corpus_skipgram
 from etm.options import SHORT_DOCUMENT_TOKENS
 
 SMALL = dict(hidden_size=32, embedding_size=16, epochs=2, batch_size=100, lr=0.01, device="cpu", random_state=5)
+SKIPGRAM = dict(SMALL, corpus_embedding_method="skipgram")
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +41,7 @@ def _themed_corpus(n_docs: int, length: int, seed: int = 0) -> PreparedCorpus:
 
 def test_short_documents_get_fixed_skipgram_vectors_of_their_own_corpus() -> None:
     corpus = _themed_corpus(360, 6)
-    model = TopicModel(3, **SMALL).fit(corpus)
+    model = TopicModel(3, **SKIPGRAM).fit(corpus)
     assert model.corpus_embeddings is None and model.corpus_embeddings_ is True
     clear_corpus_skipgram_cache()
     expected = corpus_skipgram(corpus, vector_size=16, seed=5)
@@ -64,7 +68,7 @@ def test_learned_embeddings_change_in_training_and_the_switch_overrides_the_rule
     forced = TopicModel(3, corpus_embeddings=True, **SMALL).fit(_themed_corpus(360, 60))
     assert forced.corpus_embeddings_ is True
     tuned = TopicModel(3, corpus_embeddings=True, fine_tune_embeddings=True, **SMALL).fit(corpus)
-    start = corpus_skipgram(corpus, vector_size=16, seed=5).vectors
+    start = corpus_ppmi(corpus, vector_size=16, seed=5).vectors
     assert not np.allclose(tuned.word_embeddings_, start)  # fine-tuning starts from them and moves them
 
 
@@ -104,12 +108,12 @@ def test_a_second_fit_on_the_same_documents_reuses_the_vectors(monkeypatch) -> N
     real = embeddings.train_skipgram
     monkeypatch.setattr(embeddings, "train_skipgram", lambda *a, **k: calls.append(k) or real(*a, **k))
     corpus = _themed_corpus(360, 6)
-    first = TopicModel(3, **SMALL).fit(corpus)
-    second = TopicModel(4, **SMALL).fit(corpus)
+    first = TopicModel(3, **SKIPGRAM).fit(corpus)
+    second = TopicModel(4, **SKIPGRAM).fit(corpus)
     assert len(calls) == 1
     np.testing.assert_array_equal(first.word_embeddings_, second.word_embeddings_)
     # a fit on reused vectors is the same model as one that trained them (same seed, same numbers)
-    again_fit = TopicModel(3, **SMALL).fit(corpus)
+    again_fit = TopicModel(3, **SKIPGRAM).fit(corpus)
     assert len(calls) == 1
     np.testing.assert_array_equal(again_fit.topic_word_, first.topic_word_)
     # what it returns is a copy: changing it does not change the next result
@@ -145,7 +149,8 @@ def test_on_m10_titles_the_default_gives_more_coherent_topics_than_learned_embed
     from etm.readers import read_octis
 
     corpus = read_octis(shared_data / "octis-m10")
-    common = dict(epochs=10, embedding_size=64, hidden_size=64, device="cpu", random_state=2019)
+    # the default 300 dimensions: PPMI vectors cut to 64 components lose much of the co-occurrence they hold
+    common = dict(epochs=10, hidden_size=64, device="cpu", random_state=2019)
     default = TopicModel(20, **common).fit(corpus)
     learned = TopicModel(20, corpus_embeddings=False, **common).fit(corpus)
     assert default.corpus_embeddings_ is True
@@ -170,7 +175,10 @@ def test_etm_train_says_where_the_word_embeddings_came_from(tmp_path, capsys) ->
              "--device", "cpu"]
     assert main(["train", str(tmp_path / "corpus"), "-o", str(tmp_path / "m1"), *small]) == 0
     out = capsys.readouterr().out
-    assert "word embeddings skip-gram on the training documents (short documents; --corpus-embeddings 0" in out
+    assert "word embeddings PPMI of the training documents (short documents; --corpus-embeddings 0" in out
+    assert main(["train", str(tmp_path / "corpus"), "-o", str(tmp_path / "m3"), "--corpus-embedding-method",
+                 "skipgram", *small]) == 0
+    assert "word embeddings skip-gram on the training documents (short documents;" in capsys.readouterr().out
     assert main(["train", str(tmp_path / "corpus"), "-o", str(tmp_path / "m2"), "--corpus-embeddings", "0",
                  "--json", *small]) == 0
     summary = json.loads(capsys.readouterr().out)

@@ -11,7 +11,7 @@ from etm import TopicModel
 from etm.cli import build_parser
 from etm.corpus import Corpus, PreparedCorpus
 from etm.embeddings import clear_corpus_skipgram_cache, corpus_ppmi, corpus_skipgram, corpus_vectors
-from etm.options import estimator_kwargs
+from etm.options import PPMI_DOCUMENT_TOKENS, estimator_kwargs
 from tests.test_corpus_embeddings import SMALL, _themed_corpus
 
 
@@ -116,13 +116,27 @@ def test_a_word_that_shares_no_training_document_gets_a_seeded_random_vector() -
         corpus_ppmi(PreparedCorpus.from_splits(Corpus(sp.csr_matrix((3, 2)), ["a", "b"]), None, None))
 
 
-def test_the_estimator_and_the_cli_take_the_method() -> None:
+def test_the_method_is_ppmi_below_the_length_rule_and_skipgram_from_it(tmp_path) -> None:
     corpus = _themed_corpus(360, 6)
-    model = TopicModel(3, corpus_embedding_method="ppmi", **SMALL).fit(corpus)
-    assert model.corpus_embeddings_ is True
+    model = TopicModel(3, **SMALL).fit(corpus)  # short documents: corpus vectors, by PPMI
+    assert model.corpus_embedding_method is None and model.corpus_embedding_method_ == "ppmi"
     np.testing.assert_array_equal(model.word_embeddings_, corpus_ppmi(corpus, vector_size=16, seed=5).vectors)
     assert model.embedding_report_["source"] == "PPMI of the training documents"
-    args = build_parser().parse_args(["train", "C", "-o", "M", "--corpus-embedding-method", "ppmi"])
-    assert estimator_kwargs(args)["corpus_embedding_method"] == "ppmi"
+    longer = TopicModel(3, **SMALL).fit(_themed_corpus(360, PPMI_DOCUMENT_TOKENS))
+    assert longer.corpus_embeddings_ is True and longer.corpus_embedding_method_ == "skipgram"
+    assert longer.embedding_report_["source"] == "skip-gram on the training documents"
+    assert TopicModel(3, **SMALL).fit(_themed_corpus(360, PPMI_DOCUMENT_TOKENS - 1)).corpus_embedding_method_ == "ppmi"
+    chosen = TopicModel(3, corpus_embedding_method="skipgram", **SMALL).fit(corpus)
+    assert chosen.corpus_embedding_method_ == "skipgram"
+    learned = TopicModel(3, corpus_embeddings=False, **SMALL).fit(corpus)
+    assert learned.corpus_embedding_method_ is None
+    model.save(tmp_path / "m")
+    assert TopicModel.load(tmp_path / "m").corpus_embedding_method_ == "ppmi"
+
+
+def test_the_cli_takes_the_method() -> None:
+    args = build_parser().parse_args(["train", "C", "-o", "M", "--corpus-embedding-method", "skipgram"])
+    assert estimator_kwargs(args)["corpus_embedding_method"] == "skipgram"
+    assert estimator_kwargs(build_parser().parse_args(["train", "C", "-o", "M"]))["corpus_embedding_method"] is None
     with pytest.raises(ValueError, match="corpus_embedding_method"):
-        TopicModel(3, corpus_embedding_method="svd", **SMALL).fit(corpus)
+        TopicModel(3, corpus_embedding_method="svd", **SMALL).fit(_themed_corpus(360, 6))

@@ -33,7 +33,15 @@ from etm.metrics import (
     topic_quality,
 )
 from etm.model import ETM, log_word_frequency
-from etm.options import DECODER_DEFAULTS, DEFAULTS, OPTIONS, SHORT_DOCUMENT_TOKENS, check_value, validate_options
+from etm.options import (
+    DECODER_DEFAULTS,
+    DEFAULTS,
+    OPTIONS,
+    PPMI_DOCUMENT_TOKENS,
+    SHORT_DOCUMENT_TOKENS,
+    check_value,
+    validate_options,
+)
 from etm.persistence import load_model, save_model
 from etm.preprocessing import Preprocessor
 from etm.regularizers import EmbeddingClustering, combine, word_mass
@@ -88,23 +96,24 @@ class TopicModel(TransformerMixin, BaseEstimator):
         model. None learns the embeddings (the unlabelled ETM), or takes them
         from the corpus (``corpus_embeddings``).
     corpus_embeddings : bool or None, default None
-        Without ``embeddings``: first learn skip-gram vectors (gensim) on the
-        training documents and keep ``rho`` fixed at them, the labelled ETM
-        with no outside vectors (:func:`etm.embeddings.corpus_skipgram`, or
-        :func:`etm.embeddings.corpus_ppmi` with ``corpus_embedding_method``).
-        None turns it on when the mean training document has fewer than
+        Without ``embeddings``: first learn word vectors of the training
+        documents (``corpus_embedding_method``) and keep ``rho`` fixed at
+        them, the labelled ETM with no outside vectors. None turns it on when
+        the mean training document has fewer than
         ``etm.options.SHORT_DOCUMENT_TOKENS`` (50) tokens: on short texts
         (titles, posts) the embeddings learned with the topics lead them to
         rare words.
-    corpus_embedding_method : {"skipgram", "ppmi"}, default "skipgram"
-        How those corpus vectors are made: skip-gram, or the SVD of the
-        training documents' positive PMI matrix
-        (:func:`etm.embeddings.corpus_ppmi`), computed in about a second
-        instead of skip-gram's ten or so. On CiteSeer-M10's titles "ppmi"
-        trains in about half the time and gives more diverse topics at
-        K = 50 and 100 (at K = 100 more coherent too), a little less coherent
-        ones at K = 50; on two-word subject lines skip-gram's topics are more
-        coherent (docs/benchmarks/recipe.md, "Twelfth session").
+    corpus_embedding_method : {"ppmi", "skipgram"} or None, default None
+        How those corpus vectors are made: the SVD of the training
+        documents' positive PMI matrix (:func:`etm.embeddings.corpus_ppmi`),
+        about a second, or skip-gram (:func:`etm.embeddings.corpus_skipgram`,
+        gensim), some ten seconds. None is "ppmi" when the mean training
+        document has fewer than ``etm.options.PPMI_DOCUMENT_TOKENS`` (30)
+        tokens, "skipgram" otherwise: on subject lines, CiteSeer-M10's
+        titles and 20 Newsgroups cut to 10 and 25 tokens the PPMI vectors
+        give the same topic quality or better (on M10 at K = 100 2.6x), in
+        about half the fit time; on messages cut to 42 tokens skip-gram's are
+        8% better (docs/benchmarks/recipe.md, "Twelfth session").
     fine_tune_embeddings : bool, default False
         Start from ``embeddings`` (or the corpus's) and train them (otherwise
         they stay fixed).
@@ -256,10 +265,10 @@ class TopicModel(TransformerMixin, BaseEstimator):
     topic_word_ : ndarray of shape (K, V)
         ``beta`` in Dieng et al. (with the product decoder: each topic's word
         distribution under the decoder, see :meth:`etm.ETM.get_beta`).
-    decoder_, temperature_, kl_weight_, hidden_size_, ecr_weight_, corpus_embeddings_ : str, float, ..., bool
+    decoder_, temperature_, kl_weight_, hidden_size_, ecr_weight_, corpus_embeddings_, corpus_embedding_method_
         The decoder, temperature, KL weight, encoder width,
-        embedding-clustering weight and corpus-embeddings choice used
-        (resolved when None). Saved with
+        embedding-clustering weight, corpus-embeddings choice and their
+        method (None without corpus vectors) used (resolved when None). Saved with
         the model and restored by :meth:`load` (for a model saved before
         they were recorded: what its network tells, else None).
     topic_embeddings_ : ndarray of shape (K, E)
@@ -312,7 +321,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         embedding_size: int | None = DEFAULTS["embedding_size"],
         embeddings: Any = None,
         corpus_embeddings: bool | None = DEFAULTS["corpus_embeddings"],
-        corpus_embedding_method: str = DEFAULTS["corpus_embedding_method"],
+        corpus_embedding_method: str | None = DEFAULTS["corpus_embedding_method"],
         fine_tune_embeddings: bool = DEFAULTS["fine_tune_embeddings"],
         missing_embeddings: str = DEFAULTS["missing_embeddings"],
         activation: str = DEFAULTS["activation"],
@@ -687,6 +696,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         self.hidden_size_ = int(recipe["hidden_size"]) if self.hidden_size is None else self.hidden_size
         self.ecr_weight_ = self._ecr_weight(corpus, train_totals, recipe, seeded=seeded)
         self.corpus_embeddings_ = self._corpus_embeddings(corpus, train_totals)
+        self.corpus_embedding_method_ = self._corpus_embedding_method(corpus, train_totals)
         n_train = corpus.n_docs("train")
         self.batch_size_ = self.batch_size if self.batch_size is not None else auto_batch_size(n_train)
         self.epochs_ = self.epochs if self.epochs is not None else auto_epochs(n_train, self.batch_size_)
@@ -710,6 +720,22 @@ class TopicModel(TransformerMixin, BaseEstimator):
         if self.corpus_embeddings is not None:
             return bool(self.corpus_embeddings)
         return _mean_train_length(corpus, train_totals) < SHORT_DOCUMENT_TOKENS
+
+    def _corpus_embedding_method(self, corpus: CorpusSource, train_totals: Callable[[], np.ndarray]) -> str | None:
+        """``corpus_embedding_method``, or by rule: PPMI on documents of fewer than ``PPMI_DOCUMENT_TOKENS``.
+
+        Why: with the corpus's PPMI vectors topic quality is as good as with
+        its skip-gram vectors or better on subject lines, titles and 20NG
+        messages cut to 10 and 25 tokens (on CiteSeer-M10 at K = 100 2.6x),
+        in a second instead of skip-gram's ten or so, but 8% lower on
+        messages cut to 42 tokens. See docs/benchmarks/recipe.md, "Twelfth
+        session". None when no corpus vectors are used.
+        """
+        if not self.corpus_embeddings_:
+            return None
+        if self.corpus_embedding_method is not None:
+            return self.corpus_embedding_method
+        return "ppmi" if _mean_train_length(corpus, train_totals) < PPMI_DOCUMENT_TOKENS else "skipgram"
 
     def _build_model(self, n_topics: int, n_words: int, aligned: Any, train_totals: Callable[[], np.ndarray]) -> ETM:
         """The network for the resolved settings, seeded by ``init_seed_``; on ``aligned`` vectors when given."""
@@ -800,8 +826,8 @@ class TopicModel(TransformerMixin, BaseEstimator):
         given = self.embeddings
         if given is None:
             if self.corpus_embeddings_:
-                return corpus_vectors(corpus, self.corpus_embedding_method, vector_size=self._learned_embedding_size(),
-                                      seed=self.random_state_)
+                return corpus_vectors(corpus, self.corpus_embedding_method_,
+                                      vector_size=self._learned_embedding_size(), seed=self.random_state_)
             if self.fine_tune_embeddings:
                 raise ValueError("fine_tune_embeddings=True needs embeddings to start from: pretrained `embeddings` "
                                  "or corpus_embeddings=True")
@@ -1171,7 +1197,7 @@ FEW_VALIDATION_DOCUMENTS = 500
 
 #: Fitted attributes holding what ``fit`` resolved an automatic (None) setting to; saved and loaded.
 _RESOLVED_SETTINGS = ("decoder_", "temperature_", "kl_weight_", "hidden_size_", "ecr_weight_", "corpus_embeddings_",
-                      "batch_size_", "epochs_")
+                      "corpus_embedding_method_", "batch_size_", "epochs_")
 
 
 def restart_seed(random_state: int, i: int) -> int:
@@ -1229,7 +1255,7 @@ def _copy_preprocessor(pre: Preprocessor) -> Preprocessor:
 
 
 def _mean_train_length(corpus: Any, train_totals: Callable[[], np.ndarray]) -> float:
-    """Mean training-document length in tokens (the length rules of ``ecr_weight`` and ``corpus_embeddings``)."""
+    """Mean training-document length in tokens (the length rules of ``ecr_weight`` and the corpus vectors)."""
     return float(train_totals().sum() / max(corpus.n_docs("train"), 1))
 
 

@@ -67,6 +67,7 @@ __all__ = [
     "CONFIG_DEFAULTS",
     "DECODER_DEFAULTS",
     "SHORT_DOCUMENT_TOKENS",
+    "PPMI_DOCUMENT_TOKENS",
     "NON_OPTIONS",
     "LR_SCHEDULES",
     "SEED_SCHEDULES",
@@ -87,12 +88,16 @@ DECODER_DEFAULTS: dict[str, dict[str, float]] = {
     "product": {"temperature": 0.5, "kl_weight": 0.05, "hidden_size": 200, "ecr_weight_per_token": 0.125},
     "mixture": {"temperature": 0.1, "kl_weight": 0.1, "hidden_size": 800, "ecr_weight_per_token": 0.0},
 }
-#: Below this mean training-document length in tokens, ``corpus_embeddings=None`` trains skip-gram vectors on the
-#: corpus and keeps them fixed (``TopicModel.fit``; docs/benchmarks/recipe.md, "Ninth session").
+#: Below this mean training-document length in tokens, ``corpus_embeddings=None`` learns word vectors of the
+#: corpus (``corpus_embedding_method``) and keeps them fixed (``TopicModel.fit``; docs/benchmarks/recipe.md,
+#: "Ninth session").
 SHORT_DOCUMENT_TOKENS = 50
+#: Below this mean training-document length in tokens, corpus vectors are PPMI vectors, from it skip-gram
+#: (``corpus_embedding_method=None``; docs/benchmarks/recipe.md, "Twelfth session").
+PPMI_DOCUMENT_TOKENS = 30
 #: How ``corpus_embeddings`` makes the corpus's own word vectors (``corpus_embedding_method``;
 #: etm.embeddings.corpus_vectors).
-CORPUS_EMBEDDING_METHODS = ("skipgram", "ppmi")
+CORPUS_EMBEDDING_METHODS = ("ppmi", "skipgram")
 #: Learning-rate schedules of training (``lr_schedule``).
 LR_SCHEDULES = ("constant", "cosine")
 #: How the seed prior's strength changes over training (``seed_schedule``).
@@ -213,15 +218,17 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
        "the topics: proportional to the square root of its training count, or equal (ECRTM's: every topic takes "
        "1/K of the vocabulary)", group="model", choices=ECR_WORD_MASSES, flags=("--ecr-word-mass",)),
     # pretrained embeddings ---------------------------------------------------------
-    _o("corpus_embeddings", "bool", None, "without --embeddings: learn skip-gram vectors (gensim) on the training "
-       "documents first and keep the word embeddings fixed at them (the labelled ETM with no outside vectors); on "
+    _o("corpus_embeddings", "bool", None, "without --embeddings: learn word vectors of the training documents "
+       "first (--corpus-embedding-method) and keep the word embeddings fixed at them (the labelled ETM with no "
+       "outside vectors); on "
        "short documents, embeddings learned with the topics lead them to rare words", group="embeddings",
        nullable=True, unset=f"on when the mean training document has fewer than {SHORT_DOCUMENT_TOKENS} tokens "
        "(titles, short posts), off otherwise", flags=("--corpus-embeddings",), cli="01"),
-    _o("corpus_embedding_method", "str", "skipgram", "how those corpus vectors are made: skip-gram (gensim), or "
-       "the SVD of the training documents' positive PMI matrix, computed in about a second (on titles: faster "
-       "training and more diverse topics at many topics, a little less coherent at 50)", group="embeddings",
-       choices=CORPUS_EMBEDDING_METHODS, flags=("--corpus-embedding-method",)),
+    _o("corpus_embedding_method", "str", None, "how those corpus vectors are made: the SVD of the training "
+       "documents' positive PMI matrix, in about a second, or skip-gram (gensim), some ten seconds",
+       group="embeddings", choices=CORPUS_EMBEDDING_METHODS, nullable=True,
+       unset=f"ppmi when the mean training document has fewer than {PPMI_DOCUMENT_TOKENS} tokens, skipgram "
+       "otherwise", flags=("--corpus-embedding-method",)),
     _o("fine_tune_embeddings", "bool", False, "train the pretrained embeddings too instead of keeping them fixed",
        group="embeddings", flags=("--fine-tune-embeddings",), cli="switch"),
     _o("missing_embeddings", "str", "train", "words without a pretrained vector get a seeded random one that is "

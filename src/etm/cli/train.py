@@ -177,6 +177,7 @@ def _train_into(args: argparse.Namespace, device: str, plan: Any, *, lead: bool)
         "output": str(out),
         "embeddings": est.embedding_report_,
         "corpus_embeddings": est.corpus_embeddings_,
+        "corpus_embedding_method": est.corpus_embedding_method_,
         "epochs_run": est.n_iter_,
         "best_epoch": est.best_epoch_,
         "valid_perplexity": est.valid_perplexity_,
