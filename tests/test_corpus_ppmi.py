@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 import etm.embeddings as embeddings
 from etm import TopicModel
@@ -98,7 +99,8 @@ def test_ppmi_vectors_are_deterministic_kept_and_apart_from_skipgrams(monkeypatc
         corpus_vectors(corpus, "glove")
 
 
-def test_a_word_that_shares_no_training_document_gets_a_seeded_random_vector() -> None:
+def test_a_word_that_shares_no_training_document_gets_a_zero_vector() -> None:
+    """Equally near every topic under cosine similarity: not a random topic's word."""
     corpus = _themed_corpus(360, 6)
     train = corpus.train.counts.tolil()
     train[:, 0] = 0
@@ -107,7 +109,16 @@ def test_a_word_that_shares_no_training_document_gets_a_seeded_random_vector() -
     moved = PreparedCorpus.from_splits(Corpus(train.tocsr(), corpus.vocabulary), corpus.valid, None)
     aligned = corpus_ppmi(moved, vector_size=8, seed=3)
     assert not aligned.found[0] and aligned.found[1:].all()
-    assert np.linalg.norm(aligned.vectors[0]) > 0
+    np.testing.assert_array_equal(aligned.vectors[0], 0.0)
+    assert (np.linalg.norm(aligned.vectors[1:], axis=1) > 0).all()
+    # like any word without a vector it is learned from there (missing_embeddings="train") or kept ("fixed")
+    learned = TopicModel(3, **SMALL).fit(moved)
+    assert np.isfinite(learned.topic_word_).all() and np.linalg.norm(learned.word_embeddings_[0]) > 0
+    kept = TopicModel(3, missing_embeddings="fixed", **SMALL).fit(moved)
+    with torch.no_grad():
+        logits = kept.model_._logits()
+    np.testing.assert_array_equal(logits[0].numpy(), 0.0)  # no topic's own word: its shares are all 1/K
+    np.testing.assert_array_equal(kept.word_embeddings_, corpus_ppmi(moved, vector_size=16, seed=5).vectors)
     lonely = PreparedCorpus.from_splits(Corpus(sp.csr_matrix(np.eye(3, dtype=np.int64)), ["a", "b", "c"]), None,
                                         None)
     with pytest.raises(ValueError, match="no two vocabulary words share a training document"):
