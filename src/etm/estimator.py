@@ -111,9 +111,9 @@ class TopicModel(TransformerMixin, BaseEstimator):
         document has fewer than ``etm.options.PPMI_DOCUMENT_TOKENS`` (30)
         tokens, "skipgram" otherwise: on subject lines, CiteSeer-M10's
         titles and 20 Newsgroups cut to 10 and 25 tokens the PPMI vectors
-        give the same topic quality or better (on M10 at K = 100 2.6x), in
-        about half the fit time; on messages cut to 42 tokens skip-gram's are
-        8% better (docs/benchmarks/recipe.md, "Twelfth session").
+        give about the same topic quality or better (on M10 at K = 100 2.5x),
+        in a half to two thirds of the fit time; on messages cut to 42 tokens
+        skip-gram's are 8% better (docs/benchmarks/recipe.md, "Twelfth session").
     fine_tune_embeddings : bool, default False
         Start from ``embeddings`` (or the corpus's) and train them (otherwise
         they stay fixed).
@@ -726,7 +726,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
 
         Why: with the corpus's PPMI vectors topic quality is as good as with
         its skip-gram vectors or better on subject lines, titles and 20NG
-        messages cut to 10 and 25 tokens (on CiteSeer-M10 at K = 100 2.6x),
+        messages cut to 10 and 25 tokens (on CiteSeer-M10 at K = 100 2.5x),
         in a second instead of skip-gram's ten or so, but 8% lower on
         messages cut to 42 tokens. See docs/benchmarks/recipe.md, "Twelfth
         session". None when no corpus vectors are used.
