@@ -820,7 +820,7 @@ class TopicModel(TransformerMixin, BaseEstimator):
         return 300 if self.embedding_size is None else int(self.embedding_size)
 
     def _aligned_embeddings(self, vocabulary: Sequence[str], corpus: CorpusSource) -> Any:
-        """``embeddings`` in the vocabulary's order, skip-gram vectors of ``corpus``, or None (the unlabelled ETM)."""
+        """``embeddings`` in the vocabulary's order, ``corpus``'s own vectors, or None (the unlabelled ETM)."""
         from etm.embeddings import AlignedEmbeddings, align_embeddings, corpus_vectors, load_embeddings
 
         given = self.embeddings
