@@ -20,7 +20,7 @@ import io
 import logging
 import os
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -559,23 +559,16 @@ def corpus_skipgram(
     holds V x E floats until the next call trains others or
     :func:`clear_corpus_skipgram_cache` frees them.
     """
-    global _last_corpus_vectors
-    vocab = [str(w) for w in corpus.vocabulary]
-    digest, n_tokens = _training_digest(corpus, vocab, chunk_size, (vector_size, seed, CORPUS_SKIPGRAM_WINDOW,
-                                                                    CORPUS_SKIPGRAM_TOKEN_PASSES))
-    if n_tokens == 0:
-        raise ValueError("the corpus has no training tokens to learn word embeddings from")
-    if _last_corpus_vectors is not None and _last_corpus_vectors[0] == digest:
-        logger.debug("skip-gram vectors of these training documents: reused from the previous fit")
-        return _copy_aligned(_last_corpus_vectors[1])
-    epochs = int(np.clip(round(CORPUS_SKIPGRAM_TOKEN_PASSES / n_tokens), 5, 50))
-    logger.info("skip-gram on %d training documents (%d tokens, %d epochs)", corpus.n_docs("train"), n_tokens,
-                epochs)
-    vectors = train_skipgram(_BagSentences(corpus, seed, chunk_size), vector_size=vector_size,
-                             window=CORPUS_SKIPGRAM_WINDOW, min_count=1, epochs=epochs, workers=1, seed=seed)
-    aligned = align_embeddings(vectors, vocab, random_state=seed, source="skip-gram on the training documents")
-    _last_corpus_vectors = (digest, _copy_aligned(aligned))
-    return aligned
+    def make(vocab: list[str], n_tokens: int) -> AlignedEmbeddings:
+        epochs = int(np.clip(round(CORPUS_SKIPGRAM_TOKEN_PASSES / n_tokens), 5, 50))
+        logger.info("skip-gram on %d training documents (%d tokens, %d epochs)", corpus.n_docs("train"), n_tokens,
+                    epochs)
+        vectors = train_skipgram(_BagSentences(corpus, seed, chunk_size), vector_size=vector_size,
+                                 window=CORPUS_SKIPGRAM_WINDOW, min_count=1, epochs=epochs, workers=1, seed=seed)
+        return align_embeddings(vectors, vocab, random_state=seed, source="skip-gram on the training documents")
+
+    settings = (vector_size, seed, CORPUS_SKIPGRAM_WINDOW, CORPUS_SKIPGRAM_TOKEN_PASSES)
+    return _kept_or_made(corpus, chunk_size, settings, make)
 
 
 def corpus_ppmi(
@@ -607,17 +600,16 @@ def corpus_ppmi(
     the rest are 0.
     The last result is kept as :func:`corpus_skipgram`'s is.
     """
-    global _last_corpus_vectors
+    settings = ("ppmi", vector_size, seed, PPMI_MAX_CONTEXTS, PPMI_CONTEXT_SMOOTHING)
+    return _kept_or_made(corpus, chunk_size, settings,
+                         lambda vocab, n_tokens: _ppmi_vectors(corpus, vocab, n_tokens, vector_size, seed, chunk_size))
+
+
+def _ppmi_vectors(corpus: Any, vocab: list[str], n_tokens: int, vector_size: int, seed: int,
+                  chunk_size: int) -> AlignedEmbeddings:
+    """:func:`corpus_ppmi`'s computation, once the kept vectors did not serve."""
     from sklearn.utils.extmath import randomized_svd
 
-    vocab = [str(w) for w in corpus.vocabulary]
-    settings = ("ppmi", vector_size, seed, PPMI_MAX_CONTEXTS, PPMI_CONTEXT_SMOOTHING)
-    digest, n_tokens = _training_digest(corpus, vocab, chunk_size, settings)
-    if n_tokens == 0:
-        raise ValueError("the corpus has no training tokens to learn word embeddings from")
-    if _last_corpus_vectors is not None and _last_corpus_vectors[0] == digest:
-        logger.debug("PPMI vectors of these training documents: reused from the previous fit")
-        return _copy_aligned(_last_corpus_vectors[1])
     totals = np.asarray(corpus.word_totals("train"), dtype=np.float64)
     contexts = np.sort(np.argsort(-totals, kind="stable")[:min(len(vocab), PPMI_MAX_CONTEXTS)])
     pairs = _cooccurrences(corpus, contexts, chunk_size)
@@ -635,9 +627,7 @@ def corpus_ppmi(
     logger.info("PPMI vectors of %d training documents (%d tokens, %d contexts, %d components); %d of %d words "
                 "share no training document with a context word and get a zero vector", corpus.n_docs("train"),
                 n_tokens, len(contexts), rank, int((~found).sum()), len(vocab))
-    aligned = AlignedEmbeddings(vectors, found, "PPMI of the training documents", vocab)
-    _last_corpus_vectors = (digest, _copy_aligned(aligned))
-    return aligned
+    return AlignedEmbeddings(vectors, found, "PPMI of the training documents", vocab)
 
 
 def _cooccurrences(corpus: Any, contexts: np.ndarray, chunk_size: int) -> Any:
@@ -679,6 +669,23 @@ def corpus_vectors(corpus: Any, method: str, **kwargs: Any) -> AlignedEmbeddings
 
 #: The last result of :func:`corpus_skipgram` or :func:`corpus_ppmi`, under the digest of what made it.
 _last_corpus_vectors: tuple[str, AlignedEmbeddings] | None = None
+
+
+def _kept_or_made(corpus: Any, chunk_size: int, settings: tuple[Any, ...],
+                  make: Callable[[list[str], int], AlignedEmbeddings]) -> AlignedEmbeddings:
+    """A copy of the kept vectors when the vocabulary, training documents and ``settings`` are the same, else
+    ``make(vocab, n_tokens)``'s, kept for next time: the one cache of both kinds of corpus vectors."""
+    global _last_corpus_vectors
+    vocab = [str(w) for w in corpus.vocabulary]
+    digest, n_tokens = _training_digest(corpus, vocab, chunk_size, settings)
+    if n_tokens == 0:
+        raise ValueError("the corpus has no training tokens to learn word embeddings from")
+    if _last_corpus_vectors is not None and _last_corpus_vectors[0] == digest:
+        logger.debug("corpus vectors of these training documents: reused from the previous fit")
+        return _copy_aligned(_last_corpus_vectors[1])
+    aligned = make(vocab, n_tokens)
+    _last_corpus_vectors = (digest, _copy_aligned(aligned))
+    return aligned
 
 
 def clear_corpus_skipgram_cache() -> None:

@@ -121,9 +121,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _worker_rank() -> int:
-    """This process's rank when torchrun started it (``etm train --nproc``), else 0."""
+    """This process's rank when torchrun started it (``etm train --nproc``), else 0 (before the process group)."""
+    from etm.training.distributed import launched_by_torchrun
+
     try:
-        return int(os.environ.get("RANK", "0")) if "WORLD_SIZE" in os.environ else 0
+        return int(os.environ["RANK"]) if launched_by_torchrun() else 0
     except ValueError:
         return 0
 
